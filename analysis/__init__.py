@@ -1,0 +1,1 @@
+"""cifar-tune analysis: experiment directory -> DataFrame -> tables, evaluation and the plotly report."""

@@ -1,0 +1,1 @@
+"""cifar-tune search: experiment spec, Tuner (OptunaSearch + ASHA), local/cluster, resume, and the CLI."""

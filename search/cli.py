@@ -1,0 +1,169 @@
+"""The ``cifar-tune`` command line. Each subcommand validates everything before it starts any work.
+
+    cifar-tune archs [--json]
+    cifar-tune data  [--data-dir D] [--dataset cifar10] [--json]
+    cifar-tune train --arch A [--data-dir D] [--set k=v ...] [--config row.json] [--json]
+    cifar-tune search ... | presets | report | evaluate      (see --help of each)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+class CliError(Exception):
+    """One line for the user; the command exits with status 2."""
+
+
+def _emit_json(obj) -> None:
+    print(json.dumps(obj, default=str))
+
+
+# --------------------------------------------------------------------------------------------- archs / data / train
+
+def cmd_archs(args) -> int:
+    from trainables.models import count_params, create_model, get_arch, list_models
+
+    rows = []
+    for name in list_models():
+        spec = get_arch(name)
+        rows.append({"name": name, "report": spec.report, "params": count_params(create_model(name)),
+                     "defaults": spec.defaults, "published": spec.published, "description": spec.description})
+    if args.json:
+        _emit_json(rows)
+        return 0
+    print(f"{'name':<14} {'params':>11}  {'report':<34} defaults")
+    for r in rows:
+        d = r["defaults"]
+        short = ", ".join(f"{k}={d[k]}" for k in ("optimizer", "lr", "batch_size", "epochs", "dropout", "norm")
+                          if k in d)
+        print(f"{r['name']:<14} {r['params']:>11,}  {r['report'][:34]:<34} {short}")
+    return 0
+
+
+def cmd_data(args) -> int:
+    from trainables.data import load_dataset
+
+    ds = load_dataset(args.data_dir, args.dataset, download=not args.no_download)
+    summary = ds.summary(args.val_size)
+    if args.json:
+        _emit_json(summary)
+        return 0
+    print(f"source  {summary['source']}\nname    {summary['name']}  image {summary['image_shape']}  "
+          f"classes {len(summary['classes'])}\ncache   {summary['cache']}\n"
+          f"splits  train {summary['train']:,}  val {summary['val']:,}  test {summary['test']:,}")
+    print("class counts (train+val / test):")
+    for c in summary["classes"]:
+        print(f"  {c:<14} {summary['class_counts']['trainval'][c]:>6} {summary['class_counts']['test'][c]:>6}")
+    return 0
+
+
+def _train_config(args) -> dict:
+    from trainables.config import parse_assignments, validate_value
+
+    config: dict = {}
+    if args.config:
+        path = Path(args.config)
+        try:
+            loaded = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise CliError(f"--config {args.config!r}: {e}") from None
+        if not isinstance(loaded, dict):
+            raise CliError(f"--config {args.config!r}: expected a JSON object of config values")
+        config.update(loaded.get("config", loaded))  # accepts a bare config or a report row holding one
+    if args.arch:
+        config["arch"] = args.arch
+    if args.data_dir:
+        config["data_dir"] = args.data_dir
+    config.update(parse_assignments(args.set))
+    return {k: validate_value(k, v) for k, v in config.items()}
+
+
+def cmd_train(args) -> int:
+    from trainables.config import resolve_config
+    from trainables.data import load_dataset
+    from trainables.train import load_state, print_report, save_state, train
+
+    cfg = resolve_config(_train_config(args))  # every bad value fails here, before data or model exist
+    resume_state = None
+    if args.resume:
+        if not args.checkpoint_dir or not (Path(args.checkpoint_dir) / "checkpoint.pt").exists():
+            raise CliError(f"--resume needs an existing checkpoint in --checkpoint-dir, got {args.checkpoint_dir!r}")
+        resume_state = load_state(args.checkpoint_dir)
+        saved = dict(resume_state["config"])
+        if saved["arch"] != cfg["arch"]:
+            raise CliError(f"checkpoint in {args.checkpoint_dir!r} is for arch {saved['arch']!r}, not {cfg['arch']!r}")
+    data = load_dataset(cfg["data_dir"], cfg["dataset"])
+
+    def report(metrics, state):
+        if not args.json:
+            print_report(metrics)
+        else:
+            print(json.dumps({"event": "epoch", **metrics}), flush=True)
+        if state is not None and args.checkpoint_dir:
+            Path(args.checkpoint_dir).mkdir(parents=True, exist_ok=True)
+            save_state(state, args.checkpoint_dir)
+
+    final = train(cfg, report=report, resume_state=resume_state, data=data)
+    if args.json:
+        _emit_json({"event": "final", "config": cfg, **final})
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cifar-tune", description="Hyperparameter search for CIFAR-10 CNNs on Ray Tune.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    a = sub.add_parser("archs", help="list the registered architectures")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_archs)
+
+    d = sub.add_parser("data", help="show what data was found, split sizes, class counts, cache")
+    d.add_argument("--data-dir", default=None)
+    d.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100", "fashion_mnist"])
+    d.add_argument("--val-size", type=int, default=5000)
+    d.add_argument("--no-download", action="store_true", help="never download; fail if nothing is found")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_data)
+
+    t = sub.add_parser("train", help="one training run, no search")
+    t.add_argument("--arch", default=None)
+    t.add_argument("--data-dir", default=None)
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config value (repeatable)")
+    t.add_argument("--config", default=None, help="JSON file with a config (e.g. a row of a report)")
+    t.add_argument("--checkpoint-dir", default=None, help="save a checkpoint here after each epoch")
+    t.add_argument("--resume", action="store_true", help="continue from the checkpoint in --checkpoint-dir")
+    t.add_argument("--json", action="store_true", help="JSON lines; the last holds the final metrics")
+    t.set_defaults(func=cmd_train)
+
+    try:  # the search-side commands live beside their code
+        from search.commands import add_commands
+    except ImportError:
+        pass
+    else:
+        add_commands(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from trainables.config import ConfigError
+    from trainables.data import DataError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (CliError, ConfigError, DataError) as e:
+        print(f"cifar-tune {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"cifar-tune {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Shared fixtures: the real offline CIFAR-10 copy (decoded once per session) and small generated datasets."""
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CIFAR_ARCHIVE = Path(os.environ.get("CIFAR_TUNE_TEST_DATA", REPO.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"))
+
+# One array cache for the whole session (subprocesses inherit it); keep a caller's own cache dir if set.
+os.environ.setdefault("CIFAR_TUNE_CACHE_DIR", tempfile.mkdtemp(prefix="cifar-tune-cache-"))
+# Tests must never reach for the network: no default data dir that could trigger a download.
+os.environ.setdefault("CIFAR_TUNE_DATA_DIR", tempfile.mkdtemp(prefix="cifar-tune-nodata-"))
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+@pytest.fixture(scope="session")
+def cifar_path() -> Path:
+    if not CIFAR_ARCHIVE.exists():
+        msg = f"offline CIFAR-10 copy not found at {CIFAR_ARCHIVE} (set CIFAR_TUNE_TEST_DATA)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)  # CI has shared/ beside the clone: a missing copy is a broken set-up, not a skip
+        pytest.skip(msg)
+    return CIFAR_ARCHIVE
+
+
+@pytest.fixture(scope="session")
+def cifar(cifar_path):
+    from trainables.data import load_dataset
+
+    return load_dataset(cifar_path, download=False)
+
+
+def make_cifar_pickles(root: Path, n_train_per_batch: int = 20, n_test: int = 20, seed: int = 0) -> Path:
+    """A tiny copy of the official cifar-10-batches-py layout (same pickle keys, random pixels)."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name, n in [(f"data_batch_{i}", n_train_per_batch) for i in range(1, 6)] + [("test_batch", n_test)]:
+        blob = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                b"labels": [int(v) for v in rng.integers(0, 10, n)]}
+        (folder / name).write_bytes(pickle.dumps(blob))
+    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
+    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": names}))
+    return root
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool) -> None:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(data) if compress else data)
+
+
+def make_fashion_idx(root: Path, n_train: int = 30, n_test: int = 10, compress: bool = True, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    suffix = ".gz" if compress else ""
+    write_idx(root / f"train-images-idx3-ubyte{suffix}", rng.integers(0, 256, (n_train, 28, 28)), compress)
+    write_idx(root / f"train-labels-idx1-ubyte{suffix}", np.arange(n_train) % 10, compress)
+    write_idx(root / f"t10k-images-idx3-ubyte{suffix}", rng.integers(0, 256, (n_test, 28, 28)), compress)
+    write_idx(root / f"t10k-labels-idx1-ubyte{suffix}", np.arange(n_test) % 10, compress)
+    return root
+
+
+def make_image_folder(root: Path, classes=("cat", "dog", "frog"), per_class: int = 4, size: int = 8) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for c in classes:
+            (root / split / c).mkdir(parents=True)
+            for i in range(per_class):
+                Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / split / c / f"{i}.png")
+    return root

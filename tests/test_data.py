@@ -1,0 +1,174 @@
+"""Data layer: every source, the cache (and its rebuild after corruption), splits, device batches."""
+from __future__ import annotations
+
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+
+import trainables.data as data
+from tests.conftest import make_cifar_pickles, make_fashion_idx, make_image_folder
+from trainables.data import DataError, DeviceBatches, load_dataset
+
+
+def test_offline_cifar_copy_is_complete(cifar):
+    assert cifar.train_x.shape == (50000, 32, 32, 3) and cifar.train_x.dtype == np.uint8
+    assert cifar.test_x.shape == (10000, 32, 32, 3)
+    assert cifar.classes[:3] == ["airplane", "automobile", "bird"] and cifar.num_classes == 10
+    assert np.bincount(cifar.train_y).tolist() == [5000] * 10
+    assert np.bincount(cifar.test_y).tolist() == [1000] * 10
+
+
+def test_second_load_comes_from_the_cache(cifar_path, cifar, monkeypatch):
+    def no_decode(*a, **k):
+        raise AssertionError("decoded again although the cache is valid")
+
+    monkeypatch.setattr(data, "_decode_folder_archive", no_decode)
+    again = load_dataset(cifar_path, download=False)
+    assert again.cache_path == cifar.cache_path and again.checksum == cifar.checksum
+    assert np.array_equal(again.train_y, cifar.train_y)
+
+
+def test_folder_holding_one_archive_is_found(cifar_path, cifar):
+    assert load_dataset(cifar_path.parent, download=False).checksum == cifar.checksum
+
+
+def test_torchvision_cifar_pickles(tmp_path):
+    root = make_cifar_pickles(tmp_path / "d")
+    ds = load_dataset(root, download=False, cache_dir=tmp_path / "c")
+    assert ds.name == "cifar10" and ds.train_x.shape == (100, 32, 32, 3) and ds.test_x.shape == (20, 32, 32, 3)
+    assert ds.classes[-1] == "truck"
+    # Pixel layout: the pickle stores planar RGB rows; pixel (0, 0) of image 0 is data[0], data[1024], data[2048].
+    import pickle
+
+    blob = pickle.loads((root / "cifar-10-batches-py" / "data_batch_1").read_bytes())
+    assert ds.train_x[0, 0, 0].tolist() == [blob[b"data"][0][0], blob[b"data"][0][1024], blob[b"data"][0][2048]]
+
+
+def test_torchvision_cifar_tarball(tmp_path):
+    src = make_cifar_pickles(tmp_path / "src")
+    (tmp_path / "d").mkdir()
+    with tarfile.open(tmp_path / "d" / "cifar-10-python.tar.gz", "w:gz") as tar:
+        tar.add(src / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    ds = load_dataset(tmp_path / "d", download=False, cache_dir=tmp_path / "c")
+    assert ds.train_x.shape == (100, 32, 32, 3)
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_fashion_mnist_idx(tmp_path, compress):
+    root = make_fashion_idx(tmp_path / "fm", compress=compress)
+    ds = load_dataset(root, dataset="fashion_mnist", download=False, cache_dir=tmp_path / "c")
+    assert ds.name == "fashion_mnist" and ds.train_x.shape == (30, 28, 28, 1) and ds.test_y.tolist() == list(range(10))
+    assert ds.classes[0] == "T-shirt/top"
+
+
+def test_image_folder_tree_and_archive(tmp_path):
+    root = make_image_folder(tmp_path / "tree")
+    ds = load_dataset(root, download=False, cache_dir=tmp_path / "c")
+    assert ds.classes == ["cat", "dog", "frog"] and ds.train_x.shape == (12, 8, 8, 3)
+    with tarfile.open(tmp_path / "tree.tar.gz", "w:gz") as tar:
+        tar.add(root, arcname="tree")  # a top-level folder inside the archive is accepted too
+    packed = load_dataset(tmp_path / "tree.tar.gz", download=False, cache_dir=tmp_path / "c")
+    assert np.array_equal(packed.train_x, ds.train_x) and np.array_equal(packed.test_y, ds.test_y)
+
+
+def test_corrupt_cache_is_detected_and_rebuilt(tmp_path, monkeypatch):
+    root = make_fashion_idx(tmp_path / "fm", n_train=2000)
+    first = load_dataset(root, dataset="fashion_mnist", download=False, cache_dir=tmp_path / "c")
+    path = first.cache_path
+    calls = []
+    real = data._decode_fashion
+    monkeypatch.setattr(data, "_decode_fashion", lambda files: calls.append(1) or real(files))
+    with open(path, "r+b") as f:  # flip one byte in the middle of the image array
+        f.seek(800_000)
+        b = f.read(1)
+        f.seek(800_000)
+        f.write(bytes([b[0] ^ 0xFF]))
+    rebuilt = load_dataset(root, dataset="fashion_mnist", download=False, cache_dir=tmp_path / "c")
+    assert calls == [1] and np.array_equal(rebuilt.train_x, first.train_x)
+    with open(path, "r+b") as f:  # truncate
+        f.truncate(1000)
+    again = load_dataset(root, dataset="fashion_mnist", download=False, cache_dir=tmp_path / "c")
+    assert calls == [1, 1] and np.array_equal(again.train_x, first.train_x)
+
+
+def test_changed_source_gets_a_new_cache(tmp_path):
+    root = make_fashion_idx(tmp_path / "fm", seed=0)
+    a = load_dataset(root, dataset="fashion_mnist", download=False, cache_dir=tmp_path / "c")
+    make_fashion_idx(tmp_path / "fm2", seed=1)
+    for f in (tmp_path / "fm2").iterdir():
+        f.replace(root / f.name)
+    b = load_dataset(root, dataset="fashion_mnist", download=False, cache_dir=tmp_path / "c")
+    assert a.checksum != b.checksum and not np.array_equal(a.train_x, b.train_x)
+
+
+def test_no_data_offline_lists_the_layouts(tmp_path):
+    with pytest.raises(DataError) as e:
+        load_dataset(tmp_path, download=False, cache_dir=tmp_path / "c")
+    assert str(tmp_path) in str(e.value) and "cifar-10-batches-py" in str(e.value) and "idx3-ubyte" in str(e.value)
+
+
+def test_truncated_archive_is_a_clear_error(tmp_path, cifar_path):
+    bad = tmp_path / "cut.tar.gz"
+    bad.write_bytes(cifar_path.read_bytes()[:200_000])
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        load_dataset(bad, download=False, cache_dir=tmp_path / "c")
+
+
+def test_validation_split_is_stratified_fixed_and_apart_from_test(cifar):
+    train_idx, val_idx = cifar.split_indices(5000, seed=0)
+    assert len(val_idx) == 5000 and len(train_idx) == 45000
+    assert not set(train_idx) & set(val_idx)
+    assert np.bincount(cifar.train_y[val_idx]).tolist() == [500] * 10
+    again_train, again_val = cifar.split_indices(5000, seed=0)
+    assert np.array_equal(again_val, val_idx) and np.array_equal(again_train, train_idx)
+    # The first N training images (config "subset") cover every class, though the source is sorted by class.
+    assert len(np.unique(cifar.train_y[train_idx[:500]])) == 10
+    val_x, _ = cifar.split("val")
+    # No validation image is a test image (the test split is the official one, disjoint by construction).
+    test_bytes = {x.tobytes() for x in cifar.test_x[:2000]}
+    assert not any(x.tobytes() in test_bytes for x in val_x[:2000])
+
+
+def test_channel_stats_match_numpy(cifar):
+    mean, std = cifar.channel_stats()
+    ref = np.concatenate([cifar.train_x[i:i + 10000].reshape(-1, 3) for i in range(0, 50000, 10000)]) / 255.0
+    assert np.allclose(mean, ref.mean(0), atol=1e-9) and np.allclose(std, ref.std(0), atol=1e-9)
+
+
+def test_device_batches_cover_every_image_once_per_epoch():
+    x = np.arange(10 * 4 * 4 * 3, dtype=np.uint8).reshape(10, 4, 4, 3)
+    y = np.arange(10)
+    batches = DeviceBatches(x, y, batch_size=3, shuffle=True, seed=1, mean=(0.0,), std=(1 / 255,))
+    seen = torch.cat([yb for _, yb in batches])
+    assert len(batches) == 4 and sorted(seen.tolist()) == list(range(10))
+    xb, yb = next(iter(batches))
+    assert xb.shape == (3, 3, 4, 4) and xb.dtype == torch.float32
+    # mean 0, std 1/255: the normalised batch equals the raw pixels
+    assert torch.equal(xb, torch.as_tensor(x[yb.numpy()]).permute(0, 3, 1, 2).float())
+
+
+def test_crop_and_flip_are_translations_of_the_padded_image():
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 256, (64, 8, 8, 3), dtype=np.uint8)  # no zeros: padding is recognisable
+    batches = DeviceBatches(x, np.zeros(64), batch_size=64, augment=True, pad=2, seed=0, mean=(0.0,), std=(1 / 255,))
+    out = next(iter(batches))[0].permute(0, 2, 3, 1).numpy().astype(np.uint8)
+    padded = np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)))
+    shifted = flipped = 0
+    for i in range(64):
+        windows = [padded[i, dy:dy + 8, dx:dx + 8] for dy in range(5) for dx in range(5)]
+        plain = any(np.array_equal(out[i], w) for w in windows)
+        mirror = any(np.array_equal(out[i], w[:, ::-1]) for w in windows)
+        assert plain or mirror, f"image {i} is not a crop of its padded original"
+        shifted += not np.array_equal(out[i], x[i]) and not np.array_equal(out[i], x[i][:, ::-1])
+        flipped += mirror and not plain
+    assert shifted > 32 and 10 < flipped < 54  # random, not constant
+
+
+def test_batches_are_normalised(cifar):
+    mean, std = cifar.channel_stats()
+    idx = np.random.default_rng(0).choice(len(cifar.train_y), 4096, replace=False)  # the source is class-sorted
+    batches = DeviceBatches(cifar.train_x[idx], cifar.train_y[idx], 4096, mean=mean, std=std)
+    xb, _ = next(iter(batches))
+    assert abs(float(xb.mean())) < 0.1 and abs(float(xb.std()) - 1) < 0.1

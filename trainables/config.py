@@ -1,0 +1,169 @@
+"""The trial config: one flat dict of plain values, validated when built.
+
+``resolve_config`` layers the global defaults, then the architecture's own report setting, then the user's values,
+coerces strings (from ``--set k=v``) to the right type and checks every value; a bad one raises :class:`ConfigError`
+naming the key and the value. A resolved config re-runs a trial exactly: ``cifar-tune train --config row.json``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+METRIC = "val_accuracy"  # the one metric search optimises and reports rank by
+MODE = "max"
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adamax")
+SCHEDULES = ("constant", "cosine", "step")
+DATASETS = ("cifar10", "cifar100", "fashion_mnist")
+STATUSES = ("completed", "stopped", "diverged", "errored")
+
+
+class ConfigError(ValueError):
+    """A config value is unknown, of the wrong type or out of range; the message names it."""
+
+
+def _positive(x):
+    return x > 0
+
+
+def _nonneg(x):
+    return x >= 0
+
+
+def _unit(x):  # [0, 1)
+    return 0 <= x < 1
+
+
+# key: (type, default, check, what the check means). Units in the comments, as airbench does.
+FIELDS: dict[str, tuple[type, Any, Callable | None, str]] = {
+    "arch": (str, "simple_cnn", None, "a registered architecture"),
+    "dataset": (str, "cifar10", lambda v: v in DATASETS, f"one of {', '.join(DATASETS)}"),
+    "data_dir": (str, None, None, "a path"),  # None: $CIFAR_TUNE_DATA_DIR or ~/.cache/cifar-tune/data
+    "lr": (float, 1e-3, _positive, "> 0"),  # peak learning rate
+    "batch_size": (int, 128, _positive, ">= 1"),  # images per step
+    "optimizer": (str, "sgd", lambda v: v in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
+    "momentum": (float, 0.9, _unit, "in [0, 1)"),  # sgd and rmsprop
+    "nesterov": (bool, False, None, "true or false"),  # sgd only
+    "beta1": (float, 0.9, _unit, "in [0, 1)"),  # adam family
+    "beta2": (float, 0.999, _unit, "in [0, 1)"),
+    "weight_decay": (float, 0.0, _nonneg, ">= 0"),
+    "dropout": (float, None, _unit, "in [0, 1)"),  # None: the report's own
+    "norm": (str, None, None, "a normalisation the arch supports"),  # None: the report's own
+    "label_smoothing": (float, 0.0, _unit, "in [0, 1)"),
+    "augment": (bool, True, None, "true or false"),  # random crop (pad 4) + horizontal flip
+    "epochs": (int, 10, _positive, ">= 1"),
+    "schedule": (str, "constant", lambda v: v in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
+    "warmup_epochs": (float, 0.0, _nonneg, ">= 0"),  # linear warm-up, epochs
+    "seed": (int, 0, _nonneg, ">= 0"),
+    "subset": (int, 0, _nonneg, ">= 0"),  # train on the first N training images; 0 = all
+    "val_size": (int, 5000, _nonneg, ">= 0"),  # images carved from the training set for validation
+    "device": (str, "auto", lambda v: v in ("auto", "cpu", "cuda", "mps") or v.startswith("cuda:"),
+               "auto, cpu, cuda, cuda:N or mps"),
+    "amp": (bool, False, None, "true or false"),  # bf16 autocast
+    "channels_last": (bool, False, None, "true or false"),
+    "compile": (bool, False, None, "true or false"),  # torch.compile the model
+    "checkpoint_every": (int, 1, _positive, ">= 1"),  # epochs between checkpoints (the last is always saved)
+    # Architecture-specific knobs, passed to the builder only when it accepts them:
+    "stem": (str, None, lambda v: v in ("imagenet", "cifar"), "imagenet or cifar"),
+    "pretrained": (bool, None, None, "true or false"),
+    "freeze": (int, None, _nonneg, ">= 0"),
+}
+ARCH_KWARGS = ("stem", "pretrained", "freeze")
+_TRUE = {"true", "yes", "1", "on"}
+_FALSE = {"false", "no", "0", "off"}
+
+
+def _coerce(key: str, value: Any) -> Any:
+    typ = FIELDS[key][0]
+    if value is None:
+        return None
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, (int, float)) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+            return value.lower() in _TRUE
+    elif typ is int:
+        if isinstance(value, bool):
+            pass
+        elif isinstance(value, int):
+            return value
+        elif isinstance(value, float) and value.is_integer():
+            return int(value)
+        elif isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                try:
+                    f = float(value)
+                    if f.is_integer():
+                        return int(f)
+                except ValueError:
+                    pass
+    elif typ is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif typ is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"{key}: expected {typ.__name__}, got {value!r}")
+
+
+def validate_value(key: str, value: Any) -> Any:
+    """Coerce and check one value; raises ConfigError naming ``key`` and ``value``."""
+    if key not in FIELDS:
+        raise ConfigError(f"unknown config key {key!r}; known: {', '.join(sorted(FIELDS))}")
+    value = _coerce(key, value)
+    _, _, check, meaning = FIELDS[key]
+    if value is not None:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key}: must be finite, got {value!r}")
+        if check is not None and not check(value):
+            raise ConfigError(f"{key}: must be {meaning}, got {value!r}")
+    return value
+
+
+def resolve_config(config: dict) -> dict:
+    """Defaults < the arch's report setting < ``config``; every value checked. Returns a new flat dict."""
+    from trainables.models import NORMS, get_arch
+
+    for key, value in config.items():
+        validate_value(key, value)
+    arch = validate_value("arch", config.get("arch", FIELDS["arch"][1]))
+    try:
+        spec = get_arch(arch)
+    except ValueError as e:
+        raise ConfigError(f"arch: {e}") from None
+    out = {k: FIELDS[k][1] for k in FIELDS}
+    for key, value in spec.defaults.items():
+        if key in FIELDS:
+            out[key] = validate_value(key, value)
+    for key, value in config.items():
+        if value is not None or key in ("data_dir",):
+            out[key] = validate_value(key, value)
+    if out["norm"] not in NORMS:
+        raise ConfigError(f"norm: must be one of {', '.join(NORMS)}, got {out['norm']!r}")
+    import inspect
+
+    accepted = inspect.signature(spec.builder).parameters
+    for key in ARCH_KWARGS:
+        if config.get(key) is not None and key not in accepted:
+            raise ConfigError(f"{key}: arch {arch!r} has no such option (value {config[key]!r})")
+    return out
+
+
+def parse_assignments(items: list[str]) -> dict:
+    """``["lr=0.01", "augment=false"]`` -> ``{"lr": 0.01, "augment": False}``, each key and value validated."""
+    out = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        out[key] = validate_value(key, None if raw.strip().lower() in ("none", "null") else raw.strip())
+    return out

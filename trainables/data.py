@@ -1,0 +1,487 @@
+"""Data: sources -> one cached uint8 array file -> batches that live on the trial's device.
+
+Every source ends in the same in-memory form, a :class:`Dataset`: uint8 images ``N x H x W x C``, int64 labels and
+class names, for the official train and test splits. Sources:
+
+* torchvision CIFAR-10 / CIFAR-100 / Fashion-MNIST files in ``data_dir`` (downloaded through torchvision when absent
+  and ``download=True``);
+* an image-folder tree ``train/<class>/*`` + ``test/<class>/*``, or a ``.tar.gz`` of one;
+* Fashion-MNIST raw idx files (``train-images-idx3-ubyte[.gz]`` ...), e.g. Debian's ``/usr/share/datasets/fashion-mnist``.
+
+Decoding happens once: the arrays are cached in a single ``.npz`` keyed by the sha256 of the source files. The zip
+container's CRC-32 catches a corrupt or truncated cache, which is then rebuilt.
+
+The validation split is carved from the training set (stratified, fixed seed); the test split is only handed out by
+:meth:`Dataset.split` ``("test")``, which evaluation calls and search never does.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import tarfile
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DEFAULT_VAL_SIZE = 5000
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp")
+CACHE_FORMAT = 1  # bump when the cache layout changes
+
+LAYOUTS = """accepted data layouts for --data-dir:
+  1. torchvision CIFAR-10: DIR/cifar-10-batches-py/ or DIR/cifar-10-python.tar.gz (downloaded when online)
+  2. an image-folder tree DIR/train/<class>/*.jpg + DIR/test/<class>/*.jpg, or a .tar.gz holding one
+     (e.g. the offline copy cifar10-jpeg.tar.gz; DIR may be the archive itself or a folder holding only it)
+  3. Fashion-MNIST raw files DIR/train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz],
+     t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz] (Debian: /usr/share/datasets/fashion-mnist)"""
+
+
+class DataError(RuntimeError):
+    """No usable data: the message names what was looked for and the accepted layouts."""
+
+
+# Hooks for tests that must prove a code path never reads the test split (see tests/test_data.py).
+_split_access_log: list[str] = []
+
+
+@dataclass
+class Dataset:
+    name: str
+    source: str
+    checksum: str
+    classes: list[str]
+    train_x: np.ndarray  # uint8 N x H x W x C
+    train_y: np.ndarray  # int64 N
+    test_x: np.ndarray
+    test_y: np.ndarray
+    cache_path: str = ""
+    _stats: tuple | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_x.shape[1:])  # H, W, C
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def split_indices(self, val_size: int = DEFAULT_VAL_SIZE, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Stratified train/val indices into the official training set; the same for the same (val_size, seed)."""
+        from sklearn.model_selection import train_test_split
+
+        n = len(self.train_y)
+        if val_size == 0:
+            return np.random.default_rng(seed).permutation(n), np.arange(0)
+        if not 0 < val_size < n:
+            raise ValueError(f"val_size must be in [0, {n}), got {val_size!r}")
+        train_idx, val_idx = train_test_split(np.arange(n), test_size=val_size, random_state=seed,
+                                              stratify=self.train_y)
+        # Training indices stay in train_test_split's seeded random order, so "the first N" (config ``subset``) is a
+        # random sample of every class rather than the first class of a class-sorted source.
+        return train_idx, np.sort(val_idx)
+
+    def split(self, which: str, val_size: int = DEFAULT_VAL_SIZE, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Images and labels of ``train`` (minus validation), ``val``, ``trainval`` or ``test``."""
+        _split_access_log.append(which)
+        if which == "test":
+            return self.test_x, self.test_y
+        if which == "trainval":
+            return self.train_x, self.train_y
+        train_idx, val_idx = self.split_indices(val_size, seed)
+        idx = {"train": train_idx, "val": val_idx}.get(which)
+        if idx is None:
+            raise ValueError(f"unknown split {which!r}; known: train, val, trainval, test")
+        return self.train_x[idx], self.train_y[idx]
+
+    def channel_stats(self) -> tuple[list[float], list[float]]:
+        """Per-channel mean and std of the training images, in [0, 1] units."""
+        if self._stats is None:
+            # A 256-bin histogram per channel gives exact moments without a float copy of the images.
+            levels = np.arange(256, dtype=np.float64) / 255.0
+            mean, std = [], []
+            for c in range(self.train_x.shape[-1]):
+                hist = np.bincount(self.train_x[..., c].ravel(), minlength=256).astype(np.float64)
+                m = float((hist * levels).sum() / hist.sum())
+                mean.append(m)
+                std.append(float(np.sqrt((hist * (levels - m) ** 2).sum() / hist.sum())))
+            self._stats = (mean, std)
+        return self._stats
+
+    def summary(self, val_size: int = DEFAULT_VAL_SIZE) -> dict:
+        train_idx, val_idx = self.split_indices(val_size)
+        counts = np.bincount(self.train_y, minlength=self.num_classes)
+        test_counts = np.bincount(self.test_y, minlength=self.num_classes)
+        return {"name": self.name, "source": self.source, "checksum": self.checksum, "cache": self.cache_path,
+                "image_shape": list(self.shape), "classes": self.classes,
+                "train": int(len(train_idx)), "val": int(len(val_idx)), "test": int(len(self.test_y)),
+                "class_counts": {"trainval": dict(zip(self.classes, counts.tolist())),
+                                 "test": dict(zip(self.classes, test_counts.tolist()))}}
+
+
+# --------------------------------------------------------------------------------------------- locating a source
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("CIFAR_TUNE_DATA_DIR", Path.home() / ".cache" / "cifar-tune" / "data"))
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("CIFAR_TUNE_CACHE_DIR", Path.home() / ".cache" / "cifar-tune" / "arrays"))
+
+
+def _find(d: Path, *names: str) -> Path | None:
+    for name in names:
+        if (d / name).exists():
+            return d / name
+    return None
+
+
+def _fashion_files(d: Path) -> dict[str, Path] | None:
+    stems = {"train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
+             "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte"}
+    files = {k: _find(d, s, s + ".gz") for k, s in stems.items()}
+    return files if all(files.values()) else None
+
+
+def locate(data_dir: str | os.PathLike | None, dataset: str = "cifar10") -> tuple[str, list[Path]]:
+    """Work out which source ``data_dir`` holds: returns (kind, files). Raises DataError when none fits."""
+    d = Path(data_dir) if data_dir is not None else default_data_dir()
+    if d.is_file() and d.name.endswith((".tar.gz", ".tgz", ".tar")):
+        return "folder_archive", [d]
+    if d.is_dir():
+        if (d / "train").is_dir() and (d / "test").is_dir():
+            return "folder", [d]
+        if dataset == "cifar10" and _find(d, "cifar-10-batches-py", "cifar-10-python.tar.gz"):
+            return "torchvision_cifar10", sorted(p for p in [d / "cifar-10-batches-py", d / "cifar-10-python.tar.gz"]
+                                                 if p.exists())
+        if dataset == "cifar100" and _find(d, "cifar-100-python", "cifar-100-python.tar.gz"):
+            return "torchvision_cifar100", sorted(p for p in [d / "cifar-100-python", d / "cifar-100-python.tar.gz"]
+                                                  if p.exists())
+        fm = _fashion_files(d) or _fashion_files(d / "FashionMNIST" / "raw")
+        if fm:
+            return "fashion_idx", [fm[k] for k in ("train_x", "train_y", "test_x", "test_y")]
+        archives = [p for p in d.iterdir() if p.name.endswith((".tar.gz", ".tgz"))
+                    and not p.name.startswith(("cifar-10-python", "cifar-100-python"))]
+        if len(archives) == 1:
+            return "folder_archive", archives
+    raise DataError(f"no dataset found in {str(d)!r} (dataset={dataset!r})\n{LAYOUTS}")
+
+
+# --------------------------------------------------------------------------------------------- decoding sources
+
+def _decode_image(data: bytes, where: str) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            arr = np.asarray(im.convert("L" if im.mode in ("L", "1", "I;16") else "RGB"))
+    except Exception as e:  # PIL raises many types for a broken file
+        raise DataError(f"cannot decode image {where!r}: {e}") from e
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+def _stack(images: list[np.ndarray], labels: list[int], where: str) -> tuple[np.ndarray, np.ndarray]:
+    if not images:
+        raise DataError(f"no images found under {where!r}\n{LAYOUTS}")
+    shapes = {im.shape for im in images}
+    if len(shapes) != 1:
+        raise DataError(f"images under {where!r} differ in size {sorted(shapes)[:4]}; resize them to one size first")
+    return np.stack(images), np.asarray(labels, dtype=np.int64)
+
+
+def _read_folder_entries(entries, where: str) -> dict:
+    """entries: iterable of (split, class, name, bytes-getter). Classes sorted alphabetically, as ImageFolder does."""
+    by_split: dict[str, list] = {"train": [], "test": []}
+    for split, cls, name, get in entries:
+        if split in by_split and name.lower().endswith(IMAGE_SUFFIXES):
+            by_split[split].append((cls, name, get))
+    classes = sorted({cls for cls, _, _ in by_split["train"]})
+    missing = sorted({cls for cls, _, _ in by_split["test"]} - set(classes))
+    if missing:
+        raise DataError(f"test classes {missing} of {where!r} have no training images")
+    index = {c: i for i, c in enumerate(classes)}
+    out = {"classes": classes}
+    for split, items in by_split.items():
+        items.sort(key=lambda t: (t[0], t[1]))
+        images = [_decode_image(get(), f"{where}:{split}/{cls}/{name}") for cls, name, get in items]
+        out[f"{split}_x"], out[f"{split}_y"] = _stack(images, [index[c] for c, _, _ in items], f"{where}/{split}")
+    return out
+
+
+def _decode_folder(root: Path) -> dict:
+    def entries():
+        for split in ("train", "test"):
+            for cls_dir in sorted(p for p in (root / split).iterdir() if p.is_dir()):
+                for f in cls_dir.iterdir():
+                    yield split, cls_dir.name, f.name, f.read_bytes
+    return _read_folder_entries(entries(), str(root))
+
+
+def _decode_folder_archive(path: Path) -> dict:
+    try:
+        with tarfile.open(path) as tar:
+            entries = []
+            for m in tar:
+                parts = Path(m.name).parts
+                # Accept both train/<class>/x.jpg and <top>/train/<class>/x.jpg.
+                if m.isfile() and len(parts) >= 3 and parts[-3] in ("train", "test"):
+                    data = tar.extractfile(m).read()
+                    entries.append((parts[-3], parts[-2], parts[-1], lambda data=data: data))
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+        raise DataError(f"archive {str(path)!r} is truncated or corrupt: {e}") from e
+    return _read_folder_entries(entries, str(path))
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise DataError(f"idx file {str(path)!r} is truncated or corrupt: {e}") from e
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError(f"{str(path)!r} is not an unsigned-byte idx file")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise DataError(f"idx file {str(path)!r} holds {body.size} bytes, expected {int(np.prod(dims))} for {dims}")
+    return body.reshape(dims)
+
+
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot"]
+
+
+def _decode_fashion(files: list[Path]) -> dict:
+    tx, ty, vx, vy = (_read_idx(p) for p in files)
+    return {"classes": FASHION_CLASSES, "train_x": tx[..., None], "train_y": ty.astype(np.int64),
+            "test_x": vx[..., None], "test_y": vy.astype(np.int64)}
+
+
+# The official python-pickle layouts, read here rather than through torchvision.datasets: torchvision checks the
+# files against the md5 sums of the official release, which would reject any re-packed or test-made copy.
+_CIFAR = {
+    "torchvision_cifar10": {"folder": "cifar-10-batches-py", "archive": "cifar-10-python.tar.gz",
+                            "train": [f"data_batch_{i}" for i in range(1, 6)],
+                            "test": ["test_batch"], "meta": "batches.meta", "names": b"label_names",
+                            "labels": b"labels"},
+    "torchvision_cifar100": {"folder": "cifar-100-python", "archive": "cifar-100-python.tar.gz",
+                             "train": ["train"], "test": ["test"], "meta": "meta",
+                             "names": b"fine_label_names", "labels": b"fine_labels"},
+}
+
+
+def _decode_cifar(root: Path, kind: str) -> dict:
+    import pickle
+
+    layout = _CIFAR[kind]
+    folder = root / layout["folder"]
+    archive = root / layout["archive"]
+    blobs: dict[str, bytes] = {}
+    try:
+        if folder.is_dir():
+            for name in layout["train"] + layout["test"] + [layout["meta"]]:
+                blobs[name] = (folder / name).read_bytes()
+        else:
+            with tarfile.open(archive) as tar:
+                for m in tar:
+                    if m.isfile() and Path(m.name).name in layout["train"] + layout["test"] + [layout["meta"]]:
+                        blobs[Path(m.name).name] = tar.extractfile(m).read()
+        decoded = {k: pickle.loads(v, encoding="bytes") for k, v in blobs.items()}
+    except (OSError, EOFError, tarfile.TarError, zlib.error, pickle.UnpicklingError, ValueError) as e:
+        raise DataError(f"{kind[len('torchvision_'):]} files in {str(root)!r} are missing, truncated or corrupt: {e}")
+    missing = [n for n in layout["train"] + layout["test"] + [layout["meta"]] if n not in decoded]
+    if missing:
+        raise DataError(f"{kind[len('torchvision_'):]} files in {str(root)!r} lack {missing}\n{LAYOUTS}")
+
+    def stack(names):
+        x = np.concatenate([np.asarray(decoded[n][b"data"], dtype=np.uint8) for n in names])
+        y = np.concatenate([np.asarray(decoded[n][layout["labels"]], dtype=np.int64) for n in names])
+        return x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), y
+
+    out = {"classes": [c.decode() for c in decoded[layout["meta"]][layout["names"]]]}
+    out["train_x"], out["train_y"] = stack(layout["train"])
+    out["test_x"], out["test_y"] = stack(layout["test"])
+    return out
+
+
+def _download(root: Path, dataset: str) -> None:
+    """Fetch the official files through torchvision (it verifies their md5)."""
+    import torchvision
+
+    cls = {"cifar10": torchvision.datasets.CIFAR10, "cifar100": torchvision.datasets.CIFAR100,
+           "fashion_mnist": torchvision.datasets.FashionMNIST}[dataset]
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        cls(str(root), train=True, download=True)
+        cls(str(root), train=False, download=True)
+    except Exception as e:  # URLError offline, RuntimeError on a bad checksum
+        raise DataError(f"no {dataset} data in {str(root)!r} and the download through torchvision failed: {e}\n"
+                        f"{LAYOUTS}") from e
+
+
+# --------------------------------------------------------------------------------------------- checksums and cache
+
+def _files_of(paths: list[Path]) -> list[Path]:
+    out = []
+    for p in paths:
+        out.extend(sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p])
+    return out
+
+
+def source_checksum(paths: list[Path]) -> str:
+    """sha256 over the source files' relative names and bytes.
+
+    Hashing ~180 MB takes a few tenths of a second, so the digest is memoised per file (size, mtime) in a sidecar
+    under the cache dir; any change to a file's size or mtime forces a re-hash.
+    """
+    memo_path = default_cache_dir() / "checksums.json"
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    h = hashlib.sha256()
+    changed = False
+    for f in _files_of(paths):
+        st = f.stat()
+        key = f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+        digest = memo.get(key)
+        if digest is None:
+            fh = hashlib.sha256()
+            with open(f, "rb") as fp:
+                for chunk in iter(lambda: fp.read(1 << 20), b""):
+                    fh.update(chunk)
+            digest = memo[key] = fh.hexdigest()
+            changed = True
+        h.update(f.name.encode() + b"\0" + digest.encode())
+    if changed:
+        memo_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo_path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(memo))
+        os.replace(tmp, memo_path)
+    return h.hexdigest()
+
+
+def _load_cache(path: Path) -> dict | None:
+    """The cached arrays, or None when the file is missing, truncated or fails its CRC."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            out = {k: z[k] for k in ("train_x", "train_y", "test_x", "test_y", "classes", "format")}
+        if int(out.pop("format")) != CACHE_FORMAT:
+            return None
+        out["classes"] = [str(c) for c in out["classes"]]
+        return out
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
+        return None
+
+
+def _write_cache(path: Path, arrays: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:  # atomic: readers see the old file or the whole new one, never half of it
+        np.savez(f, format=np.int64(CACHE_FORMAT), classes=np.asarray(arrays["classes"]),
+                 **{k: arrays[k] for k in ("train_x", "train_y", "test_x", "test_y")})
+    os.replace(tmp, path)
+
+
+def load_dataset(data_dir: str | os.PathLike | None = None, dataset: str = "cifar10", download: bool = True,
+                 cache_dir: str | os.PathLike | None = None) -> Dataset:
+    """Find, decode (once) and return the dataset in ``data_dir``; see the module docstring for the layouts."""
+    if dataset not in ("cifar10", "cifar100", "fashion_mnist"):
+        raise ValueError(f"unknown dataset {dataset!r}; known: cifar10, cifar100, fashion_mnist")
+    d = Path(data_dir) if data_dir is not None else default_data_dir()
+    if data_dir is not None and not d.exists() and not download:
+        raise DataError(f"data dir {str(d)!r} does not exist\n{LAYOUTS}")
+    try:
+        kind, files = locate(d, dataset)
+    except DataError:
+        if not download or (d.exists() and d.is_file()):
+            raise
+        _download(d, dataset)
+        kind, files = locate(d, dataset)
+    checksum = source_checksum(files)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache_path = cache / f"{kind}-{checksum[:20]}.npz"
+    arrays = _load_cache(cache_path)
+    if arrays is None:  # first load, or the cache is truncated/corrupt: decode the source again
+        if kind == "folder":
+            arrays = _decode_folder(files[0])
+        elif kind == "folder_archive":
+            arrays = _decode_folder_archive(files[0])
+        elif kind == "fashion_idx":
+            arrays = _decode_fashion(files)
+        else:
+            arrays = _decode_cifar(d, kind)
+        _write_cache(cache_path, arrays)
+    name = {"fashion_idx": "fashion_mnist", "torchvision_cifar10": "cifar10", "torchvision_cifar100": "cifar100"}.get(
+        kind, Path(str(files[0]).removesuffix(".tar.gz").removesuffix(".tgz")).name)
+    return Dataset(name=name, source=f"{kind}:{files[0]}", checksum=checksum, cache_path=str(cache_path),
+                   **{k: arrays[k] for k in ("classes", "train_x", "train_y", "test_x", "test_y")})
+
+
+# --------------------------------------------------------------------------------------------- device batches
+
+class DeviceBatches:
+    """Shuffled mini-batches from uint8 images that already sit on ``device``.
+
+    Augmentation (random crop with zero padding, horizontal flip) runs on the whole batch on the device, then the
+    batch is scaled and normalised. No PIL, no worker processes. Iterating again reshuffles (seeded).
+    """
+
+    def __init__(self, images, labels, batch_size: int, device="cpu", *, shuffle: bool = False,
+                 augment: bool = False, mean=(0.5,), std=(0.5,), pad: int = 4, seed: int = 0,
+                 drop_last: bool = False, channels_last: bool = False, dtype=torch.float32):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+        self.device = torch.device(device)
+        self.images = torch.as_tensor(images).to(self.device)  # N H W C uint8
+        self.labels = torch.as_tensor(labels).to(self.device, torch.int64)
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
+            raise ValueError(f"images must be uint8 N x H x W x C, got {self.images.dtype} {tuple(self.images.shape)}")
+        self.batch_size, self.shuffle, self.augment, self.pad = batch_size, shuffle, augment, pad
+        self.drop_last, self.channels_last, self.dtype = drop_last, channels_last, dtype
+        c = self.images.shape[-1]
+        self.mean = torch.tensor(mean, dtype=dtype, device=self.device).expand(c).view(1, c, 1, 1) * 255
+        self.std = torch.tensor(std, dtype=dtype, device=self.device).expand(c).view(1, c, 1, 1) * 255
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+
+    def __len__(self) -> int:
+        n = len(self.labels)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def _crop_flip(self, x: torch.Tensor) -> torch.Tensor:
+        """x: B H W C uint8 -> randomly translated by up to ``pad`` pixels (zeros enter) and flipped."""
+        b, h, w, _ = x.shape
+        p = self.pad
+        if p:
+            padded = torch.nn.functional.pad(x, (0, 0, p, p, p, p))
+            dy = torch.randint(0, 2 * p + 1, (b, 1), device=self.device, generator=self.generator)
+            dx = torch.randint(0, 2 * p + 1, (b, 1), device=self.device, generator=self.generator)
+            rows = (torch.arange(h, device=self.device) + dy)[:, :, None]
+            cols = (torch.arange(w, device=self.device) + dx)[:, None, :]
+            x = padded[torch.arange(b, device=self.device)[:, None, None], rows, cols]
+        flip = torch.rand(b, device=self.device, generator=self.generator) < 0.5
+        return torch.where(flip[:, None, None, None], x.flip(2), x)
+
+    def __iter__(self):
+        n = len(self.labels)
+        order = (torch.randperm(n, device=self.device, generator=self.generator) if self.shuffle
+                 else torch.arange(n, device=self.device))
+        stop = n - n % self.batch_size if self.drop_last else n
+        for start in range(0, stop, self.batch_size):
+            idx = order[start:start + self.batch_size]
+            x = self.images[idx]
+            if self.augment:
+                x = self._crop_flip(x)
+            # NHWC -> NCHW view: this is channels_last memory already; copy to contiguous NCHW unless asked not to.
+            x = x.permute(0, 3, 1, 2).to(self.dtype)
+            x = (x - self.mean) / self.std
+            yield (x if self.channels_last else x.contiguous()), self.labels[idx]

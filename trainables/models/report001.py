@@ -1,0 +1,185 @@
+"""Report 001 (Dureja): a custom Keras CNN and a transfer-learned ResNet-18 on CIFAR-10.
+
+keras_cnn (§2.2): three blocks Conv2D(3x3, ReLU) -> BatchNorm -> MaxPool(2) -> Dropout with 32/64/128
+filters, Flatten, Dense(128, ReLU), Dropout, Dense(10, softmax). The report gives no padding, so we keep the
+Keras default ``padding="valid"``: 32 -> 30 -> 15 -> 13 -> 6 -> 4 -> 2, a 2x2x128 = 512 flatten, and
+
+    conv 896 + 18,496 + 73,856, BN 64 + 128 + 256 (trainable gamma/beta), dense 65,664 + 1,290 = 160,650
+
+trainable parameters (Keras would list 448 more, the BN moving statistics). ``padding="same"`` is available
+as an extra knob (357,258 parameters: a 4x4x128 flatten) since "same" is the other common choice.
+
+resnet18 (§2.1, §2.4): torchvision's ResNet-18 with a 10-way head, ImageNet weights, early layers frozen,
+fine-tuned on CIFAR-10. The report never mentions resizing the 32x32 images to 224, so the ImageNet stem
+(7x7/2 conv + 3x3/2 max pool) sees 32x32 images and the last stage works on 1x1 maps; that is the setting
+the published 80.03 % comes from as far as the report tells. ``stem="cifar"`` swaps in the usual 3x3/1 conv
+without max pooling for training from scratch.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch.nn as nn
+import torchvision
+
+from trainables.models.registry import check_no_extra, default_image_size, flat_features, norm_layer, register
+
+# ---------------------------------------------------------------------------------------------------------------
+# keras_cnn
+
+# §2.2 / §3.4: "0.3 in the first convolutional block, up to 0.5 in deeper layers". We read that as a linear
+# ramp over the three conv blocks and 0.5 again after the dense layer.
+KERAS_CNN_DROPOUT = (0.3, 0.4, 0.5, 0.5)
+# Highest rate an overridden schedule may reach (the registry only checks the base rate is < 1).
+_MAX_RATE = 0.9
+
+
+def keras_cnn_dropout_schedule(dropout: float) -> list[float]:
+    """Per-layer rates for base rate ``dropout`` (the first block's rate, the "D/O Rate" of Table 2).
+
+    The report's ramp is scaled proportionally: 0.3 gives (0.3, 0.4, 0.5, 0.5), 0.4 gives
+    (0.4, 0.533, 0.667, 0.667), 0 turns all dropout off. Each rate is capped at 0.9.
+    """
+    return [min(dropout * r / KERAS_CNN_DROPOUT[0], _MAX_RATE) for r in KERAS_CNN_DROPOUT]
+
+
+@register(
+    "keras_cnn",
+    report="001 (Dureja), §2.2",
+    defaults={
+        # §2.5: Adam, lr 0.001 halved on a 5-epoch validation plateau, batch 64, at most 50 epochs with early
+        # stopping. ReduceLROnPlateau/early stopping have no key here; "constant" is the closest setting.
+        "optimizer": "adam", "lr": 1e-3, "batch_size": 64, "epochs": 50, "schedule": "constant",
+        "dropout": 0.3, "norm": "batch",
+        # §3.1: random horizontal flip + random crop for both models. No weight decay for the Keras model
+        # (§2.3 lists it only for the PyTorch one); no label smoothing mentioned.
+        "augment": True, "weight_decay": 0.0, "label_smoothing": 0.0,
+    },
+    published={"metric": "test_accuracy", "value": 0.8075, "source": "Table 1"},
+)
+def build_keras_cnn(num_classes: int = 10, in_channels: int = 3, dropout: float = 0.3, norm: str = "batch",
+                    padding: str = "valid", image_size: int | None = None, **extra) -> nn.Module:
+    """Keras custom CNN of report 001 (Dureja), §2.2: 3 conv blocks 32/64/128, BN, dropout 0.3->0.5, dense 128.
+
+    160,650 trainable parameters at the defaults (valid padding, see module docstring).
+    ``dropout`` is the first block's rate; the deeper rates scale with it (``keras_cnn_dropout_schedule``).
+    ``padding``: "valid" (Keras default, used here) or "same".
+    """
+    check_no_extra("keras_cnn", extra)
+    if padding not in ("valid", "same"):
+        raise ValueError(f"keras_cnn: padding must be 'valid' or 'same', got {padding!r}")
+    p1, p2, p3, p_dense = keras_cnn_dropout_schedule(dropout)
+    pad = 0 if padding == "valid" else 1
+
+    def block(cin: int, cout: int, p: float) -> nn.Sequential:
+        # Keras order as listed in §2.2: conv with ReLU, then BatchNorm, then pooling, then dropout.
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=pad), nn.ReLU(inplace=True), norm_layer(norm, cout),
+                             nn.MaxPool2d(2), nn.Dropout(p))
+
+    features = nn.Sequential(block(in_channels, 32, p1), block(32, 64, p2), block(64, 128, p3), nn.Flatten())
+    flat = flat_features(features, in_channels, default_image_size(in_channels, image_size))
+    classifier = nn.Sequential(nn.Linear(flat, 128), nn.ReLU(inplace=True), nn.Dropout(p_dense),
+                               nn.Linear(128, num_classes))
+    return nn.Sequential(features, classifier)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# resnet18
+
+STEMS = ("imagenet", "cifar")
+
+
+def _load_imagenet_weights():
+    """torchvision's ImageNet-1k weights for ResNet-18, or a clear error when they cannot be had."""
+    weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    try:
+        return weights.get_state_dict(progress=False)
+    except Exception as e:  # URLError, HTTP errors, a truncated file ... all mean the same thing to the caller
+        raise RuntimeError(
+            "resnet18(pretrained=True): could not load torchvision's ResNet18_Weights.IMAGENET1K_V1 "
+            f"(download from {weights.url} failed: {type(e).__name__}: {e}). Without network access put the "
+            "file into the torch hub cache ($TORCH_HOME/hub/checkpoints/) or build with pretrained=False."
+        ) from e
+
+
+def _stem_conv(in_channels: int, kernel_size: int, stride: int) -> nn.Conv2d:
+    """A replacement first conv, initialised the way torchvision initialises ResNet convs."""
+    conv = nn.Conv2d(in_channels, 64, kernel_size, stride=stride, padding=kernel_size // 2, bias=False)
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    return conv
+
+
+def _adapt_first_conv(weight, in_channels: int):
+    """Pretrained RGB filters for ``in_channels`` inputs: average over RGB and spread the sum evenly.
+
+    For grey input (in_channels=1) this responds exactly as the RGB filter would to the grey image
+    replicated on three channels.
+    """
+    if in_channels == weight.shape[1]:
+        return weight
+    return weight.mean(dim=1, keepdim=True).repeat(1, in_channels, 1, 1) * (weight.shape[1] / in_channels)
+
+
+@register(
+    "resnet18",
+    report="001 (Dureja), §2.1-2.5",
+    defaults={
+        # §2.5: Adam, lr 0.001, batch 64, 20 epochs. §2.3: weight decay "in the Adam optimizer" without a
+        # value; 1e-4 is our pick. §2.3/§3.1: random flip + crop.
+        "optimizer": "adam", "lr": 1e-3, "batch_size": 64, "epochs": 20, "weight_decay": 1e-4,
+        "augment": True, "schedule": "constant", "label_smoothing": 0.0,
+        # torchvision's ResNet-18 has BatchNorm and no dropout.
+        "dropout": 0.0, "norm": "batch",
+    },
+    published={"metric": "test_accuracy", "value": 0.8003,
+               "source": "Table 1 (ImageNet-pretrained, fine-tuned: pretrained=True)"},
+)
+def build_resnet18(num_classes: int = 10, in_channels: int = 3, dropout: float = 0.0, norm: str = "batch",
+                   stem: str = "imagenet", pretrained: bool = False, freeze: int = 0, image_size: int | None = None,
+                   **extra) -> nn.Module:
+    """torchvision ResNet-18 of report 001 (Dureja), §2.1-2.4, with a ``num_classes`` head.
+
+    11,181,642 parameters with the ImageNet stem, 11,173,962 with ``stem="cifar"`` (3x3/1 conv, no max pool).
+    ``pretrained`` loads ``ResNet18_Weights.IMAGENET1K_V1`` (report's transfer setup; needs stem="imagenet"
+    and norm="batch"); ``freeze`` = N freezes the first N of the five stages (stem, layer1 .. layer4).
+    Frozen BatchNorm layers keep updating their running statistics in train mode; only the weights are fixed.
+    ``dropout`` > 0 puts a dropout layer before the classifier (the report has none).
+    ``image_size`` is accepted like everywhere in the zoo but not needed (global average pooling).
+    """
+    check_no_extra("resnet18", extra)
+    if stem not in STEMS:
+        raise ValueError(f"resnet18: stem must be one of {STEMS}, got {stem!r}")
+    if not 0 <= int(freeze) <= 5:
+        raise ValueError(f"resnet18: freeze counts stages (stem, layer1..layer4): 0..5, got {freeze!r}")
+    if pretrained and stem != "imagenet":
+        raise ValueError("resnet18: ImageNet weights fit only stem='imagenet' (the cifar stem is a different conv)")
+    if pretrained and norm != "batch":
+        raise ValueError(f"resnet18: ImageNet weights come with BatchNorm; norm={norm!r} cannot load them")
+
+    # torchvision takes the norm as a factory of the channel count, which is what norm_layer gives; a partial
+    # (not a lambda) because the ResNet keeps it as an attribute and the model should stay picklable.
+    model = torchvision.models.resnet18(weights=None, norm_layer=functools.partial(norm_layer, norm))
+    if in_channels != 3:
+        model.conv1 = _stem_conv(in_channels, kernel_size=7, stride=2)
+    if pretrained:
+        state = _load_imagenet_weights()
+        state["conv1.weight"] = _adapt_first_conv(state["conv1.weight"], in_channels)
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}  # the 1000-way head is replaced
+        missing, _ = model.load_state_dict(state, strict=False)
+        assert set(missing) == {"fc.weight", "fc.bias"}, missing
+    if stem == "cifar":
+        # 32x32 images keep their resolution into layer1 (32 -> 32 -> 16 -> 8 -> 4).
+        model.conv1 = _stem_conv(in_channels, kernel_size=3, stride=1)
+        model.maxpool = nn.Identity()
+
+    # §2.1: replace the final fully connected layer (512 -> num_classes) after global average pooling.
+    # A plain Linear when dropout is 0 keeps torchvision's state-dict keys (fc.weight, fc.bias).
+    head = nn.Linear(model.fc.in_features, num_classes)
+    model.fc = nn.Sequential(nn.Dropout(dropout), head) if dropout > 0 else head
+
+    stages = [(model.conv1, model.bn1), model.layer1, model.layer2, model.layer3, model.layer4]
+    for stage in stages[:int(freeze)]:
+        for module in (stage if isinstance(stage, tuple) else (stage,)):
+            for p in module.parameters():
+                p.requires_grad_(False)
+    return model

@@ -1,0 +1,241 @@
+"""One training run: ``train(config)``; works on its own, and as a Ray Tune trainable via :func:`tune_trainable`.
+
+Each epoch reports train/val loss and accuracy, epoch seconds and images/s through ``report(metrics, state)``,
+where ``state`` (model + optimizer + scheduler + RNG + epoch + config) is the checkpoint to keep, or None.
+A run that meets a NaN/inf loss stops and reports ``status="diverged"`` instead of raising.
+Search never sees the test split: this module only asks the data layer for ``train`` and ``val``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import platform
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from trainables.config import METRIC, resolve_config
+from trainables.data import Dataset, DeviceBatches, load_dataset
+from trainables.models import count_params, create_model, get_arch
+
+CHECKPOINT_FILE = "checkpoint.pt"
+EVAL_BATCH = 1024  # images per forward pass when evaluating
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} asked for, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def environment() -> dict:
+    """Versions and hardware, stored beside every result."""
+    import torchvision
+
+    env = {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
+           "numpy": np.__version__, "platform": platform.platform(), "cpus": os.cpu_count(),
+           "torch_threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name(0)
+    return env
+
+
+def build_optimizer(cfg: dict, params) -> torch.optim.Optimizer:
+    name, lr, wd = cfg["optimizer"], cfg["lr"], cfg["weight_decay"]
+    betas = (cfg["beta1"], cfg["beta2"])
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=cfg["momentum"], nesterov=cfg["nesterov"] and cfg["momentum"] > 0,
+                               weight_decay=wd)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=wd)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=wd)
+    if name == "adamax":
+        return torch.optim.Adamax(params, lr=lr, betas=betas, weight_decay=wd)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, momentum=cfg["momentum"], weight_decay=wd)
+    if name == "adagrad":
+        return torch.optim.Adagrad(params, lr=lr, weight_decay=wd)
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
+def build_schedule(cfg: dict, optimizer, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step multiplier: linear warm-up, then constant, cosine to zero, or step (x0.1 at 50% and 75%)."""
+    total = cfg["epochs"] * steps_per_epoch
+    warmup = int(cfg["warmup_epochs"] * steps_per_epoch)
+    kind = cfg["schedule"]
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        if kind == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        if kind == "step":
+            return 0.1 ** ((progress >= 0.5) + (progress >= 0.75))
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, batches: DeviceBatches, amp: bool = False) -> dict:
+    """Mean cross-entropy, accuracy and the predictions over ``batches``."""
+    model.eval()
+    loss_sum = torch.zeros((), device=batches.device, dtype=torch.float64)
+    preds = []
+    for x, y in batches:
+        with torch.autocast(batches.device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(x)
+        loss_sum += nn.functional.cross_entropy(logits.float(), y, reduction="sum").double()
+        preds.append(logits.argmax(1))
+    pred = torch.cat(preds) if preds else torch.zeros(0, dtype=torch.int64)
+    n = max(1, len(batches.labels))
+    return {"loss": float(loss_sum) / n, "accuracy": float((pred == batches.labels).sum()) / n,
+            "predictions": pred.cpu().numpy()}
+
+
+def print_report(metrics: dict, state: dict | None = None) -> None:
+    keys = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_seconds", "images_per_second")
+    print(f"epoch {metrics['epoch']:>3}/{metrics['epochs']}  " + "  ".join(
+        f"{k} {metrics[k]:.4g}" for k in keys) + f"  [{metrics['status']}]", flush=True)
+
+
+def train(config: dict, *, report: Callable[[dict, dict | None], None] = print_report, resume_state: dict | None = None,
+          data: Dataset | None = None) -> dict:
+    """Train one config; returns the last metrics. ``data`` skips loading (search hands over a shared copy)."""
+    cfg = resolve_config(config)
+    seed_everything(cfg["seed"])
+    device = pick_device(cfg["device"])
+    ds = data if data is not None else load_dataset(cfg["data_dir"], cfg["dataset"])
+    train_x, train_y = ds.split("train", cfg["val_size"])
+    val_x, val_y = ds.split("val", cfg["val_size"])
+    if cfg["subset"]:
+        train_x, train_y = train_x[:cfg["subset"]], train_y[:cfg["subset"]]
+    mean, std = ds.channel_stats()
+    if cfg["pretrained"]:  # torchvision's ImageNet weights expect ImageNet's normalisation
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+    loader = dict(device=device, mean=mean, std=std, channels_last=cfg["channels_last"])
+    train_batches = DeviceBatches(train_x, train_y, cfg["batch_size"], shuffle=True, augment=cfg["augment"],
+                                  seed=cfg["seed"], **loader)
+    val_batches = DeviceBatches(val_x, val_y, EVAL_BATCH, **loader)
+
+    spec = get_arch(cfg["arch"])
+    extra = {k: cfg[k] for k in ("stem", "pretrained", "freeze") if cfg[k] is not None}
+    model = create_model(cfg["arch"], num_classes=ds.num_classes, in_channels=ds.shape[-1], image_size=ds.shape[0],
+                         dropout=cfg["dropout"], norm=cfg["norm"], **extra).to(device)
+    if cfg["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+    params = count_params(model)
+    optimizer = build_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
+    schedule = build_schedule(cfg, optimizer, len(train_batches))
+    start_epoch, history = 0, []
+    if resume_state is not None:
+        model.load_state_dict(resume_state["model"])
+        optimizer.load_state_dict(resume_state["optimizer"])
+        schedule.load_state_dict(resume_state["schedule"])
+        train_batches.generator.set_state(resume_state["batch_rng"])
+        torch.set_rng_state(resume_state["torch_rng"])
+        start_epoch, history = resume_state["epoch"], list(resume_state.get("history", []))
+    step_model = torch.compile(model) if cfg["compile"] else model
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg["label_smoothing"])
+
+    metrics: dict = {}
+    for epoch in range(start_epoch + 1, cfg["epochs"] + 1):
+        model.train()
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+        correct = torch.zeros((), device=device, dtype=torch.int64)
+        diverged = False
+        for step, (x, y) in enumerate(train_batches):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg["amp"]):
+                logits = step_model(x)
+                loss = loss_fn(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            loss_sum += loss.detach().double() * len(y)
+            correct += (logits.detach().argmax(1) == y).sum()
+            # Checking every 50 steps costs one sync; a diverged run stops within 50 steps.
+            if step % 50 == 49 and not torch.isfinite(loss_sum):
+                diverged = True
+                break
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - t0
+        seen = min(len(train_batches.labels), (step + 1) * cfg["batch_size"])
+        train_loss = float(loss_sum) / seen
+        diverged = diverged or not math.isfinite(train_loss)
+        val = evaluate(model, val_batches, cfg["amp"]) if len(val_y) else {"loss": float("nan"), "accuracy": 0.0}
+        status = "diverged" if diverged else ("completed" if epoch == cfg["epochs"] else "running")
+        metrics = {"epoch": epoch, "epochs": cfg["epochs"], "arch": cfg["arch"], "train_loss": train_loss,
+                   "train_accuracy": float(correct) / seen, "val_loss": val["loss"], METRIC: val["accuracy"],
+                   "epoch_seconds": seconds, "images_per_second": seen / seconds, "lr": schedule.get_last_lr()[0],
+                   "params": params, "status": status}
+        history.append({k: metrics[k] for k in ("epoch", "train_loss", "train_accuracy", "val_loss", METRIC)})
+        last = status != "running"
+        state = None
+        if last or epoch % cfg["checkpoint_every"] == 0:
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "schedule": schedule.state_dict(), "batch_rng": train_batches.generator.get_state(),
+                     "torch_rng": torch.get_rng_state(), "epoch": epoch, "config": cfg, "history": history,
+                     "dataset": {"name": ds.name, "checksum": ds.checksum}, "report": spec.report}
+        report(metrics, state)
+        if last:
+            break
+    return metrics
+
+
+# --------------------------------------------------------------------------------------------- checkpoints on disk
+
+def save_state(state: dict, directory: str | os.PathLike) -> Path:
+    path = Path(directory) / CHECKPOINT_FILE
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # a crash mid-write leaves the previous checkpoint whole
+    return path
+
+
+def load_state(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_FILE
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+# --------------------------------------------------------------------------------------------- Ray Tune
+
+def tune_trainable(config: dict, data: Dataset | None = None) -> None:
+    """Function trainable for ``ray.tune.Tuner``: resumes from Tune's checkpoint, reports every epoch."""
+    from ray import tune
+
+    def report(metrics: dict, state: dict | None) -> None:
+        if state is None:
+            tune.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as d:
+            save_state(state, d)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+    resume_state = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            resume_state = load_state(d)
+    train(config, report=report, resume_state=resume_state, data=data)
