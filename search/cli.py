@@ -140,16 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true", help="JSON lines; the last holds the final metrics")
     t.set_defaults(func=cmd_train)
 
-    try:  # the search-side commands live beside their code
-        from search.commands import add_commands
-    except ImportError:
-        pass
-    else:
-        add_commands(sub)
+    from search.commands import add_commands  # search, presets, report
+
+    add_commands(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    from search.spec import SpecError
     from trainables.config import ConfigError
     from trainables.data import DataError
 
@@ -157,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (CliError, ConfigError, DataError) as e:
+    except (CliError, ConfigError, DataError, SpecError) as e:
         print(f"cifar-tune {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

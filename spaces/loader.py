@@ -40,7 +40,7 @@ from typing import Any
 
 import yaml
 
-from trainables.config import ARCH_KWARGS, FIELDS, OPTIMIZERS, ConfigError, validate_value
+from trainables.config import ARCH_KWARGS, FIELDS, ConfigError, validate_value
 from trainables.models import NORMS, get_arch, list_models
 
 TOP_LEVEL_KEYS = ("description", "extends", "remove", "params", "fixed")
@@ -194,7 +194,8 @@ def _read(path: Path) -> dict:
     except yaml.YAMLError as e:
         raise SpaceError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
     if not isinstance(data, dict):
-        raise SpaceError(f"{path}: a search space must be a YAML mapping, got {type(data).__name__}")
+        got = "an empty file" if data is None else f"a {type(data).__name__}"
+        raise SpaceError(f"{path}: a search space must be a YAML mapping, got {got}")
     for key in data:
         if key not in TOP_LEVEL_KEYS:
             raise SpaceError(f"{path}: unknown top-level key {key!r}; known: {', '.join(TOP_LEVEL_KEYS)}")
@@ -205,7 +206,10 @@ def _extends_path(path: Path, target: Any) -> Path:
     if not isinstance(target, str) or not target:
         raise SpaceError(f"{path}: extends: expected a space name or a .yaml path, got {target!r}")
     if target.endswith((".yaml", ".yml")) or "/" in target:
-        return (path.parent / target).resolve()
+        parent = (path.parent / target).resolve()
+        if not parent.is_file():
+            raise SpaceError(f"{path}: extends: {target!r} -> {parent} does not exist")
+        return parent
     shipped = shipped_dir() / f"{target}.yaml"
     if not shipped.exists():
         raise SpaceError(f"{path}: extends: no shipped space {target!r}; shipped: {', '.join(shipped_spaces())}")
@@ -244,7 +248,7 @@ def _load_merged(path: Path, seen: list[Path]) -> dict:
             raise SpaceError(f"{name}: {section}: expected a mapping, got {value!r}")
     for key in own_params:
         if key in own_fixed:
-            raise SpaceError(f"{name}: {key}: both searched (params) and fixed; pick one")
+            raise SpaceError(f"{name}: params.{key} / fixed.{key}: both searched and fixed; pick one")
     for key, spec in own_params.items():
         fixed.pop(key, None)
         fixed_source.pop(key, None)
@@ -263,13 +267,11 @@ def _load_merged(path: Path, seen: list[Path]) -> dict:
 def _known_value(file: str, where: str, key: str, value: Any) -> Any:
     """``value`` coerced to the type ``key`` takes, or SpaceError if the trainable would reject it."""
     try:
-        value = validate_value(key, value)
+        value = validate_value(key, value)  # types, ranges, and the optimizer/schedule/dataset names
     except ConfigError as e:
         raise SpaceError(f"{file}: {where}: {e}") from None
     if key == "norm" and value not in NORMS:
         raise SpaceError(f"{file}: {where}: norm must be one of {', '.join(NORMS)}, got {value!r}")
-    if key == "optimizer" and value not in OPTIMIZERS:  # validate_value checks this too; kept for clarity
-        raise SpaceError(f"{file}: {where}: optimizer must be one of {', '.join(OPTIMIZERS)}, got {value!r}")
     if value is None:
         raise SpaceError(f"{file}: {where}: a value is required, got null")
     return value
@@ -300,6 +302,8 @@ def _parse_param(file: str, name: Any, spec: Any) -> Param:
     if not isinstance(spec, dict):
         raise SpaceError(f"{file}: {where}: expected a mapping like {{type: float, low: .., high: ..}}, got {spec!r}")
     kind = spec.get("type")
+    if kind is None:
+        raise SpaceError(f"{file}: {where}.type: missing; one of {', '.join(SPEC_FIELDS)}")
     if kind not in SPEC_FIELDS:
         raise SpaceError(f"{file}: {where}.type: unknown distribution {kind!r}; known: {', '.join(SPEC_FIELDS)}")
     for key in spec:
@@ -403,7 +407,7 @@ def _check_conditions(merged: dict) -> tuple[dict[str, Param], dict]:
                 if ref_source == param.source and key not in dead:
                     # Written together in one file: a contradiction, not an inherited param being switched off.
                     raise SpaceError(f"{param.source}: {where.format(key=key)}: none of {list(allowed)} is among "
-                                     f"{key!r}'s values {offered}, so {name!r} could never be suggested")
+                                     f"the values of {key!r} {offered}, so {name!r} could never be suggested")
                 dead.add(name)
     return {n: p for n, p in params.items() if n not in dead}, dict(fixed)
 

@@ -1,0 +1,180 @@
+"""The search-side subcommands of ``cifar-tune``: search, presets, report (evaluate lives in analysis)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from search.spec import ExperimentSpec, SpecError
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def spec_from_args(args) -> ExperimentSpec:
+    from search.presets import get_preset, grid_runs, tuned_plan
+    from trainables.config import ConfigError, parse_assignments
+
+    try:
+        fixed = parse_assignments(args.set)
+    except ConfigError as e:
+        raise SpecError(f"--set {e}") from None
+    if args.data_dir:
+        fixed["data_dir"] = str(Path(args.data_dir).resolve())
+    kw = dict(num_samples=args.num_samples, max_epochs=args.max_epochs, grace_period=args.grace_period,
+              reduction_factor=args.reduction_factor, sampler=args.sampler, scheduler=args.scheduler,
+              seed=args.seed, name=args.name or "", storage=args.storage or "", optuna_storage=args.optuna_storage or "",
+              warm_start=args.warm_start or "", address=args.address or "", storage_is_shared=args.storage_is_shared,
+              max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
+              gpus_per_trial=args.gpus_per_trial, max_failures=args.max_failures, fixed=fixed)
+    archs = _csv(args.arch) if args.arch else []
+    if args.preset:
+        if archs:
+            raise SpecError("give --arch or --preset, not both")
+        name, _, mode = args.preset.partition(":")
+        mode = mode or "tuned"
+        if mode not in ("grid", "tuned"):
+            raise SpecError(f"--preset {args.preset!r}: mode must be grid or tuned, got {mode!r}")
+        try:
+            preset = get_preset(name)
+        except ValueError as e:
+            raise SpecError(f"--preset: {e}") from None
+        archs = list(preset.archs)
+        kw["preset"] = args.preset
+        if mode == "grid":
+            rows = grid_runs(preset)  # every grid point once per seed the report used
+            # Each row keeps its own epochs (report 002's rows differ); max_epochs is the longest.
+            kw.update(sampler="grid", scheduler="none", grid=rows,
+                      max_epochs=max(r.get("epochs", preset.epochs) for r in rows), grace_period=1)
+        # Run settings the grid and the search share (e.g. report 000's 10,000-image validation split);
+        # the user's --set still wins.
+        kw["fixed"] = {**getattr(preset, "settings", {}), **fixed}
+        if mode == "tuned":
+            plan = tuned_plan(preset)
+            kw.update(num_samples=plan["num_samples"], max_epochs=plan["max_epochs"],
+                      grace_period=plan["grace_period"], reduction_factor=plan["reduction_factor"])
+    if args.space:
+        if len(archs) != 1 and not args.space.endswith(".yaml"):
+            raise SpecError(f"--space {args.space!r}: expected a .yaml file")
+        if not Path(args.space).is_file():
+            raise SpecError(f"--space {args.space!r}: no such file")
+        kw["space_files"] = {a: str(Path(args.space).resolve()) for a in archs}
+    return ExperimentSpec(archs=archs, **kw)
+
+
+def cmd_search(args) -> int:
+    from search.tuner import run_search, spec_from_dir
+    from search.spec import ExperimentSpec as _Spec
+
+    if args.resume:
+        if not args.name:
+            raise SpecError("--resume needs the --name (and --storage) of the experiment to finish")
+        probe = _Spec(archs=["simple_cnn"], name=args.name, storage=args.storage or "")
+        spec = spec_from_dir(probe.experiment_dir)
+        if args.address:
+            spec.address = args.address
+    else:
+        spec = spec_from_args(args)
+    results = run_search(spec, resume=args.resume)
+    print_best(results, spec)
+    return 0
+
+
+def print_best(results, spec: ExperimentSpec) -> None:
+    from trainables.config import METRIC
+
+    best: dict = {}
+    for r in results:
+        m = r.metrics or {}
+        if METRIC not in m or m.get("status") == "diverged":
+            continue
+        arch = r.config.get("arch")
+        if arch not in best or m[METRIC] > best[arch][0]:
+            best[arch] = (m[METRIC], m.get("epoch"), r.config)
+    print(f"\nbest configuration per net ({METRIC}, validation split):")
+    for arch in spec.archs:
+        if arch not in best:
+            print(f"  {arch:<14} no finished trial")
+            continue
+        value, epoch, cfg = best[arch]
+        print(f"  {arch:<14} {value:.4f} at epoch {epoch}: " + json.dumps({k: v for k, v in cfg.items()
+                                                                          if k not in ("data_dir",)}, default=str))
+    print(f"\nexperiment: {spec.experiment_dir}\nnext: cifar-tune report {spec.experiment_dir}")
+
+
+def cmd_presets(args) -> int:
+    from search.presets import expand_grid, get_preset, grid_cost, list_presets, tuned_plan
+
+    rows = []
+    for name in list_presets():
+        p = get_preset(name)
+        rows.append({"name": name, "report": p.report, "archs": list(p.archs), "grid_points": len(expand_grid(p)),
+                     "grid_epochs": grid_cost(p), "tuned": tuned_plan(p), "description": p.description})
+    if args.json:
+        print(json.dumps(rows, default=str))
+        return 0
+    for r in rows:
+        t = r["tuned"]
+        print(f"{r['name']:<12} {','.join(r['archs']):<28} grid {r['grid_points']:>3} runs / {r['grid_epochs']:>5} "
+              f"epochs | tuned {t['num_samples']} trials x <= {t['max_epochs']} epochs per net  ({r['report']})")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from analysis.load import ExperimentError, load_trials
+
+    try:
+        trials = load_trials(args.experiment)
+    except ExperimentError as e:
+        raise SpecError(str(e)) from None
+    if args.json:
+        print(json.dumps({"experiment": str(Path(args.experiment).resolve()), "trials": trials}, default=str))
+        return 0
+    try:
+        from analysis.report import write_report
+    except ImportError:
+        write_report = None
+    if write_report is None:
+        for t in trials:
+            print(f"{t['trial_id']:<14} {t['arch']:<14} {t['status']:<10} epochs {t['epochs']:>3} "
+                  f"val_accuracy {t['val_accuracy'] if t['val_accuracy'] is not None else float('nan'):.4f}")
+        return 0
+    return write_report(args.experiment, out=args.out)
+
+
+def add_commands(sub) -> None:
+    s = sub.add_parser("search", help="Optuna TPE + ASHA search on Ray Tune")
+    s.add_argument("--arch", help="comma-separated nets; each gets its own study and the same budget")
+    s.add_argument("--preset", help="NAME[:grid|:tuned] (see `cifar-tune presets`)")
+    s.add_argument("--num-samples", type=int, default=16, help="trials per net")
+    s.add_argument("--max-epochs", type=int, default=8)
+    s.add_argument("--grace-period", type=int, default=1, help="epochs before ASHA may stop a trial")
+    s.add_argument("--reduction-factor", type=float, default=3.0)
+    s.add_argument("--scheduler", default="asha", help="asha or none")
+    s.add_argument("--sampler", default="tpe", help="tpe or random")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--space", help="your own YAML search space (applies to every --arch)")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="fix a config value in every trial")
+    s.add_argument("--data-dir")
+    s.add_argument("--name", help="experiment name (default: search-<timestamp>)")
+    s.add_argument("--storage", help="results root: a directory, or a URL such as s3://bucket/path")
+    s.add_argument("--optuna-storage", help="SQLAlchemy URL for the Optuna studies (default: sqlite in the experiment)")
+    s.add_argument("--warm-start", help="earlier experiment dir (or Optuna URL) whose finished trials seed the studies")
+    s.add_argument("--address", help="join a running Ray cluster: auto or HOST:PORT (default: embedded Ray)")
+    s.add_argument("--storage-is-shared", action="store_true", help="the --storage path is mounted on every node")
+    s.add_argument("--max-concurrent", type=int, default=0, help="0: as many as resources allow")
+    s.add_argument("--cpus-per-trial", type=float, default=0, help="0: 1 CPU")
+    s.add_argument("--gpus-per-trial", type=float, default=-1, help="fractional packs trials (default 0.25 with GPUs)")
+    s.add_argument("--max-failures", type=int, default=1, help="retries of a failing trial from its last checkpoint")
+    s.add_argument("--resume", action="store_true", help="finish the experiment --name in --storage")
+    s.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("presets", help="one preset per report: its experiment, as a grid or a tuned search")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_presets)
+
+    r = sub.add_parser("report", help="tables and report.html for an experiment")
+    r.add_argument("experiment")
+    r.add_argument("--out", help="output directory (default: EXPERIMENT/report)")
+    r.add_argument("--json", action="store_true", help="machine-readable trial summary")
+    r.set_defaults(func=cmd_report)

@@ -1,0 +1,125 @@
+"""ASHA per architecture, with its rung records persisted by us.
+
+One ASHA over several nets would compare a small net's accuracy with a big net's and stop the weaker net's trials
+for being the weaker net. :class:`PerArchASHA` keeps one ``AsyncHyperBandScheduler`` per architecture (trials
+carry ``arch`` in their config), so each net's trials compete only with each other.
+
+Ray Tune restores its searcher on resume but not ASHA's rungs (ray#30838). Every decision is written to
+``asha_state.json`` in the experiment directory (atomically), and :meth:`PerArchASHA.load` puts the rungs back, so
+a resumed search cuts at the same values and the record of which trial stopped at which rung is intact.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
+
+from trainables.config import METRIC, MODE
+
+STATE_FILE = "asha_state.json"
+TIME_ATTR = "epoch"  # reported by the trainable; equals Tune's training_iteration, also after a resume
+
+
+class PerArchASHA(FIFOScheduler):
+    def __init__(self, archs: list[str], max_t: int, grace_period: int = 1, reduction_factor: float = 3,
+                 state_path: str | os.PathLike | None = None):
+        super().__init__()
+        self._metric, self._mode = METRIC, MODE
+        if grace_period < 1 or grace_period > max_t:
+            raise ValueError(f"grace_period must be in [1, max_epochs={max_t}], got {grace_period!r}")
+        if reduction_factor <= 1:
+            raise ValueError(f"reduction_factor must be > 1, got {reduction_factor!r}")
+        self.max_t, self.grace_period, self.reduction_factor = max_t, grace_period, reduction_factor
+        self.schedulers = {a: AsyncHyperBandScheduler(time_attr=TIME_ATTR, metric=METRIC, mode=MODE, max_t=max_t,
+                                                      grace_period=grace_period, reduction_factor=reduction_factor,
+                                                      brackets=1)
+                           for a in archs}
+        self.stops: list[dict] = []  # {"trial_id", "arch", "epoch", "value", "cutoff"}
+        self.state_path = Path(state_path) if state_path else None
+        if self.state_path and self.state_path.exists():
+            self.load(self.state_path)
+
+    def __setstate__(self, state: dict) -> None:
+        # Tune unpickles the scheduler from the tuner saved when fit() began: the rungs on disk are newer.
+        self.__dict__.update(state)
+        if self.state_path and self.state_path.exists():
+            self.load(self.state_path)
+
+    def _sched(self, trial) -> AsyncHyperBandScheduler:
+        return self.schedulers[trial.config["arch"]]
+
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        return True  # metric and mode are fixed: METRIC, MODE
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        sched = self._sched(trial)
+        if trial.trial_id not in sched._trial_info:
+            sched._trial_info[trial.trial_id] = sched._brackets[0]
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        sched = self._sched(trial)
+        if trial.trial_id not in sched._trial_info:  # restored trial the controller did not re-add
+            self.on_trial_add(tune_controller, trial)
+        rung = self._rung_for(sched, result)
+        cutoff = sched._brackets[0].cutoff(rung[1]) if rung else None
+        action = sched.on_trial_result(tune_controller, trial, result)
+        if action == TrialScheduler.STOP and result.get(TIME_ATTR, 0) < self.max_t:
+            self.stops.append({"trial_id": trial.trial_id, "arch": trial.config["arch"], "epoch": result[TIME_ATTR],
+                               "value": result[METRIC], "cutoff": None if cutoff is None else float(cutoff)})
+        if rung is not None or action == TrialScheduler.STOP:
+            self.persist()
+        return action
+
+    @staticmethod
+    def _rung_for(sched, result):
+        """The rung this result will be recorded at (before it is), or None."""
+        epoch = result.get(TIME_ATTR)
+        if epoch is None:
+            return None
+        for milestone, recorded in sched._brackets[0]._rungs:
+            if epoch >= milestone:
+                return (milestone, dict(recorded))
+        return None
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        sched = self._sched(trial)
+        if trial.trial_id in sched._trial_info and result:
+            sched.on_trial_complete(tune_controller, trial, result)
+            self.persist()
+        else:
+            sched._trial_info.pop(trial.trial_id, None)
+
+    def on_trial_remove(self, tune_controller, trial) -> None:
+        self._sched(trial)._trial_info.pop(trial.trial_id, None)
+
+    def on_trial_error(self, tune_controller, trial) -> None:
+        self._sched(trial)._trial_info.pop(trial.trial_id, None)
+
+    def debug_string(self) -> str:
+        return "PerArchASHA: " + ", ".join(f"{a} stopped {s._num_stopped}" for a, s in self.schedulers.items())
+
+    # ------------------------------------------------------------------------------------------- persistence
+    def state(self) -> dict:
+        return {"max_t": self.max_t, "grace_period": self.grace_period, "reduction_factor": self.reduction_factor,
+                "rungs": {a: [[m, recorded] for m, recorded in s._brackets[0]._rungs]
+                          for a, s in self.schedulers.items()},
+                "num_stopped": {a: s._num_stopped for a, s in self.schedulers.items()},
+                "stops": self.stops}
+
+    def persist(self) -> None:
+        if self.state_path is None:
+            return
+        tmp = self.state_path.with_name(f".{self.state_path.name}.tmp")
+        tmp.write_text(json.dumps(self.state(), indent=1, sort_keys=True))
+        os.replace(tmp, self.state_path)
+
+    def load(self, path: str | os.PathLike) -> None:
+        state = json.loads(Path(path).read_text())
+        for arch, rungs in state["rungs"].items():
+            if arch in self.schedulers:
+                bracket = self.schedulers[arch]._brackets[0]
+                bracket._rungs = [(m, dict(recorded)) for m, recorded in rungs]
+                self.schedulers[arch]._num_stopped = state["num_stopped"].get(arch, 0)
+        self.stops = list(state["stops"])

@@ -1,0 +1,111 @@
+"""Optuna on Ray Tune, the way the budget deserves: pruned trials told as pruned, one study per architecture.
+
+Ray's ``OptunaSearch`` tells Optuna every finished trial as COMPLETE with its last value, including trials ASHA
+stopped after one epoch. TPE would then learn from a 1-epoch accuracy as if it were final. :class:`StatusAwareOptunaSearch`
+reads our trainable's ``status`` in the last result: only ``completed`` trials are COMPLETE; a trial stopped early or
+diverged is PRUNED (TPE ranks it by its last intermediate value, which ``on_trial_result`` reported); an error is FAIL.
+
+:class:`MultiArchSearcher` gives each architecture its own space, its own Optuna study and exactly ``num_samples``
+trials, handing out suggestions round-robin so every net gets its share of the cluster from the start.
+"""
+from __future__ import annotations
+
+import pickle
+from typing import Callable
+
+import optuna
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from trainables.config import METRIC, MODE
+
+
+class StatusAwareOptunaSearch(OptunaSearch):
+    """OptunaSearch that maps our trial statuses onto Optuna trial states (see module docstring)."""
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        ot_trial = self._ot_trials[trial_id]
+        status = (result or {}).get("status")
+        ot_trial.set_user_attr("tune_trial_id", trial_id)
+        if error or result is None or status is None:
+            ot_trial.set_user_attr("status", "errored")
+            self._ot_study.tell(ot_trial, None, state=optuna.trial.TrialState.FAIL)
+        elif status == "completed":
+            ot_trial.set_user_attr("status", "completed")
+            self._ot_study.tell(ot_trial, result[self.metric], state=optuna.trial.TrialState.COMPLETE)
+        else:  # stopped by ASHA ("running" when stopped) or diverged
+            ot_trial.set_user_attr("status", "diverged" if status == "diverged" else "stopped")
+            ot_trial.set_user_attr("epochs_run", result.get("epoch"))
+            self._ot_study.tell(ot_trial, None, state=optuna.trial.TrialState.PRUNED)
+        self._completed_trials.add(trial_id)
+
+
+def make_sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
+    if kind == "tpe":
+        # multivariate + group: TPE models the conditional parameters (momentum only under sgd, ...) jointly.
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=5)
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ValueError(f"unknown sampler {kind!r}; known: tpe, random")
+
+
+class MultiArchSearcher(Searcher):
+    """One StatusAwareOptunaSearch per architecture, ``num_samples`` trials each, suggested round-robin.
+
+    ``spaces`` maps arch -> define-by-run function; ``fixed`` values go into every trial's config.
+    """
+
+    def __init__(self, spaces: dict[str, Callable], num_samples: int, fixed: dict, *, storage: str | None,
+                 study_prefix: str, sampler: str = "tpe", seed: int = 0, warm_start: dict[str, list] | None = None):
+        super().__init__(metric=METRIC, mode=MODE)
+        self.archs = list(spaces)
+        self.num_samples = num_samples
+        self.fixed = dict(fixed)
+        self.suggested = {a: 0 for a in self.archs}
+        self.trial_arch: dict[str, str] = {}
+        self.searchers = {}
+        for i, arch in enumerate(self.archs):
+            rdb = optuna.storages.RDBStorage(storage) if storage else None
+            s = StatusAwareOptunaSearch(space=spaces[arch], metric=METRIC, mode=MODE, storage=rdb,
+                                        study_name=f"{study_prefix}-{arch}",
+                                        sampler=make_sampler(sampler, seed + i))
+            for frozen in (warm_start or {}).get(arch, []):
+                s._ot_study.add_trial(frozen)
+            self.searchers[arch] = s
+
+    def suggest(self, trial_id: str):
+        open_archs = [a for a in self.archs if self.suggested[a] < self.num_samples]
+        if not open_archs:
+            return Searcher.FINISHED
+        arch = min(open_archs, key=lambda a: (self.suggested[a], self.archs.index(a)))
+        params = self.searchers[arch].suggest(trial_id)
+        self.suggested[arch] += 1
+        self.trial_arch[trial_id] = arch
+        return {**self.fixed, **params, "arch": arch}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self.trial_arch:
+            self.searchers[self.trial_arch[trial_id]].on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self.trial_arch:
+            self.searchers[self.trial_arch[trial_id]].on_trial_complete(trial_id, result, error)
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))
+
+
+def finished_trials(storage: str, study_name: str) -> list[optuna.trial.FrozenTrial]:
+    """COMPLETE and PRUNED trials of an earlier study, to warm-start a new one (FAIL and RUNNING are left out)."""
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    keep = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return [optuna.trial.create_trial(state=t.state, value=t.value, params=t.params, distributions=t.distributions,
+                                      intermediate_values=t.intermediate_values, user_attrs=t.user_attrs)
+            for t in study.get_trials(deepcopy=False, states=keep)]

@@ -1,0 +1,144 @@
+"""The experiment spec: everything a search needs, validated when built, stored as ``spec.json``.
+
+Every argument is checked in ``__post_init__`` and a bad one raises :class:`SpecError` quoting it, so the CLI can
+refuse bad input before Ray starts or an experiment directory exists.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from trainables.config import ConfigError, validate_value
+
+SHARED_FS_TYPES = ("nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "beegfs", "ceph", "glusterfs", "fuse.s3fs",
+                   "fuse.gcsfuse", "fuse.juicefs", "fuse.sshfs", "9p", "virtiofs", "efs", "fuse.mountpoint-s3")
+URL = re.compile(r"^[a-z][a-z0-9+.-]*://")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class SpecError(ValueError):
+    """A search argument is invalid; the message names it and the bad value."""
+
+
+def default_storage() -> str:
+    return str(Path(os.environ.get("CIFAR_TUNE_RESULTS", Path.home() / "cifar-tune-results")).resolve())
+
+
+@dataclass
+class ExperimentSpec:
+    archs: list[str]
+    num_samples: int = 16  # trials per architecture
+    max_epochs: int = 8
+    grace_period: int = 1  # epochs before ASHA may stop a trial
+    reduction_factor: float = 3.0
+    scheduler: str = "asha"  # asha | none
+    sampler: str = "tpe"  # tpe | random | grid (presets)
+    seed: int = 0
+    fixed: dict = field(default_factory=dict)  # --set values, in every trial
+    space_files: dict = field(default_factory=dict)  # arch -> YAML path (empty: shipped)
+    grid: list = field(default_factory=list)  # explicit configs for sampler="grid"
+    name: str = ""
+    storage: str = ""
+    optuna_storage: str = ""  # SQLAlchemy URL; empty: sqlite file in the experiment dir
+    warm_start: str = ""  # earlier experiment dir or Optuna storage URL whose studies seed this one
+    address: str = ""  # empty: embedded Ray on this machine
+    storage_is_shared: bool = False  # the user vouches a path is visible on every node
+    max_concurrent: int = 0  # 0: as many as the resources allow
+    cpus_per_trial: float = 0  # 0: picked from the hardware
+    gpus_per_trial: float = -1  # -1: picked from the hardware
+    max_failures: int = 1
+    preset: str = ""
+
+    def __post_init__(self):
+        from trainables.models import list_models
+
+        if not self.archs:
+            raise SpecError("no architecture given: use --arch a[,b,...] or --preset NAME")
+        known = list_models()
+        for a in self.archs:
+            if a not in known:
+                raise SpecError(f"--arch: unknown architecture {a!r}; known: {', '.join(known)}")
+        if len(set(self.archs)) != len(self.archs):
+            raise SpecError(f"--arch: an architecture is listed twice: {','.join(self.archs)}")
+        for key, low in (("num_samples", 1), ("max_epochs", 1), ("grace_period", 1), ("max_failures", 0),
+                         ("max_concurrent", 0)):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise SpecError(f"--{key.replace('_', '-')} must be an integer >= {low}, got {value!r}")
+        if self.grace_period > self.max_epochs:
+            raise SpecError(f"--grace-period {self.grace_period} exceeds --max-epochs {self.max_epochs}")
+        if not self.reduction_factor > 1:
+            raise SpecError(f"--reduction-factor must be > 1, got {self.reduction_factor!r}")
+        if self.scheduler not in ("asha", "none"):
+            raise SpecError(f"--scheduler must be asha or none, got {self.scheduler!r}")
+        if self.sampler not in ("tpe", "random", "grid"):
+            raise SpecError(f"--sampler must be tpe, random or grid, got {self.sampler!r}")
+        if self.cpus_per_trial < 0:
+            raise SpecError(f"--cpus-per-trial must be >= 0, got {self.cpus_per_trial!r}")
+        if self.gpus_per_trial != -1 and not 0 <= self.gpus_per_trial:
+            raise SpecError(f"--gpus-per-trial must be >= 0, got {self.gpus_per_trial!r}")
+        if self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
+            raise SpecError(f"--gpus-per-trial above 1 must be a whole number, got {self.gpus_per_trial!r}")
+        for key, value in self.fixed.items():
+            if key in ("arch",):
+                raise SpecError("--set arch=... is not allowed in a search: use --arch")
+            try:
+                self.fixed[key] = validate_value(key, value)
+            except ConfigError as e:
+                raise SpecError(f"--set {e}") from None
+        if "epochs" in self.fixed:
+            raise SpecError("--set epochs=... is not allowed in a search: use --max-epochs")
+        self.name = self.name or _dt.datetime.now().strftime("search-%Y%m%d-%H%M%S")
+        if not NAME.match(self.name):
+            raise SpecError(f"--name must be letters, digits, '_', '.', '-', got {self.name!r}")
+        self.storage = self.storage or default_storage()
+        if not URL.match(self.storage):
+            self.storage = str(Path(self.storage).expanduser().resolve())
+            if Path(self.storage).exists() and not Path(self.storage).is_dir():
+                raise SpecError(f"--storage {self.storage!r} exists and is not a directory")
+        if self.address and not URL.match(self.storage) and not self.storage_is_shared:
+            fs = filesystem_type(self.storage)
+            if fs not in SHARED_FS_TYPES:
+                raise SpecError(
+                    f"--storage {self.storage!r} is on a node-local filesystem ({fs}); with --address the trials run "
+                    f"on other nodes and their results would be lost. Use a path every node mounts (NFS, Lustre, ...) "
+                    f"or a URL such as s3://bucket/path, or pass --storage-is-shared if this path really is shared.")
+
+    @property
+    def experiment_dir(self) -> str:
+        return f"{self.storage.rstrip('/')}/{self.name}"
+
+    @property
+    def study_storage(self) -> str:
+        if self.optuna_storage:
+            return self.optuna_storage
+        if URL.match(self.storage):
+            raise SpecError("--storage is a URL: give the Optuna study a database too with --optuna-storage URL")
+        return f"sqlite:///{self.experiment_dir}/optuna.db"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def filesystem_type(path: str) -> str:
+    """The type of the filesystem holding ``path`` (longest mount-point prefix in /proc/mounts), or 'unknown'."""
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    p = p.resolve()
+    best, fstype = "", "unknown"
+    try:
+        lines = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return fstype
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        mount = parts[1].replace("\\040", " ")
+        if (str(p) == mount or str(p).startswith(mount.rstrip("/") + "/")) and len(mount) > len(best):
+            best, fstype = mount, parts[2]
+    return fstype

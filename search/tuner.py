@@ -1,0 +1,180 @@
+"""Build and run (or resume) a search: spaces -> searcher + scheduler -> ``ray.tune.Tuner`` -> experiment dir.
+
+The experiment directory holds Ray's results (one folder per trial), ``optuna.db`` (one study per architecture),
+``asha_state.json`` (rung records) and ``spec.json`` (the resolved command, spaces, versions, hardware, seed).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from search.spec import ExperimentSpec, SpecError
+from trainables.config import METRIC, MODE
+
+SPEC_FILE = "spec.json"
+
+
+def trial_dirname(trial) -> str:
+    """Short trial folder names: <arch>_<trial id>."""
+    return f"{trial.config.get('arch', 'trial')}_{trial.trial_id}"
+
+
+def load_spaces(spec: ExperimentSpec) -> dict:
+    """arch -> SearchSpace; a ``--set`` value takes its key out of the search (it is fixed, not sampled)."""
+    from spaces import SpaceError, load_space
+
+    out = {}
+    for arch in spec.archs:
+        try:
+            space = load_space(arch, spec.space_files.get(arch))
+        except SpaceError as e:
+            raise SpecError(f"--space: {e}") from None
+        pinned = {k: v for k, v in spec.fixed.items() if k in space.params or k in space.fixed}
+        if pinned:
+            space = dataclasses.replace(space, params={k: p for k, p in space.params.items() if k not in pinned},
+                                        fixed={**space.fixed, **pinned})
+        out[arch] = space
+    return out
+
+
+def trial_resources(spec: ExperimentSpec, resources: dict) -> dict:
+    """Per-trial CPUs and GPUs: the spec's, else 1 CPU and, with GPUs, a quarter GPU (small nets pack four)."""
+    gpus = spec.gpus_per_trial if spec.gpus_per_trial >= 0 else (0.25 if resources.get("GPU", 0) else 0)
+    cpus = spec.cpus_per_trial or 1
+    if gpus and not resources.get("GPU", 0):
+        raise SpecError(f"--gpus-per-trial {gpus} asked for, but the Ray cluster has no GPU")
+    if cpus > resources.get("CPU", 0):
+        raise SpecError(f"--cpus-per-trial {cpus} exceeds the cluster's {resources.get('CPU', 0)} CPUs")
+    return {"cpu": cpus, "gpu": gpus}
+
+
+def init_ray(spec: ExperimentSpec) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    # Worker output stays in Ray's logs; the driver shows our progress lines (trial errors still reach it).
+    kwargs = dict(include_dashboard=False, configure_logging=True, logging_level="WARNING", log_to_driver=False)
+    if spec.address:
+        ray.init(address=spec.address, **kwargs)
+    else:
+        ray.init(**kwargs)
+
+
+def load_data(spec: ExperimentSpec):
+    from trainables.data import load_dataset
+
+    return load_dataset(spec.fixed.get("data_dir"), spec.fixed.get("dataset", "cifar10"))
+
+
+def build_tuner(spec: ExperimentSpec, data, spaces: dict, *, resume: bool = False):
+    from ray import tune
+    from ray.tune.search import BasicVariantGenerator
+
+    from search.progress import ProgressCallback
+    from search.scheduler import STATE_FILE, PerArchASHA
+    from search.searcher import MultiArchSearcher, finished_trials
+    from trainables.train import tune_trainable
+
+    exp_dir = Path(spec.experiment_dir)
+    fixed = {**spec.fixed, "epochs": spec.max_epochs}
+    if spec.sampler == "grid":
+        total = len(spec.grid)
+        searcher = BasicVariantGenerator(points_to_evaluate=[{**fixed, **row} for row in spec.grid],
+                                         max_concurrent=spec.max_concurrent)
+        param_space = {}
+    else:
+        total = spec.num_samples * len(spec.archs)
+        warm = {}
+        if spec.warm_start:
+            src = spec.warm_start if "://" in spec.warm_start else f"sqlite:///{Path(spec.warm_start).resolve()}/optuna.db"
+            prefix = json.loads((Path(spec.warm_start) / SPEC_FILE).read_text())["spec"]["name"] \
+                if "://" not in spec.warm_start else spec.name
+            for arch in spec.archs:
+                try:
+                    warm[arch] = finished_trials(src, f"{prefix}-{arch}")
+                except KeyError:
+                    warm[arch] = []
+        searcher = MultiArchSearcher({a: s.define_by_run for a, s in spaces.items()}, spec.num_samples, fixed,
+                                     storage=spec.study_storage, study_prefix=spec.name, sampler=spec.sampler,
+                                     seed=spec.seed, warm_start=warm)
+        param_space = None
+    scheduler = (PerArchASHA(spec.archs, spec.max_epochs, spec.grace_period, spec.reduction_factor,
+                             state_path=exp_dir / STATE_FILE)
+                 if spec.scheduler == "asha" and spec.sampler != "grid" else None)
+    import ray
+
+    res = trial_resources(spec, ray.cluster_resources())
+    trainable = tune.with_resources(tune.with_parameters(tune_trainable, data=data), res)
+    tune_config = tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=total,
+                                  max_concurrent_trials=spec.max_concurrent or None, reuse_actors=True,
+                                  trial_dirname_creator=trial_dirname)
+    run_config = tune.RunConfig(
+        name=spec.name, storage_path=spec.storage, verbose=0,
+        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=3),
+        callbacks=[ProgressCallback(total, spec.max_epochs)])
+    kwargs = {"param_space": param_space} if param_space is not None else {}
+    return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config, **kwargs), res
+
+
+def write_spec(spec: ExperimentSpec, data, spaces: dict, resources: dict) -> None:
+    import ray
+
+    from trainables.train import environment
+
+    exp_dir = Path(spec.experiment_dir)
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    record = {"spec": spec.to_dict(), "command": " ".join(shlex.quote(a) for a in ["cifar-tune", *sys.argv[1:]]),
+              "metric": METRIC, "mode": MODE, "spaces": {a: s.to_dict() for a, s in spaces.items()},
+              "trial_resources": resources, "environment": environment(),
+              "cluster_resources": {k: v for k, v in ray.cluster_resources().items() if "node:" not in k},
+              "ray": ray.__version__, "optuna": __import__("optuna").__version__,
+              "data": {"name": data.name, "source": data.source, "checksum": data.checksum,
+                       "train_val": int(len(data.train_y)), "test": int(len(data.test_y))}}
+    tmp = exp_dir / f".{SPEC_FILE}.tmp"
+    tmp.write_text(json.dumps(record, indent=1, default=str))
+    os.replace(tmp, exp_dir / SPEC_FILE)
+
+
+def run_search(spec: ExperimentSpec, resume: bool = False):
+    """Run (or, with ``resume``, finish) the search described by ``spec``; returns Tune's ResultGrid."""
+    from ray import tune
+
+    exp_dir = Path(spec.experiment_dir)
+    if resume:
+        if not (exp_dir / SPEC_FILE).exists():
+            raise SpecError(f"--resume: no experiment at {str(exp_dir)!r} (no {SPEC_FILE})")
+    elif exp_dir.exists() and any(exp_dir.iterdir()):
+        raise SpecError(f"experiment {str(exp_dir)!r} exists already: pass --resume to finish it, or a new --name")
+    spaces = load_spaces(spec)  # bad spaces fail here, before Ray or any directory
+    data = load_data(spec)  # so does missing or corrupt data
+    init_ray(spec)
+    from trainables.train import tune_trainable
+
+    if resume:
+        resources = json.loads((exp_dir / SPEC_FILE).read_text())["trial_resources"]
+        trainable = tune.with_resources(tune.with_parameters(tune_trainable, data=data), resources)
+        tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        exp_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            tuner, resources = build_tuner(spec, data, spaces)
+            write_spec(spec, data, spaces, resources)
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(exp_dir, ignore_errors=True)  # nothing ran yet: leave no half-written experiment
+            raise
+    return tuner.fit()
+
+
+def spec_from_dir(exp_dir: str | os.PathLike) -> ExperimentSpec:
+    path = Path(exp_dir) / SPEC_FILE
+    if not path.exists():
+        raise SpecError(f"no experiment at {str(exp_dir)!r}: {SPEC_FILE} is missing")
+    return ExperimentSpec(**json.loads(path.read_text())["spec"])

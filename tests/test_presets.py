@@ -1,0 +1,100 @@
+"""Presets: each report's grid expands to valid trial configs, publishes against real grid points, and its tuned
+plan never costs more epochs than the grid, even with no early stopping."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from search.presets import (expand_grid, get_preset, grid_cost, grid_runs, labelled_grid, list_presets,
+                            tuned_plan)
+from trainables.config import resolve_config
+from trainables.models import list_models
+
+PRESETS = list_presets()
+
+
+def test_one_preset_per_report():
+    assert PRESETS == [f"report00{i}" for i in range(5)]
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_grid_expands_to_valid_configs(name):
+    preset = get_preset(name)
+    configs = expand_grid(preset)
+    assert configs
+    for config in configs:
+        resolved = resolve_config(config)
+        assert resolved["arch"] in preset.archs and resolved["arch"] in list_models()
+        assert resolved["epochs"] >= 1
+        assert all(resolved[key] == value for key, value in config.items())  # nothing lost or coerced away
+        assert all(config[key] == value for key, value in preset.settings.items())
+    assert {c["arch"] for c in configs} == set(preset.archs)
+    json.dumps(preset.to_dict())
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_published_rows_are_grid_points(name):
+    preset = get_preset(name)
+    labels = [label for label, _ in labelled_grid(preset)]
+    assert len(set(labels)) == len(labels)
+    assert preset.published and set(preset.published) <= set(labels)
+    for metrics in preset.published.values():
+        for metric, value in metrics.items():
+            values = value if metric.endswith("_ci95") else [value]
+            assert all(0 <= v <= 1 for v in values), (metric, value)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_tuned_plan_costs_no_more_than_the_grid(name):
+    preset = get_preset(name)
+    plan = tuned_plan(preset)
+    assert set(plan["archs"]) == set(preset.archs)
+    worst = plan["num_samples"] * plan["max_epochs"] * len(plan["archs"])
+    assert worst == plan["worst_case_epochs"] <= grid_cost(preset) == plan["grid_epochs"]
+    assert plan["num_samples"] >= 1
+    assert 1 <= plan["grace_period"] < plan["max_epochs"]
+    # a tuned trial may train as long as the report's longest run, no longer
+    assert plan["max_epochs"] <= max(c["epochs"] for c in expand_grid(preset))
+    assert plan["reduction_factor"] >= 2
+    assert plan["settings"] == preset.settings
+
+
+def test_report000_grid():
+    preset = get_preset("report000")
+    grid = dict(labelled_grid(preset))
+    assert len(grid) == 9
+    assert {(c["lr"], c["batch_size"]) for c in grid.values()} == {
+        (lr, bs) for lr in (1e-4, 1e-3, 0.5) for bs in (20, 100, 500)}
+    assert all(c["epochs"] == 25 and c["optimizer"] == "sgd" and c["momentum"] == 0.9 for c in grid.values())
+    # Table II: five of the nine points, the best being lr 0.001 / batch 20 at 70.89 %.
+    assert len(preset.published) == 5
+    assert preset.published["lr=0.001, batch_size=20"]["test_accuracy"] == 0.7089
+    assert grid["lr=0.001, batch_size=20"]["batch_size"] == 20
+    assert preset.repeats == 5 and grid_cost(preset) == 9 * 5 * 25
+    assert len(grid_runs(preset)) == 45 and {r["seed"] for r in grid_runs(preset)} == set(range(5))
+    plan = tuned_plan(preset)
+    assert (plan["num_samples"], plan["max_epochs"], plan["grace_period"]) == (45, 25, 2)
+
+
+def test_report002_keeps_its_fifteen_rows():
+    preset = get_preset("report002")
+    configs = expand_grid(preset)
+    assert len(configs) == 15
+    assert grid_cost(preset) == sum(c["epochs"] for c in configs) == 341
+    best = dict(labelled_grid(preset))["row 15 (report arch 8-3)"]
+    assert (best["lr"], best["batch_size"], best["epochs"], best["norm"]) == (5e-4, 60, 20, "batch")
+
+
+def test_report004_uses_each_models_own_setting():
+    configs = {c["arch"]: resolve_config(c) for c in expand_grid(get_preset("report004"))}
+    assert configs["lozano_c"]["optimizer"] == "adam" and configs["lozano_c"]["epochs"] == 10
+    assert configs["lozano_f"]["optimizer"] == "adamax" and configs["lozano_f"]["epochs"] == 20
+    assert all(c["val_size"] == 10_000 for c in configs.values())
+    plan = tuned_plan(get_preset("report004"))  # 50 grid epochs cannot pay for 3 x 20: one shorter trial each
+    assert (plan["num_samples"], plan["max_epochs"], plan["worst_case_epochs"]) == (1, 16, 48)
+
+
+def test_unknown_preset_lists_known_ones():
+    with pytest.raises(ValueError, match=r"unknown preset 'report9'.*report000.*report004"):
+        get_preset("report9")
