@@ -29,6 +29,12 @@ class StatusAwareOptunaSearch(OptunaSearch):
         ot_trial = self._ot_trials[trial_id]
         status = (result or {}).get("status")
         ot_trial.set_user_attr("tune_trial_id", trial_id)
+        # Tune hands the last result only to on_trial_complete: record it as the last intermediate value, which is
+        # what TPE ranks a pruned trial by.
+        if result and self.metric in result and "epoch" in result:
+            value = float(result[self.metric])
+            if value == value and result["epoch"] not in ot_trial.storage.get_trial(ot_trial._trial_id).intermediate_values:
+                ot_trial.report(value, result["epoch"])
         if error or result is None or status is None:
             ot_trial.set_user_attr("status", "errored")
             self._ot_study.tell(ot_trial, None, state=optuna.trial.TrialState.FAIL)
