@@ -82,6 +82,8 @@ def build_tuner(spec: ExperimentSpec, data, spaces: dict, *, resume: bool = Fals
 
     exp_dir = Path(spec.experiment_dir)
     fixed = {**spec.fixed, "epochs": spec.max_epochs}
+    # Trials get the training set only: the test split is not even shipped to them (and not put in the object store).
+    data = dataclasses.replace(data, test_x=data.test_x[:0], test_y=data.test_y[:0])
     if spec.sampler == "grid":
         total = len(spec.grid)
         searcher = BasicVariantGenerator(points_to_evaluate=[{**fixed, **row} for row in spec.grid],
@@ -158,6 +160,7 @@ def run_search(spec: ExperimentSpec, resume: bool = False):
 
     if resume:
         resources = json.loads((exp_dir / SPEC_FILE).read_text())["trial_resources"]
+        data = dataclasses.replace(data, test_x=data.test_x[:0], test_y=data.test_y[:0])
         trainable = tune.with_resources(tune.with_parameters(tune_trainable, data=data), resources)
         tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:

@@ -1,0 +1,43 @@
+"""Helpers shared by the benchmark scripts: where the data is, what machine this is, writing docs/benchmarks.md."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DOC = REPO / "docs" / "benchmarks.md"
+DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
+
+
+def data_dir(arg: str | None) -> str:
+    return arg or os.environ.get("CIFAR_TUNE_DATA_DIR") or str(DEFAULT_DATA)
+
+
+def machine() -> str:
+    import torch
+    import torchvision
+
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU only ({cpu}, {os.cpu_count()} cores)"
+    return (f"device: {dev}; python {platform.python_version()}, torch {torch.__version__}, torchvision "
+            f"{torchvision.__version__}; date {dt.date.today().isoformat()}")
+
+
+def write_section(title: str, body: str) -> None:
+    """Replace (or append) the section ``## title`` of docs/benchmarks.md."""
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\nMeasured by the scripts in `benchmarks/`; each section names its device, versions and date.\n"
+    block = f"## {title}\n\n{body.strip()}\n"
+    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(lambda m: block + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + block
+    DOC.write_text(text)

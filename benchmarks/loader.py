@@ -1,0 +1,121 @@
+"""Our device-batch pipeline vs the usual torchvision DataLoader, side by side in one run.
+
+The usual pipeline is the one of PyTorch's "Hyperparameter tuning with Ray Tune" CIFAR-10 tutorial: a dataset
+that turns each uint8 image into a PIL image, then ``RandomCrop(32, 4)``, ``RandomHorizontalFlip``, ``ToTensor``,
+``Normalize``, served by a ``DataLoader`` with 2 worker processes. Ours: :class:`trainables.data.DeviceBatches`.
+
+Measures (1) loader-only images/s and (2) end-to-end training epochs/s for origin_net and simple_cnn, same batch
+size, same images, same optimizer. Writes the section "Loader and end-to-end epoch throughput" of
+docs/benchmarks.md.
+
+    python benchmarks/loader.py                # full measurement (several minutes on 2 CPU cores)
+    python benchmarks/loader.py --smoke        # seconds; checks the script runs (CI)
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from benchmarks.common import data_dir, machine, write_section
+
+
+class TutorialDataset(torch.utils.data.Dataset):
+    """What torchvision.datasets.CIFAR10 does per item: uint8 array -> PIL -> transforms."""
+
+    def __init__(self, images, labels, mean, std):
+        import torchvision.transforms as T
+
+        self.images, self.labels = images, labels
+        self.transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
+                                    T.Normalize(mean, std)])
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
+
+
+def loaders(ds, n: int, batch_size: int, workers: int):
+    from trainables.data import DeviceBatches
+
+    x, y = ds.split("train")
+    x, y = x[:n], y[:n]
+    mean, std = ds.channel_stats()
+    ours = DeviceBatches(x, y, batch_size, shuffle=True, augment=True, mean=mean, std=std)
+    usual = torch.utils.data.DataLoader(TutorialDataset(x, y, mean, std), batch_size=batch_size, shuffle=True,
+                                        num_workers=workers, persistent_workers=workers > 0)
+    return {"cifar-tune DeviceBatches": ours, f"torchvision DataLoader ({workers} workers)": usual}
+
+
+def loader_only(loader) -> float:
+    next(iter(loader))  # start workers / warm caches
+    t0 = time.perf_counter()
+    n = sum(len(yb) for _, yb in loader)
+    return n / (time.perf_counter() - t0)
+
+
+def train_epoch(loader, arch: str) -> float:
+    from trainables.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(arch)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    model.train()
+    next(iter(loader))
+    t0 = time.perf_counter()
+    n = 0
+    for xb, yb in loader:
+        loss = loss_fn(model(xb), yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        n += len(yb)
+    return n / (time.perf_counter() - t0)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--images", type=int, default=10000, help="training images per measured epoch")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--archs", default="origin_net,simple_cnn")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes, no doc update")
+    args = p.parse_args(argv)
+    from trainables.data import load_dataset
+
+    ds = load_dataset(data_dir(args.data_dir), download=False)
+    n = 512 if args.smoke else args.images
+    full_epoch = 45000  # images in the training split: epochs/s below are for a full epoch
+    rows = []
+    for name, loader in loaders(ds, n, args.batch_size, args.workers).items():
+        rows.append(("loader only", name, loader_only(loader)))
+        for arch in args.archs.split(","):
+            rows.append((f"train {arch}", name, train_epoch(loader, arch)))
+    lines = [f"{machine()}; {n:,} images per measured pass, batch {args.batch_size}, torch threads "
+             f"{torch.get_num_threads()}", "",
+             "| what | pipeline | images/s | full epochs/s (45k images) | ours ÷ usual |", "|---|---|---:|---:|---:|"]
+    by_what: dict[str, list] = {}
+    for what, name, ips in rows:
+        by_what.setdefault(what, []).append((name, ips))
+    for what, pair in by_what.items():
+        ratio = pair[0][1] / pair[1][1]
+        for name, ips in pair:
+            lines.append(f"| {what} | {name} | {ips:,.0f} | {ips / full_epoch:.3f} | "
+                         f"{f'{ratio:.1f}x' if name.startswith('cifar-tune') else ''} |")
+    table = "\n".join(lines)
+    print(table)
+    if not args.smoke:
+        write_section("Loader and end-to-end epoch throughput", table + "\n\nCommand: `python -m benchmarks.loader`.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

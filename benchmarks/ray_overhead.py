@@ -1,0 +1,103 @@
+"""Ray Tune overhead: the same trials through cifar-tune and through a plain in-process Optuna loop.
+
+For short (~1 s) and long (~30 s) trials of origin_net, both ways run one trial at a time and the same number of
+trials; we report wall time ÷ Σ trial time (trial time = the trainable's own time, Tune's ``time_total_s`` or the
+wall time of ``train()`` in the plain loop). Ray's start-up is reported apart from the search itself.
+Writes the section "Ray overhead" of docs/benchmarks.md.
+
+    python -m benchmarks.ray_overhead            # ~10 minutes on 2 CPU cores
+    python -m benchmarks.ray_overhead --smoke    # a few trials, no doc update (CI)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import data_dir, machine, write_section
+
+SHORT = {"subset": 1000, "val_size": 500, "batch_size": 128}  # epochs=1: about a second per trial here
+LONG = {"subset": 9000, "val_size": 1000, "batch_size": 128}  # epochs=3: about half a minute per trial here
+
+
+def plain_optuna(ds, fixed: dict, epochs: int, n: int) -> tuple[float, float]:
+    import optuna
+
+    from spaces import load_space
+    from trainables.train import train
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = load_space("origin_net")
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0))
+    trial_time = 0.0
+    t0 = time.perf_counter()
+    for _ in range(n):
+        trial = study.ask()
+        config = {**space.sample_config(trial), **fixed, "epochs": epochs}
+        s = time.perf_counter()
+        final = train(config, report=lambda m, state: None, data=ds)
+        trial_time += time.perf_counter() - s
+        study.tell(trial, final["val_accuracy"])
+    return time.perf_counter() - t0, trial_time
+
+
+def through_cifar_tune(fixed: dict, epochs: int, n: int, storage: str, name: str) -> tuple[float, float]:
+    from search.spec import ExperimentSpec
+    from search.tuner import run_search
+
+    spec = ExperimentSpec(archs=["origin_net"], num_samples=n, max_epochs=epochs, scheduler="none",
+                          max_concurrent=1, fixed=dict(fixed), storage=storage, name=name)
+    t0 = time.perf_counter()
+    results = run_search(spec)
+    wall = time.perf_counter() - t0
+    return wall, sum(r.metrics["time_total_s"] for r in results)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--smoke", action="store_true")
+    args = p.parse_args(argv)
+    import ray
+
+    from search.spec import ExperimentSpec
+    from search.tuner import init_ray
+    from trainables.data import load_dataset
+
+    data = data_dir(args.data_dir)
+    ds = load_dataset(data, download=False)
+    cases = [("short", SHORT, 1, 20), ("long", LONG, 3, 8)]
+    if args.smoke:
+        cases = [("short", {**SHORT, "subset": 128, "val_size": 100}, 1, 2)]
+    t0 = time.perf_counter()
+    init_ray(ExperimentSpec(archs=["origin_net"]))
+    ray_start = time.perf_counter() - t0
+    rows = []
+    with tempfile.TemporaryDirectory() as storage:
+        for label, fixed, epochs, n in cases:
+            fixed = {**fixed, "data_dir": str(Path(data).resolve()), "optimizer": "adam"}
+            pw, pt = plain_optuna(ds, fixed, epochs, n)
+            rw, rt = through_cifar_tune(fixed, epochs, n, storage, f"bench-{label}")
+            rows.append({"trials": f"{n} x {label}", "mean_trial_s": rt / n, "plain_ratio": pw / pt,
+                         "tune_ratio": rw / rt, "tune_vs_plain": (rw / rt) / (pw / pt), "plain_wall": pw,
+                         "tune_wall": rw})
+    ray.shutdown()
+    print(json.dumps(rows, indent=1))
+    lines = [f"{machine()}; one trial at a time both ways; Ray start-up (not counted below): {ray_start:.1f} s", "",
+             "| trials | mean trial s (Tune) | plain Optuna wall ÷ Σ trial | cifar-tune wall ÷ Σ trial | "
+             "cifar-tune ÷ plain |", "|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['trials']} | {r['mean_trial_s']:.2f} | {r['plain_ratio']:.3f} | {r['tune_ratio']:.3f} | "
+                     f"{r['tune_vs_plain']:.2f}x |")
+    table = "\n".join(lines)
+    print(table)
+    if not args.smoke:
+        write_section("Ray overhead", table + "\n\nTargets (issue 3): cifar-tune wall ÷ Σ trial ≤ 1.05 for the long "
+                      "trials; ≤ 1.5x plain Optuna for the short ones. Command: `python -m benchmarks.ray_overhead`.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
