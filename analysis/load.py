@@ -1,17 +1,26 @@
 """Experiment directory -> one record per trial (and a pandas DataFrame of them).
 
 Reads only what the search wrote: Ray Tune's experiment state (trial status, config, last result), each trial's
-``result.json`` (every epoch), and ``spec.json``. Works on finished, running (killed) and resumed experiments.
+``result.json`` (every epoch), ``spec.json``, ``asha_state.json`` and, once ``cifar-tune evaluate`` ran,
+``evaluation.json``. Works on finished, running (killed) and resumed experiments.
+
+Statuses: ``completed`` (trained all its epochs), ``stopped`` (ASHA stopped it early), ``diverged`` (NaN/inf loss),
+``errored`` (raised), and for an experiment that is still running or was killed, ``running`` / ``pending``.
 """
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainables.config import METRIC
 
 SPEC_FILE = "spec.json"
+ASHA_FILE = "asha_state.json"
+EVALUATION_FILE = "evaluation.json"
+BYTES_PER_PARAM = 4  # float32 weights: model size in MB = params * 4 / 1e6
+HISTORY_KEYS = ("epoch", "train_loss", "train_accuracy", "val_loss", METRIC, "epoch_seconds")
 
 
 class ExperimentError(RuntimeError):
@@ -46,14 +55,45 @@ def _clean(v):
     return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
-def load_trials(exp_dir: str | Path) -> list[dict]:
-    """A dict per trial: trial_id, arch, config, status, epochs, val_accuracy (last), best_val_accuracy, params,
-    train_time_s, history (per-epoch metrics), path."""
+def _error_message(trial_dir: Path | None) -> str | None:
+    """The last line of the trial's ``error.txt`` (the exception), or None."""
+    path = trial_dir / "error.txt" if trial_dir else None
+    if path is None or not path.exists():
+        return None
+    lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1] if lines else None
+
+
+def read_json(exp: Path, name: str, what: str) -> dict | None:
+    """A JSON file of the experiment, None when absent; a half-written one is an ExperimentError."""
+    path = exp / name
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as e:
+        raise ExperimentError(f"{what} {str(path)!r} is half-written or corrupt: {e}") from None
+
+
+def load_spec(exp_dir: str | Path) -> dict:
+    """``spec.json`` of the experiment (keys ``spec``, ``spaces``, ``metric`` ...); ExperimentError if absent."""
     exp = Path(exp_dir)
     if not exp.is_dir():
         raise ExperimentError(f"no experiment directory at {str(exp)!r}")
-    if not (exp / SPEC_FILE).exists():
+    record = read_json(exp, SPEC_FILE, "experiment spec")
+    if record is None:
         raise ExperimentError(f"{str(exp)!r} is not a cifar-tune experiment: {SPEC_FILE} is missing")
+    if not isinstance(record, dict) or "spec" not in record or "archs" not in record["spec"]:
+        raise ExperimentError(f"{str(exp / SPEC_FILE)!r} holds no experiment spec (no 'spec.archs' key)")
+    return record
+
+
+def load_trials(exp_dir: str | Path) -> list[dict]:
+    """A dict per trial: trial_id, arch, config, status, epochs (run), val_accuracy / val_loss (last),
+    best_val_accuracy, best_val_loss, best_epoch, train_accuracy, train_loss, params, size_mb, train_time_s,
+    max_epochs (the trial's budget), error (message), history (per-epoch metrics), path."""
+    exp = Path(exp_dir)
+    load_spec(exp)
     if not list(exp.glob("experiment_state*.json")):
         raise ExperimentError(f"{str(exp)!r} has no Ray Tune experiment state yet (the search never started "
                               f"or was killed before its first save)")
@@ -62,7 +102,7 @@ def load_trials(exp_dir: str | Path) -> list[dict]:
     try:
         analysis = ExperimentAnalysis(str(exp))
     except Exception as e:  # Ray raises several types for a half-written state file
-        raise ExperimentError(f"cannot read the Ray Tune state in {str(exp)!r}: {e}") from e
+        raise ExperimentError(f"cannot read the Ray Tune state in {str(exp)!r} (half-written?): {e}") from e
     out = []
     for trial in analysis.trials:
         # Trial folders sit in the experiment dir under the name Ray stored (not its driver-side path, which
@@ -72,30 +112,101 @@ def load_trials(exp_dir: str | Path) -> list[dict]:
         history = _epochs(trial_dir) if trial_dir else []
         last = history[-1] if history else (trial.last_result or None)
         status = _status(trial.status, last)
-        vals = [r[METRIC] for r in history if _clean(r.get(METRIC)) is not None]
+        scored = [r for r in history if _clean(r.get(METRIC)) is not None]
+        best = max(scored, key=lambda r: r[METRIC]) if scored else None
+        losses = [r["val_loss"] for r in history if _clean(r.get("val_loss")) is not None]
+        params = (last or {}).get("params")
         out.append({
             "trial_id": trial.trial_id, "arch": trial.config.get("arch"), "config": dict(trial.config),
-            "status": status, "epochs": (last or {}).get("epoch", 0),
+            "status": status, "epochs": (last or {}).get("epoch", 0), "max_epochs": trial.config.get("epochs"),
             "val_accuracy": _clean((last or {}).get(METRIC)), "val_loss": _clean((last or {}).get("val_loss")),
-            "best_val_accuracy": max(vals) if vals else None,
+            "best_val_accuracy": best[METRIC] if best else None, "best_epoch": best["epoch"] if best else None,
+            "best_val_loss": min(losses) if losses else None,
             "train_accuracy": _clean((last or {}).get("train_accuracy")),
-            "params": (last or {}).get("params"),
+            "train_loss": _clean((last or {}).get("train_loss")),
+            "params": params, "size_mb": params * BYTES_PER_PARAM / 1e6 if params else None,
             "train_time_s": sum(r.get("epoch_seconds", 0.0) for r in history),
-            "error": str(trial.error_file) if status == "errored" and getattr(trial, "error_file", None) else None,
-            "history": [{k: _clean(r.get(k)) for k in ("epoch", "train_loss", "train_accuracy", "val_loss", METRIC,
-                                                        "epoch_seconds")} for r in history],
+            "error": _error_message(trial_dir) if status == "errored" else None,
+            "history": [{k: _clean(r.get(k)) for k in HISTORY_KEYS} for r in history],
             "path": str(trial_dir) if trial_dir else None,
         })
     return out
 
 
-def load_experiment(exp_dir: str | Path):
-    """The trials as a DataFrame: one row per trial, config values flattened into columns."""
+def trials_frame(trials: list[dict]):
+    """One row per trial; config values become columns (the trial's epoch budget is ``max_epochs``)."""
     import pandas as pd
 
     rows = []
-    for t in load_trials(exp_dir):
+    for t in trials:
         row = {k: v for k, v in t.items() if k not in ("config", "history")}
-        row.update({k: v for k, v in t["config"].items() if k not in row})
+        row.update({k: v for k, v in t["config"].items() if k not in row and k != "epochs"})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def history_frame(trials: list[dict]):
+    """One row per (trial, epoch): trial_id, arch, status and the per-epoch metrics."""
+    import pandas as pd
+
+    rows = [{"trial_id": t["trial_id"], "arch": t["arch"], "status": t["status"], **h}
+            for t in trials for h in t["history"]]
+    return pd.DataFrame(rows, columns=["trial_id", "arch", "status", *HISTORY_KEYS])
+
+
+def load_experiment(exp_dir: str | Path):
+    """The trials as a DataFrame: one row per trial, config values flattened into columns."""
+    return trials_frame(load_trials(exp_dir))
+
+
+@dataclass
+class Experiment:
+    """Everything the analysis reads from one experiment directory."""
+
+    path: Path
+    record: dict  # spec.json
+    trials: list[dict]
+    asha: dict | None = None  # asha_state.json
+    evaluation: dict | None = None  # evaluation.json
+    frame: object = field(default=None, repr=False)  # pandas DataFrame, one row per trial
+    history: object = field(default=None, repr=False)  # pandas DataFrame, one row per trial epoch
+
+    @property
+    def spec(self) -> dict:
+        return self.record["spec"]
+
+    @property
+    def name(self) -> str:
+        return self.spec.get("name") or self.path.name
+
+    def searched_params(self, arch: str | None = None) -> list[str]:
+        """The hyperparameters the search sampled (for one arch, or any), in the spaces' order."""
+        if self.is_grid:  # the keys the grid rows vary (seed is a repeat, not a hyperparameter)
+            rows = [r for r in self.spec["grid"] if arch is None or r.get("arch") == arch]
+            keys = list(dict.fromkeys(k for r in rows for k in r))
+            return [k for k in keys if k not in ("seed", "arch")
+                    and len({json.dumps(r.get(k), default=str) for r in rows}) > 1]
+        names: list[str] = []
+        for a, space in self.record.get("spaces", {}).items():
+            if arch is None or a == arch:
+                names += [p for p in space.get("params", {}) if p not in names]
+        return names
+
+    @property
+    def is_grid(self) -> bool:
+        return self.spec.get("sampler") == "grid" and bool(self.spec.get("grid"))
+
+    def param_spec(self, arch: str, name: str) -> dict:
+        return self.record.get("spaces", {}).get(arch, {}).get("params", {}).get(name, {})
+
+
+def load(exp_dir: str | Path) -> Experiment:
+    """Read the whole experiment directory (see :class:`Experiment`)."""
+    exp = Path(exp_dir)
+    record = load_spec(exp)
+    trials = load_trials(exp)
+    if not trials:
+        raise ExperimentError(f"{str(exp)!r} holds no trials yet")
+    return Experiment(path=exp, record=record, trials=trials, asha=read_json(exp, ASHA_FILE, "ASHA state"),
+                      evaluation=read_json(exp, EVALUATION_FILE, "evaluation"),
+                      frame=trials_frame(trials), history=history_frame(trials))
