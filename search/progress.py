@@ -31,8 +31,9 @@ def _hms(seconds: float) -> str:
 class ProgressCallback(Callback):
     """Prints a status line at most every ``interval`` seconds and whenever a trial ends."""
 
-    def __init__(self, total_trials: int, max_epochs: int, interval: float = 15.0, stream=sys.stdout):
-        self.total, self.max_epochs, self.interval, self.stream = total_trials, max_epochs, interval, stream
+    def __init__(self, total_trials: int, max_epochs: int, interval: float = 15.0):
+        # No stream attribute: Tune pickles callbacks, and sys.stdout may not pickle (pytest's capture does not).
+        self.total, self.max_epochs, self.interval = total_trials, max_epochs, interval
         self.start = time.monotonic()
         self.last_print = 0.0
 
@@ -68,7 +69,7 @@ class ProgressCallback(Callback):
         now = time.monotonic()
         if force or now - self.last_print >= self.interval:
             self.last_print = now
-            print(self.line(trials), file=self.stream, flush=True)
+            print(self.line(trials), flush=True)
 
     def on_step_end(self, iteration, trials, **info):
         self._maybe_print(trials)
@@ -80,4 +81,4 @@ class ProgressCallback(Callback):
         self._maybe_print(trials, force=True)
 
     def on_experiment_end(self, trials, **info):
-        print(self.line(trials), file=self.stream, flush=True)
+        print(self.line(trials), flush=True)

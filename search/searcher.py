@@ -23,6 +23,10 @@ from trainables.config import METRIC, MODE
 class StatusAwareOptunaSearch(OptunaSearch):
     """OptunaSearch that maps our trial statuses onto Optuna trial states (see module docstring)."""
 
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id not in self._completed_trials:  # told before a driver kill, re-run after the resume
+            super().on_trial_result(trial_id, result)
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
@@ -86,7 +90,12 @@ class MultiArchSearcher(Searcher):
         if not open_archs:
             return Searcher.FINISHED
         arch = min(open_archs, key=lambda a: (self.suggested[a], self.archs.index(a)))
-        params = self.searchers[arch].suggest(trial_id)
+        searcher = self.searchers[arch]
+        orphans = getattr(self, "orphans", {}).get(arch)
+        if orphans:  # asked before a driver kill but never saved by Tune: this trial takes it over
+            searcher._ot_trials[trial_id] = optuna.trial.Trial(searcher._ot_study, orphans.pop(0))
+        params = searcher.suggest(trial_id)
+        searcher._ot_trials[trial_id].set_user_attr("tune_trial_id", trial_id)
         self.suggested[arch] += 1
         self.trial_arch[trial_id] = arch
         return {**self.fixed, **params, "arch": arch}
@@ -106,6 +115,26 @@ class MultiArchSearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update(pickle.load(f))
+        self.reconcile()
+
+    def reconcile(self) -> None:
+        """Catch up with the Optuna studies, which are written at once while Tune saves this searcher every few
+        seconds: after a driver kill a study can be ahead of the state just restored.
+
+        A trial the study has finished is marked completed here, so a re-run of it after the resume is not told
+        (or reported to) Optuna again. A RUNNING study trial this searcher never handed out (asked after Tune's
+        last save) is an orphan: the next suggestion for its net takes it over instead of asking a new one, so the
+        study ends with exactly one trial per Tune trial.
+        """
+        self.orphans = {}
+        for arch, s in self.searchers.items():
+            known = {ot._trial_id for ot in s._ot_trials.values()}
+            stored = {t._trial_id: t for t in s._ot_study.get_trials(deepcopy=False)}
+            for tune_id, ot in s._ot_trials.items():
+                if stored[ot._trial_id].state.is_finished():
+                    s._completed_trials.add(tune_id)
+            self.orphans[arch] = sorted(i for i, t in stored.items()
+                                        if i not in known and t.state == optuna.trial.TrialState.RUNNING)
 
 
 def finished_trials(storage: str, study_name: str) -> list[optuna.trial.FrozenTrial]:
@@ -115,3 +144,29 @@ def finished_trials(storage: str, study_name: str) -> list[optuna.trial.FrozenTr
     return [optuna.trial.create_trial(state=t.state, value=t.value, params=t.params, distributions=t.distributions,
                                       intermediate_values=t.intermediate_values, user_attrs=t.user_attrs)
             for t in study.get_trials(deepcopy=False, states=keep)]
+
+
+class RowSearcher(Searcher):
+    """Hands out a fixed list of configs in order (a preset's grid), then reports FINISHED."""
+
+    def __init__(self, rows: list[dict]):
+        super().__init__(metric=METRIC, mode=MODE)
+        self.rows = [dict(r) for r in rows]
+        self.next = 0
+
+    def suggest(self, trial_id: str):
+        if self.next >= len(self.rows):
+            return Searcher.FINISHED
+        self.next += 1
+        return dict(self.rows[self.next - 1])
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        pass
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))

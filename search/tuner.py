@@ -73,11 +73,10 @@ def load_data(spec: ExperimentSpec):
 
 def build_tuner(spec: ExperimentSpec, data, spaces: dict, *, resume: bool = False):
     from ray import tune
-    from ray.tune.search import BasicVariantGenerator
 
     from search.progress import ProgressCallback
     from search.scheduler import STATE_FILE, PerArchASHA
-    from search.searcher import MultiArchSearcher, finished_trials
+    from search.searcher import MultiArchSearcher, RowSearcher, finished_trials
     from trainables.train import tune_trainable
 
     exp_dir = Path(spec.experiment_dir)
@@ -86,9 +85,8 @@ def build_tuner(spec: ExperimentSpec, data, spaces: dict, *, resume: bool = Fals
     data = dataclasses.replace(data, test_x=data.test_x[:0], test_y=data.test_y[:0])
     if spec.sampler == "grid":
         total = len(spec.grid)
-        searcher = BasicVariantGenerator(points_to_evaluate=[{**fixed, **row} for row in spec.grid],
-                                         max_concurrent=spec.max_concurrent)
-        param_space = {}
+        searcher = RowSearcher([{**fixed, **row} for row in spec.grid])
+        param_space = None
     else:
         total = spec.num_samples * len(spec.archs)
         warm = {}

@@ -86,18 +86,24 @@ class Dataset:
         # random sample of every class rather than the first class of a class-sorted source.
         return train_idx, np.sort(val_idx)
 
-    def split(self, which: str, val_size: int = DEFAULT_VAL_SIZE, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Images and labels of ``train`` (minus validation), ``val``, ``trainval`` or ``test``."""
+    def split_index(self, which: str, val_size: int = DEFAULT_VAL_SIZE,
+                    seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(images, labels, index) of ``train`` (minus validation), ``val``, ``trainval`` or ``test``, without
+        copying: the split is ``images[index]``. Trials use this to share one read-only copy of the arrays."""
         _split_access_log.append(which)
         if which == "test":
-            return self.test_x, self.test_y
+            return self.test_x, self.test_y, np.arange(len(self.test_y))
         if which == "trainval":
-            return self.train_x, self.train_y
-        train_idx, val_idx = self.split_indices(val_size, seed)
-        idx = {"train": train_idx, "val": val_idx}.get(which)
-        if idx is None:
+            return self.train_x, self.train_y, np.arange(len(self.train_y))
+        if which not in ("train", "val"):
             raise ValueError(f"unknown split {which!r}; known: train, val, trainval, test")
-        return self.train_x[idx], self.train_y[idx]
+        train_idx, val_idx = self.split_indices(val_size, seed)
+        return self.train_x, self.train_y, train_idx if which == "train" else val_idx
+
+    def split(self, which: str, val_size: int = DEFAULT_VAL_SIZE, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Images and labels of ``train`` (minus validation), ``val``, ``trainval`` or ``test`` (copies)."""
+        x, y, idx = self.split_index(which, val_size, seed)
+        return x[idx], y[idx]
 
     def channel_stats(self) -> tuple[list[float], list[float]]:
         """Per-channel mean and std of the training images, in [0, 1] units."""
@@ -429,6 +435,17 @@ def load_dataset(data_dir: str | os.PathLike | None = None, dataset: str = "cifa
 
 # --------------------------------------------------------------------------------------------- device batches
 
+def as_shared_tensor(array) -> torch.Tensor:
+    """A tensor sharing ``array``'s memory. Arrays from Ray's object store are read-only; we never write to them."""
+    if isinstance(array, np.ndarray) and not array.flags.writeable:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.from_numpy(array)
+    return torch.as_tensor(array)
+
+
 class DeviceBatches:
     """Shuffled mini-batches from uint8 images that already sit on ``device``.
 
@@ -436,14 +453,17 @@ class DeviceBatches:
     batch is scaled and normalised. No PIL, no worker processes. Iterating again reshuffles (seeded).
     """
 
-    def __init__(self, images, labels, batch_size: int, device="cpu", *, shuffle: bool = False,
+    def __init__(self, images, labels, batch_size: int, device="cpu", *, index=None, shuffle: bool = False,
                  augment: bool = False, mean=(0.5,), std=(0.5,), pad: int = 4, seed: int = 0,
                  drop_last: bool = False, channels_last: bool = False, dtype=torch.float32):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
         self.device = torch.device(device)
-        self.images = torch.as_tensor(images).to(self.device)  # N H W C uint8
-        self.labels = torch.as_tensor(labels).to(self.device, torch.int64)
+        self.images = as_shared_tensor(images).to(self.device)  # N H W C uint8; a no-op when already there
+        labels = as_shared_tensor(labels).to(self.device, torch.int64)
+        # ``index`` selects the split from shared arrays without copying them (see Dataset.split_index).
+        self.index = None if index is None else torch.as_tensor(np.asarray(index), dtype=torch.int64).to(self.device)
+        self.labels = labels if self.index is None else labels[self.index]
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
             raise ValueError(f"images must be uint8 N x H x W x C, got {self.images.dtype} {tuple(self.images.shape)}")
         self.batch_size, self.shuffle, self.augment, self.pad = batch_size, shuffle, augment, pad
@@ -478,7 +498,7 @@ class DeviceBatches:
         stop = n - n % self.batch_size if self.drop_last else n
         for start in range(0, stop, self.batch_size):
             idx = order[start:start + self.batch_size]
-            x = self.images[idx]
+            x = self.images[idx if self.index is None else self.index[idx]]
             if self.augment:
                 x = self._crop_flip(x)
             # NHWC -> NCHW view: this is channels_last memory already; copy to contiguous NCHW unless asked not to.

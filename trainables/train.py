@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from trainables.config import METRIC, resolve_config
-from trainables.data import Dataset, DeviceBatches, load_dataset
+from trainables.data import Dataset, DeviceBatches, as_shared_tensor, load_dataset
 from trainables.models import count_params, create_model, get_arch
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -123,17 +123,19 @@ def train(config: dict, *, report: Callable[[dict, dict | None], None] = print_r
     seed_everything(cfg["seed"])
     device = pick_device(cfg["device"])
     ds = data if data is not None else load_dataset(cfg["data_dir"], cfg["dataset"])
-    train_x, train_y = ds.split("train", cfg["val_size"])
-    val_x, val_y = ds.split("val", cfg["val_size"])
+    # One copy of the training arrays serves both splits (selected by index); on a GPU it is moved there once.
+    images, labels, train_idx = ds.split_index("train", cfg["val_size"])
+    _, _, val_idx = ds.split_index("val", cfg["val_size"])
     if cfg["subset"]:
-        train_x, train_y = train_x[:cfg["subset"]], train_y[:cfg["subset"]]
+        train_idx = train_idx[:cfg["subset"]]
+    images = as_shared_tensor(images).to(device)
     mean, std = ds.channel_stats()
     if cfg["pretrained"]:  # torchvision's ImageNet weights expect ImageNet's normalisation
         mean, std = IMAGENET_MEAN, IMAGENET_STD
     loader = dict(device=device, mean=mean, std=std, channels_last=cfg["channels_last"])
-    train_batches = DeviceBatches(train_x, train_y, cfg["batch_size"], shuffle=True, augment=cfg["augment"],
-                                  seed=cfg["seed"], **loader)
-    val_batches = DeviceBatches(val_x, val_y, EVAL_BATCH, **loader)
+    train_batches = DeviceBatches(images, labels, cfg["batch_size"], index=train_idx, shuffle=True,
+                                  augment=cfg["augment"], seed=cfg["seed"], **loader)
+    val_batches = DeviceBatches(images, labels, EVAL_BATCH, index=val_idx, **loader)
 
     spec = get_arch(cfg["arch"])
     extra = {k: cfg[k] for k in ("stem", "pretrained", "freeze") if cfg[k] is not None}
@@ -182,7 +184,7 @@ def train(config: dict, *, report: Callable[[dict, dict | None], None] = print_r
         seen = min(len(train_batches.labels), (step + 1) * cfg["batch_size"])
         train_loss = float(loss_sum) / seen
         diverged = diverged or not math.isfinite(train_loss)
-        val = evaluate(model, val_batches, cfg["amp"]) if len(val_y) else {"loss": float("nan"), "accuracy": 0.0}
+        val = evaluate(model, val_batches, cfg["amp"]) if len(val_idx) else {"loss": float("nan"), "accuracy": 0.0}
         status = "diverged" if diverged else ("completed" if epoch == cfg["epochs"] else "running")
         metrics = {"epoch": epoch, "epochs": cfg["epochs"], "arch": cfg["arch"], "train_loss": train_loss,
                    "train_accuracy": float(correct) / seen, "val_loss": val["loss"], METRIC: val["accuracy"],
