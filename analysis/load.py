@@ -97,8 +97,12 @@ def load_trials(exp_dir: str | Path) -> list[dict]:
     if not list(exp.glob("experiment_state*.json")):
         raise ExperimentError(f"{str(exp)!r} has no Ray Tune experiment state yet (the search never started "
                               f"or was killed before its first save)")
+    import logging
+
     from ray.tune import ExperimentAnalysis
 
+    # A trial that never reported (pending, or errored at once) has no result.json; Ray warns about each one.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     try:
         analysis = ExperimentAnalysis(str(exp))
     except Exception as e:  # Ray raises several types for a half-written state file

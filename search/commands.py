@@ -63,14 +63,16 @@ def spec_from_args(args) -> ExperimentSpec:
 
 
 def cmd_search(args) -> int:
+    from search.spec import default_storage
     from search.tuner import run_search, spec_from_dir
-    from search.spec import ExperimentSpec as _Spec
 
     if args.resume:
         if not args.name:
             raise SpecError("--resume needs the --name (and --storage) of the experiment to finish")
-        probe = _Spec(archs=["simple_cnn"], name=args.name, storage=args.storage or "")
-        spec = spec_from_dir(probe.experiment_dir)
+        storage = args.storage or default_storage()
+        if "://" not in storage:
+            storage = str(Path(storage).expanduser().resolve())
+        spec = spec_from_dir(f"{storage.rstrip('/')}/{args.name}")
         if args.address:
             spec.address = args.address
     else:
@@ -142,6 +144,12 @@ def cmd_report(args) -> int:
     return write_report(args.experiment, out=args.out)
 
 
+def cmd_evaluate(args) -> int:
+    from analysis.evaluate import cmd_evaluate as evaluate
+
+    return evaluate(args)
+
+
 def add_commands(sub) -> None:
     s = sub.add_parser("search", help="Optuna TPE + ASHA search on Ray Tune")
     s.add_argument("--arch", help="comma-separated nets; each gets its own study and the same budget")
@@ -178,3 +186,17 @@ def add_commands(sub) -> None:
     r.add_argument("--out", help="output directory (default: EXPERIMENT/report)")
     r.add_argument("--json", action="store_true", help="machine-readable trial summary")
     r.set_defaults(func=cmd_report)
+
+    e = sub.add_parser("evaluate", help="final test-set evaluation: retrain the top configs with N seeds, 95% CIs")
+    e.add_argument("experiment")
+    e.add_argument("--top-k", type=int, default=3, help="configs per net, ranked by validation accuracy")
+    e.add_argument("--repeats", type=int, default=5, help="seeds per config")
+    e.add_argument("--train-on", default="train", choices=["train", "trainval"],
+                   help="trainval also trains on the validation split (the table says which)")
+    e.add_argument("--epochs", type=int, default=None, help="default: each config's own (the search's max epochs)")
+    e.add_argument("--archs", help="comma-separated subset of the experiment's nets")
+    e.add_argument("--svm-subset", type=int, default=0, help="also fit report 000's SVM on N training images")
+    e.add_argument("--svm-k", type=int, default=448, help="PCA components of the SVM")
+    e.add_argument("--address", help="Ray cluster: auto or HOST:PORT, or local for a new embedded one")
+    e.add_argument("--json", action="store_true", help="print the saved record")
+    e.set_defaults(func=cmd_evaluate)

@@ -53,15 +53,37 @@ class PerArchASHA(FIFOScheduler):
     def set_search_properties(self, metric, mode, **spec) -> bool:
         return True  # metric and mode are fixed: METRIC, MODE
 
+    def _drop_staged_copy(self, tune_controller) -> None:
+        """Tune's restore copies every ``*.json`` of the experiment dir into its driver staging dir and uploads that
+        dir back at each save: its copy of our file would overwrite the live one with the rungs as they were at the
+        resume. Delete that copy (once per controller) so the file ``persist`` writes is the only one."""
+        if self.state_path is None or getattr(self, "_staging_checked", None) is tune_controller:
+            return
+        self._staging_checked = tune_controller
+        staging = getattr(getattr(tune_controller, "_storage", None), "experiment_driver_staging_path", None)
+        copy = Path(staging) / self.state_path.name if staging else None
+        if copy is not None and copy.exists() and copy.resolve() != self.state_path.resolve():
+            copy.unlink()
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_staging_checked"}
+
     def on_trial_add(self, tune_controller, trial) -> None:
+        self._drop_staged_copy(tune_controller)
         sched = self._sched(trial)
         if trial.trial_id not in sched._trial_info:
             sched._trial_info[trial.trial_id] = sched._brackets[0]
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        self._drop_staged_copy(tune_controller)
         sched = self._sched(trial)
         if trial.trial_id not in sched._trial_info:  # restored trial the controller did not re-add
             self.on_trial_add(tune_controller, trial)
+        stopped_at = next((s["epoch"] for s in self.stops if s["trial_id"] == trial.trial_id), None)
+        if stopped_at is not None and result.get(TIME_ATTR, 0) >= stopped_at:
+            # Stopped before a driver kill that came before Tune saved it: re-run from an older checkpoint, it
+            # would pass its rung as "already recorded" and train on. The decision on record stands.
+            return TrialScheduler.STOP
         rung = self._rung_for(sched, result)
         cutoff = sched._brackets[0].cutoff(rung[1]) if rung else None
         action = sched.on_trial_result(tune_controller, trial, result)

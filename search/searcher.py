@@ -24,8 +24,11 @@ class StatusAwareOptunaSearch(OptunaSearch):
     """OptunaSearch that maps our trial statuses onto Optuna trial states (see module docstring)."""
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id not in self._completed_trials:  # told before a driver kill, re-run after the resume
-            super().on_trial_result(trial_id, result)
+        if trial_id in self._completed_trials:  # told before a driver kill, re-run after the resume
+            return
+        # Step = the epoch the result is for. Tune's training_iteration runs ahead of it once a trial resumes from
+        # an older checkpoint than the last one Tune recorded (a corrupt checkpoint, a resume after a driver kill).
+        self._ot_trials[trial_id].report(result[self.metric], result.get("epoch", result["training_iteration"]))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:

@@ -91,6 +91,13 @@ class ExperimentSpec:
                 raise SpecError(f"--set {e}") from None
         if "epochs" in self.fixed:
             raise SpecError("--set epochs=... is not allowed in a search: use --max-epochs")
+        from trainables.config import resolve_config
+
+        for a in self.archs:  # e.g. --set stem=cifar with a net that has no stem: refuse now, not in every trial
+            try:
+                resolve_config({**self.fixed, "arch": a})
+            except ConfigError as e:
+                raise SpecError(f"--set {e} (arch {a})") from None
         self.name = self.name or _dt.datetime.now().strftime("search-%Y%m%d-%H%M%S")
         if not NAME.match(self.name):
             raise SpecError(f"--name must be letters, digits, '_', '.', '-', got {self.name!r}")

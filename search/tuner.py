@@ -23,6 +23,28 @@ def trial_dirname(trial) -> str:
     return f"{trial.config.get('arch', 'trial')}_{trial.trial_id}"
 
 
+def keep_results_on_retry():
+    """A Tune callback that keeps every result line of a trial Tune retries after a failure.
+
+    Tune writes a trial's ``result.json`` on the driver and copies it to the storage every few seconds; to retry a
+    failed trial from its checkpoint it copies the storage's copy *back* over the driver's, dropping the lines written
+    since the last copy (an epoch vanishes from the trial's history). Pushing the driver's copy first keeps them.
+    """
+    from ray.tune import Callback
+
+    class KeepResultsOnRetry(Callback):
+        def on_trial_recover(self, iteration, trials, trial, **info):
+            import pyarrow.fs
+
+            for name in ("result.json", "progress.csv"):
+                local = Path(trial.local_path) / name
+                if local.exists():
+                    pyarrow.fs.copy_files(str(local), f"{trial.storage.trial_fs_path}/{name}",
+                                          destination_filesystem=trial.storage.storage_filesystem)
+
+    return KeepResultsOnRetry()
+
+
 def load_spaces(spec: ExperimentSpec) -> dict:
     """arch -> SearchSpace; a ``--set`` value takes its key out of the search (it is fixed, not sampled)."""
     from spaces import SpaceError, load_space
@@ -62,13 +84,18 @@ def init_ray(spec: ExperimentSpec) -> None:
     if spec.address:
         ray.init(address=spec.address, **kwargs)
     else:
-        ray.init(**kwargs)
+        # "local": a Ray of our own. A bare ray.init() joins any cluster `ray start` left running on this machine,
+        # whose other nodes would then write to a --storage that ExperimentSpec's node-local check never vetted.
+        # Loopback: an embedded single-node Ray has no reason to listen on the machine's network interfaces.
+        ray.init(address="local", _node_ip_address="127.0.0.1", **kwargs)
 
 
 def load_data(spec: ExperimentSpec):
     from trainables.data import load_dataset
 
-    return load_dataset(spec.fixed.get("data_dir"), spec.fixed.get("dataset", "cifar10"))
+    data = load_dataset(spec.fixed.get("data_dir"), spec.fixed.get("dataset", "cifar10"))
+    data.channel_stats()  # computed once here; the cached value travels to every trial with the arrays
+    return data
 
 
 def build_tuner(spec: ExperimentSpec, data, spaces: dict, *, resume: bool = False):
@@ -117,7 +144,7 @@ def build_tuner(spec: ExperimentSpec, data, spaces: dict, *, resume: bool = Fals
         name=spec.name, storage_path=spec.storage, verbose=0,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=3),
-        callbacks=[ProgressCallback(total, spec.max_epochs)])
+        callbacks=[ProgressCallback(total, spec.max_epochs), keep_results_on_retry()])
     kwargs = {"param_space": param_space} if param_space is not None else {}
     return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config, **kwargs), res
 
@@ -153,6 +180,11 @@ def run_search(spec: ExperimentSpec, resume: bool = False):
         raise SpecError(f"experiment {str(exp_dir)!r} exists already: pass --resume to finish it, or a new --name")
     spaces = load_spaces(spec)  # bad spaces fail here, before Ray or any directory
     data = load_data(spec)  # so does missing or corrupt data
+    if resume:  # trials resumed on other data than they started on would mix two experiments
+        started_on = json.loads((exp_dir / SPEC_FILE).read_text()).get("data", {}).get("checksum")
+        if started_on and started_on != data.checksum:
+            raise SpecError(f"--resume: the data changed since the experiment started (sha256 {started_on[:12]}..., "
+                            f"now {data.checksum[:12]}... in {data.source}); restore the original files")
     init_ray(spec)
     from trainables.train import tune_trainable
 

@@ -237,7 +237,8 @@ def tune_trainable(config: dict, data: Dataset | None = None) -> None:
 
     resume_state = None
     checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            resume_state = load_state(d)
+    if checkpoint is not None:  # an unreadable newest checkpoint falls back to an older one (and says so)
+        from trainables.checkpoints import load_newest_valid
+
+        resume_state = load_newest_valid(checkpoint, load_state)
     train(config, report=report, resume_state=resume_state, data=data)

@@ -1,0 +1,289 @@
+"""Final evaluation: the only code that reads the test split, and it reads it once.
+
+``cifar-tune evaluate EXP`` retrains each net's top-k configs (ranked by validation accuracy) from scratch with
+``repeats`` seeds for their full epochs, on ``train`` or ``trainval``, then scores every run on the test split:
+accuracy (mean with a 95% t-interval over seeds), weighted F1, per-class precision / recall / F1 and the confusion
+matrix (scikit-learn), test loss; and a paired t-test between the two best nets. For a preset run in ``grid`` mode
+the grid already trained every point with the report's seeds, so their final checkpoints are scored instead.
+
+Retrains (and the SVM) are Ray tasks (1 CPU each; embedded Ray unless ``address`` names a cluster); scoring grid
+checkpoints is inference only and runs in this process. The driver reads the test split once and hands it to the
+tasks; the training data they get has no test images in it. Results go to
+``EXP/evaluation.json`` and ``EXP/evaluation.csv``, which ``cifar-tune report`` picks up.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from analysis.load import EVALUATION_FILE, ExperimentError, load
+from analysis.stats import mean_ci, paired_comparison
+from analysis.tables import fmt_ci, grid_points, ranked
+from trainables.config import METRIC
+
+TRAIN_ON = ("train", "trainval")
+
+
+# --------------------------------------------------------------------------------------------- inside a Ray task
+
+def _test_model(state: dict, data, test) -> dict:
+    """Rebuild the model of a final training ``state`` and score it on ``test`` = (images, labels)."""
+    import torch
+
+    from trainables.config import ARCH_KWARGS
+    from trainables.data import DeviceBatches
+    from trainables.models import create_model
+    from trainables.train import EVAL_BATCH, IMAGENET_MEAN, IMAGENET_STD, evaluate, pick_device
+
+    cfg = state["config"]
+    extra = {k: cfg[k] for k in ARCH_KWARGS if cfg.get(k) is not None}
+    if extra.get("pretrained"):
+        extra["pretrained"] = False  # the weights come from the state: no download
+    device = pick_device(cfg["device"])
+    model = create_model(cfg["arch"], num_classes=data.num_classes, in_channels=data.shape[-1],
+                         image_size=data.shape[0], dropout=cfg["dropout"], norm=cfg["norm"], **extra)
+    model.load_state_dict(state["model"])
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if cfg.get("pretrained") else data.channel_stats()
+    batches = DeviceBatches(test[0], test[1], EVAL_BATCH, device, mean=mean, std=std,
+                            channels_last=cfg["channels_last"])
+    model = model.to(device)
+    if cfg["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+    out = evaluate(model, batches, cfg["amp"])
+    return {"test_loss": out["loss"], "predictions": out["predictions"].tolist()}
+
+
+def _retrain(config: dict, data, test) -> dict:
+    import time
+
+    from trainables.train import train
+
+    final: dict = {}
+
+    def keep_last(metrics, state):
+        if state is not None:
+            final["state"] = state
+
+    t0 = time.perf_counter()
+    metrics = train(config, report=keep_last, data=data)
+    seconds = time.perf_counter() - t0
+    val = {METRIC: metrics.get(METRIC)} if config.get("val_size", 1) else {}
+    return {**_test_model(final["state"], data, test), "status": metrics.get("status"), **val,
+            "train_seconds": seconds, "epochs": metrics.get("epoch")}
+
+
+def _from_checkpoint(state: dict, data, test) -> dict:
+    return {**_test_model(state, data, test), "status": "checkpoint"}
+
+
+def _svm(data, test, options: dict) -> dict:
+    from trainables.svm import fit_svm
+
+    return fit_svm(data, test=test, **options)
+
+
+# --------------------------------------------------------------------------------------------- scoring
+
+def score(labels: np.ndarray, predictions, classes: list[str]) -> dict:
+    """accuracy, weighted F1, per-class precision/recall/F1/support and the confusion matrix (scikit-learn)."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+    pred = np.asarray(predictions)
+    idx = list(range(len(classes)))
+    p, r, f, s = precision_recall_fscore_support(labels, pred, labels=idx, zero_division=0)
+    return {"test_accuracy": float(accuracy_score(labels, pred)),
+            "weighted_f1": float(f1_score(labels, pred, labels=idx, average="weighted", zero_division=0)),
+            "per_class": [{"class": c, "precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                           "support": int(s[i])} for i, c in enumerate(classes)],
+            "confusion_matrix": confusion_matrix(labels, pred, labels=idx).tolist()}
+
+
+def _group(runs: list[dict], classes: list[str], **info) -> dict:
+    """Aggregate the runs of one config: means with 95% CIs, per-class means, summed confusion matrix."""
+    per_class = [{"class": c, **{m: float(np.mean([r["per_class"][i][m] for r in runs]))
+                                 for m in ("precision", "recall", "f1")}, "support": runs[0]["per_class"][i]["support"]}
+                 for i, c in enumerate(classes)]
+    out = {**info, "seeds": [r["seed"] for r in runs],
+           **{m: mean_ci([r.get(m) for r in runs]) for m in ("test_accuracy", "weighted_f1", "test_loss")},
+           "per_class": per_class, "confusion_matrix": np.sum([r["confusion_matrix"] for r in runs], axis=0).tolist(),
+           "runs": [{k: v for k, v in r.items() if k not in ("per_class", "confusion_matrix", "predictions")}
+                    for r in runs]}
+    vals = [r.get(METRIC) for r in runs if r.get(METRIC) is not None]
+    if vals:
+        out[METRIC] = mean_ci(vals)
+    return out
+
+
+# --------------------------------------------------------------------------------------------- the driver
+
+def _init_ray(address: str | None) -> bool:
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kwargs = dict(include_dashboard=False, configure_logging=True, logging_level="WARNING", log_to_driver=False)
+    ray.init(address=address or None, **kwargs)  # None: a running local cluster, else an embedded one
+    return True
+
+
+def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, train_on: str = "train",
+                        epochs: int | None = None, archs: list[str] | None = None, svm_subset: int = 0,
+                        svm_k: int = 448, address: str | None = None) -> dict:
+    """Run the final evaluation of an experiment (see the module docstring); returns and saves the results."""
+    if train_on not in TRAIN_ON:
+        raise ValueError(f"--train-on must be one of {', '.join(TRAIN_ON)}, got {train_on!r}")
+    for name, value, low in (("--top-k", top_k, 1), ("--repeats", repeats, 1), ("--svm-subset", svm_subset, 0)):
+        if not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
+        raise ValueError(f"--epochs must be an integer >= 1, got {epochs!r}")
+    exp = load(exp_dir)
+    unknown = sorted(set(archs or []) - set(exp.spec["archs"]))
+    if unknown:
+        raise ValueError(f"--archs {','.join(unknown)} not in the experiment (it has {','.join(exp.spec['archs'])})")
+    wanted = archs or exp.spec["archs"]
+    fixed = exp.spec.get("fixed", {})
+
+    from trainables.data import load_dataset
+
+    data = load_dataset(fixed.get("data_dir"), fixed.get("dataset", "cifar10"))
+    test = data.split("test")  # the one read of the test split
+    train_only = dataclasses.replace(data, test_x=data.test_x[:0], test_y=data.test_y[:0])
+
+    jobs, results, grid_mode = [], [], bool(grid_points(exp))
+    if grid_mode:  # scoring finished checkpoints is inference only: it runs here, no retraining
+        from trainables.train import load_state
+
+        for label, _, trials in grid_points(exp):
+            for t in trials:
+                cps = sorted(Path(t["path"]).glob("checkpoint_*")) if t["path"] else []
+                if t["arch"] in wanted and cps:
+                    jobs.append(({"label": label, "arch": t["arch"], "trial_id": t["trial_id"],
+                                  "seed": t["config"].get("seed", 0), METRIC: t[METRIC]}, None))
+                    results.append(_from_checkpoint(load_state(cps[-1]), train_only, test))
+    else:
+        top = ranked(exp)
+        for _, row in top[(top["rank"] <= top_k) & top["arch"].isin(wanted)].iterrows():
+            trial = next(t for t in exp.trials if t["trial_id"] == row["trial_id"])
+            config = {**trial["config"], **({"epochs": epochs} if epochs else {})}
+            if train_on == "trainval":
+                config["val_size"] = 0  # train on all of train + val; there is no validation score then
+            for seed in range(repeats):
+                jobs.append(({"arch": row["arch"], "rank": int(row["rank"]), "trial_id": row["trial_id"],
+                              "seed": seed}, {**config, "seed": seed}))
+    if not jobs and not svm_subset:
+        counts = exp.frame["status"].value_counts().to_dict()
+        raise ValueError(f"nothing to evaluate in {str(exp_dir)!r}: no trial of {', '.join(wanted)} has a validation "
+                         f"score{' and a checkpoint' if grid_mode else ''} (statuses: {counts})")
+    svm = None
+    if any(config is not None for _, config in jobs) or svm_subset:
+        import ray
+
+        started = _init_ray(address)
+        try:
+            data_ref, test_ref = ray.put(train_only), ray.put(test)
+            retrain = ray.remote(num_cpus=1)(_retrain)
+            refs = [retrain.remote(config, data_ref, test_ref) for _, config in jobs if config is not None]
+            svm_ref = ray.remote(num_cpus=1)(_svm).remote(
+                data_ref, test_ref, {"subset": svm_subset, "k": svm_k,
+                                     "val_size": fixed.get("val_size", 5000)}) if svm_subset else None
+            results += ray.get(refs)
+            svm = ray.get(svm_ref) if svm_ref is not None else None
+        finally:
+            if started:
+                ray.shutdown()
+
+    runs = [{**info, **{k: v for k, v in res.items()}, **score(test[1], res["predictions"], data.classes)}
+            for (info, _), res in zip(jobs, results)]
+    key = (lambda r: r["label"]) if grid_mode else (lambda r: (r["arch"], r["rank"]))
+    groups: dict = {}
+    for r in runs:
+        groups.setdefault(key(r), []).append(r)
+    trial_configs = {t["trial_id"]: t["config"] for t in exp.trials}
+    summaries = []
+    for k, g in groups.items():
+        info = {"arch": g[0]["arch"], "trial_id": g[0]["trial_id"], "train_on": "train" if grid_mode else train_on}
+        if grid_mode:
+            info.update(label=k, config=trial_configs[g[0]["trial_id"]])
+        else:
+            info.update(rank=k[1], config={**trial_configs[g[0]["trial_id"]], **({"epochs": epochs} if epochs else {})})
+        summaries.append(_group(g, data.classes, **info))
+
+    record = {"experiment": str(Path(exp_dir).resolve()), "created": _dt.datetime.now().isoformat(timespec="seconds"),
+              "mode": "grid checkpoints" if grid_mode else "retrain", "train_on": "train" if grid_mode else train_on,
+              "top_k": top_k, "repeats": repeats, "epochs": epochs, "classes": list(data.classes),
+              "test_images": int(len(test[1])), "results": [] if grid_mode else summaries,
+              "grid": summaries if grid_mode else []}
+    if grid_mode:  # the comparison table's row per net: the grid point with the best validation accuracy
+        for arch in wanted:
+            mine = [s for s in summaries if s["arch"] == arch and s.get(METRIC, {}).get("mean") is not None]
+            if mine:
+                best = max(mine, key=lambda s: s[METRIC]["mean"])
+                record["results"].append({**best, "rank": 1})
+    firsts = sorted([s for s in record["results"] if s.get("rank") == 1],
+                    key=lambda s: -s["test_accuracy"]["mean"])
+    if len(firsts) >= 2:
+        a, b = firsts[:2]
+        acc = [{r["seed"]: r["test_accuracy"] for r in s["runs"]} for s in (a, b)]
+        record["paired"] = paired_comparison(acc[0], acc[1], (a["arch"], b["arch"]))
+    if svm is not None:
+        pred = svm.pop("predictions")
+        record["svm"] = {**svm, "confusion_matrix": score(test[1], pred, data.classes)["confusion_matrix"]}
+    save(record, exp_dir)
+    return record
+
+
+def save(record: dict, exp_dir: str | Path) -> None:
+    import pandas as pd
+
+    exp = Path(exp_dir)
+    tmp = exp / f".{EVALUATION_FILE}.tmp"
+    tmp.write_text(json.dumps(record, indent=1, default=str))
+    os.replace(tmp, exp / EVALUATION_FILE)
+    rows = [{"arch": g["arch"], "rank": g.get("rank"), "label": g.get("label"), "trial_id": g["trial_id"],
+             "train_on": g["train_on"], **{k: v for k, v in run.items() if k not in ("arch", "rank", "label",
+                                                                                   "trial_id")}}
+            for g in (record["grid"] or record["results"]) for run in g["runs"]]
+    pd.DataFrame(rows).to_csv(exp / "evaluation.csv", index=False)
+
+
+def summary_lines(record: dict) -> list[str]:
+    lines = [f"test split: {record['test_images']:,} images; {record['mode']}, trained on {record['train_on']}"]
+    for g in record["grid"] or record["results"]:
+        name = g.get("label") or f"{g['arch']} #{g['rank']} ({g['trial_id']})"
+        lines.append(f"  {name:<44} test_accuracy {fmt_ci(g['test_accuracy']):<18} weighted_f1 "
+                     f"{g['weighted_f1']['mean']:.4f}  test_loss {g['test_loss']['mean']:.4f}  seeds {g['seeds']}")
+    p = record.get("paired")
+    if p and p.get("t") is not None:
+        lines.append(f"  paired t-test {p['a']} - {p['b']}: {p['mean_difference']:+.4f} over {p['n']} seeds, "
+                     f"t = {p['t']:.3f}, p = {p['p_value']:.4g}")
+    elif p:
+        lines.append(f"  paired comparison {p['a']} vs {p['b']}: {p['note']}")
+    if record.get("svm"):
+        s = record["svm"]
+        lines.append(f"  svm_pca (subset {s['subset']:,}, k={s['k']})  test_accuracy {s['test_accuracy']:.4f} "
+                     f"weighted_f1 {s['weighted_f1']:.4f}")
+    return lines
+
+
+def cmd_evaluate(args) -> int:
+    from search.spec import SpecError
+
+    archs = [a.strip() for a in args.archs.split(",") if a.strip()] if args.archs else None
+    try:
+        record = evaluate_experiment(args.experiment, top_k=args.top_k, repeats=args.repeats, train_on=args.train_on,
+                                     epochs=args.epochs, archs=archs, svm_subset=args.svm_subset, svm_k=args.svm_k,
+                                     address=args.address)
+    except (ExperimentError, ValueError) as e:
+        raise SpecError(str(e)) from None
+    if args.json:
+        print(json.dumps(record, default=str))
+        return 0
+    print("\n".join(summary_lines(record)))
+    print(f"saved {Path(args.experiment) / EVALUATION_FILE}; next: cifar-tune report {args.experiment}")
+    return 0

@@ -1,0 +1,389 @@
+"""analysis/: loader, tables, final evaluation, SVM baseline and the plotly report, on real small experiments.
+
+Two experiments are built once for the module (tmp dirs, real searches in subprocesses):
+
+* ``main``: ``cifar-tune search`` over origin_net and simple_cnn, TPE + ASHA: completed and ASHA-stopped trials;
+* ``grid``: report 003's grid preset shrunk to CPU size (two of its Table VIII rows x two seeds, 1 epoch, 300 images)
+  plus a row that diverges (lr 1e30) and a row that raises inside its trial (device "mps" on a machine without it).
+
+The data layer is instrumented across processes: a ``sitecustomize`` on PYTHONPATH replaces
+``trainables.data._split_access_log`` (the log every split read appends to) in every Python process, the CLI driver
+and each Ray worker, by a list that also appends to a file; so the test sees what the trials read, not only what the
+pytest process read.
+
+The render test needs Debian's ``chromium`` (``apt-get install -y chromium``; found on PATH as ``chromium`` or
+``chromium-browser``, or at ``$CHROMIUM``). It is skipped when absent, except in CI (``$CI`` set), where it fails.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import tables
+from analysis.load import ExperimentError, load, load_trials
+from analysis.stats import mean_ci, paired_comparison
+from trainables.config import METRIC
+
+SPY = '''
+import importlib.abc, importlib.machinery, os, sys
+
+
+class _FileLog(list):
+    """trainables.data's own access log, also appended to a file every process shares."""
+    def append(self, which):
+        super().append(which)
+        with open(os.environ["CIFAR_TUNE_SPLIT_LOG"], "a") as f:
+            f.write(f"{os.getpid()} {which}\\n")
+
+
+class _SplitSpy(importlib.abc.MetaPathFinder):
+    """When trainables.data is imported, swap its _split_access_log for a _FileLog."""
+    def find_spec(self, name, path=None, target=None):
+        if name != "trainables.data":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None:
+            return None
+        exec_module = spec.loader.exec_module
+
+        def patched(module):
+            exec_module(module)
+            module._split_access_log = _FileLog(module._split_access_log)
+        spec.loader.exec_module = patched
+        return spec
+
+
+if os.environ.get("CIFAR_TUNE_SPLIT_LOG"):
+    sys.meta_path.insert(0, _SplitSpy())
+'''
+
+GRID = '''
+import sys
+from search.presets import get_preset, grid_runs
+from search.spec import ExperimentSpec
+from search.tuner import run_search
+
+data_dir, storage = sys.argv[1], sys.argv[2]
+small = {"epochs": 1, "subset": 300, "val_size": 200}
+points = [r for r in grid_runs(get_preset("report003"))
+          if r["arch"] == "modified_net" and r.get("optimizer") == "sgd" and r["lr"] in (1e-4, 5e-3)]
+rows = [{**r, **small, "seed": seed} for r in points for seed in (0, 1)]  # the report ran one seed; we run two
+rows.append({**rows[0], "lr": 1e30})                   # diverges in its first epoch
+rows.append({**rows[0], "lr": 2e-3, "device": "mps"})  # raises inside the trial: no MPS device on Linux
+spec = ExperimentSpec(archs=["modified_net"], sampler="grid", scheduler="none", grid=rows, max_epochs=1,
+                      preset="report003:grid", max_failures=0, name="grid", storage=storage,
+                      fixed={"data_dir": data_dir, "subset": 300, "val_size": 200})
+run_search(spec)
+'''
+
+
+def _run(args: list[str], env: dict, timeout: int = 600) -> subprocess.CompletedProcess:
+    out = subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout)
+    assert out.returncode == 0, f"{args[:4]} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return out
+
+
+def _cli() -> list[str]:
+    return [sys.executable, "-m", "search.cli"]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, cifar_path):
+    root = tmp_path_factory.mktemp("analysis")
+    (root / "spy").mkdir()
+    (root / "spy" / "sitecustomize.py").write_text(SPY)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "spy"), os.environ.get("PYTHONPATH", "")]),
+           "CIFAR_TUNE_SPLIT_LOG": str(root / "search-splits.log"), "RAY_USAGE_STATS_ENABLED": "0",
+           # A fresh embedded Ray per command: ray.init() alone would join any cluster already running on this
+           # machine (another test's `ray start`), whose nodes that test may kill under our trials.
+           "RAY_ADDRESS": "local"}
+    storage = root / "exps"
+    _run(_cli() + ["search", "--arch", "origin_net,simple_cnn", "--num-samples", "4", "--max-epochs", "2",
+                   "--data-dir", str(cifar_path), "--set", "subset=300", "--set", "val_size=200",
+                   "--storage", str(storage), "--name", "main"], env)
+    _run([sys.executable, "-c", GRID, str(cifar_path), str(storage)], env)
+    return {"root": root, "env": env, "main": storage / "main", "grid": storage / "grid", "data": cifar_path}
+
+
+def _splits(path: Path) -> list[str]:
+    return [line.split()[1] for line in path.read_text().splitlines()] if path.exists() else []
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+def test_loader_sees_every_status(lab):
+    main, grid = load(lab["main"]), load(lab["grid"])
+    statuses = set(main.frame["status"]) | set(grid.frame["status"])
+    assert {"completed", "stopped", "diverged", "errored"} <= statuses
+    # ASHA's own record and the loader agree on which trials it stopped, and at which epoch.
+    stops = {s["trial_id"]: s["epoch"] for s in main.asha["stops"]}
+    assert stops, "ASHA stopped no trial: the experiment lost its early-stopped case"
+    for _, row in main.frame.iterrows():
+        if row["trial_id"] in stops:
+            assert row["status"] == "stopped" and row["epochs"] == stops[row["trial_id"]]
+        elif row["status"] == "completed":
+            assert row["epochs"] == row["max_epochs"] == 2
+    df = pd.concat([main.frame, grid.frame], ignore_index=True)
+    scored = df[df["params"].notna()]
+    assert np.allclose(scored["size_mb"], scored["params"] * 4 / 1e6)
+    assert (df.loc[df["status"] == "completed", "best_val_accuracy"] >= df.loc[df["status"] == "completed",
+                                                                                METRIC] - 1e-12).all()
+    diverged = grid.frame[grid.frame["status"] == "diverged"].iloc[0]
+    assert diverged["lr"] == 1e30 and pd.isna(diverged["train_loss"]) and diverged["epochs"] == 1
+    errored = grid.frame[grid.frame["status"] == "errored"].iloc[0]
+    assert errored["device"] == "mps" and "mps" in errored["error"].lower() and errored["epochs"] == 0
+    for column in ("best_val_loss", "train_accuracy", "train_time_s", "best_epoch", "max_epochs"):
+        assert column in df.columns
+
+
+def test_report_json_keeps_its_keys(lab, capsys):
+    from search.cli import main
+
+    assert main(["report", str(lab["main"]), "--json"]) == 0
+    trials = json.loads(capsys.readouterr().out)["trials"]
+    assert {"trial_id", "arch", "config", "status", "epochs", "val_accuracy", "best_val_accuracy", "params",
+            "train_time_s", "history", "path"} <= set(trials[0])
+
+
+def test_missing_or_half_written_experiment_is_a_clear_error(lab, tmp_path, capsys):
+    from search.cli import main
+
+    with pytest.raises(ExperimentError, match="no experiment directory"):
+        load(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ExperimentError, match="spec.json is missing"):
+        load(tmp_path / "empty")
+    broken = tmp_path / "broken"
+    shutil.copytree(lab["main"], broken)
+    state = sorted(broken.glob("experiment_state*.json"))[-1]
+    text = state.read_text()
+    state.write_text(text[: len(text) // 2])
+    with pytest.raises(ExperimentError, match="Ray Tune state"):
+        load(broken)
+    state.unlink()
+    with pytest.raises(ExperimentError, match="no Ray Tune experiment state"):
+        load(broken)
+    spec = broken / "spec.json"
+    spec.write_text(spec.read_text()[:100])
+    with pytest.raises(ExperimentError, match="half-written"):
+        load(broken)
+    # The CLI turns it into one line naming the directory, exit status 2.
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "nowhere" in err
+
+
+def test_a_result_line_cut_by_a_kill_keeps_the_epochs_before_it(lab, tmp_path):
+    copy = tmp_path / "cut"
+    shutil.copytree(lab["main"], copy)
+    trial = next(t for t in load_trials(copy) if t["status"] == "completed")
+    result = Path(trial["path"]) / "result.json"
+    lines = result.read_text().splitlines()
+    result.write_text(lines[0] + "\n" + lines[1][:40])  # the last line half-written
+    again = next(t for t in load_trials(copy) if t["trial_id"] == trial["trial_id"])
+    assert [h["epoch"] for h in again["history"]] == [1]
+
+
+# --------------------------------------------------------------------------------------------- tables
+
+def test_effect_tables_read_every_trial_at_the_same_epoch(lab):
+    exp = load(lab["main"])
+    epoch, effects = tables.effect_tables(exp)
+    assert epoch == exp.spec["grace_period"] == 1
+    at = exp.history[exp.history["epoch"] == epoch].set_index("trial_id")[METRIC]
+    for name, t in effects.items():
+        best, median = t.columns[-2], t.columns[-1]
+        assert best.endswith(f"@{epoch}") and median.endswith(f"@{epoch}")
+        for arch, rows in t.groupby("arch"):
+            ids = exp.frame[(exp.frame["arch"] == arch) & exp.frame[name].notna()]["trial_id"]
+            assert rows["trials"].sum() == len(ids)  # every trial counted once, stopped ones included
+            assert rows[best].max() == pytest.approx(at[ids].max())
+    lr = effects["lr"]["lr"]
+    assert lr.str.contains("–").all()  # a log-scale float is binned into intervals
+
+
+def _toy_experiment(runs: dict) -> "object":
+    """An Experiment from hand-written histories: {trial_id: (status, lr, [val acc per epoch])}."""
+    from analysis.load import Experiment, history_frame, trials_frame
+
+    trials = []
+    for tid, (status, lr, accs) in runs.items():
+        hist = [{"epoch": e + 1, METRIC: a, "train_accuracy": a, "train_loss": 1.0, "val_loss": 1.0,
+                 "epoch_seconds": 1.0} for e, a in enumerate(accs)]
+        trials.append({"trial_id": tid, "arch": "toy", "config": {"arch": "toy", "lr": lr, "epochs": 3},
+                       "status": status, "epochs": len(accs), "max_epochs": 3, METRIC: accs[-1], "val_loss": 1.0,
+                       "best_val_accuracy": max(accs), "best_epoch": int(np.argmax(accs)) + 1, "best_val_loss": 1.0,
+                       "train_accuracy": accs[-1], "train_loss": 1.0, "params": 10, "size_mb": 4e-5,
+                       "train_time_s": 1.0, "error": None, "history": hist, "path": None})
+    record = {"spec": {"archs": ["toy"], "scheduler": "asha", "grace_period": 1, "sampler": "tpe", "name": "toy"},
+              "spaces": {"toy": {"params": {"lr": {"type": "categorical", "choices": [0.1, 0.01]}}}}}
+    return Experiment(path=Path("."), record=record, trials=trials, frame=trials_frame(trials),
+                      history=history_frame(trials))
+
+
+def test_effect_table_is_not_biased_by_asha():
+    # lr 0.1 was stopped after epoch 1 with the better start; lr 0.01 trained on. Final numbers would crown 0.01.
+    exp = _toy_experiment({"a": ("stopped", 0.1, [0.30]), "b": ("completed", 0.01, [0.20, 0.40, 0.60])})
+    _, effects = tables.effect_tables(exp)
+    t = effects["lr"].set_index("lr")
+    assert t.loc["0.1", f"best {METRIC}@1"] == 0.30 and t.loc["0.01", f"best {METRIC}@1"] == 0.20
+    assert tables.leaderboard(exp, 1)["trial_id"].tolist() == ["b"]  # the leaderboard still ranks by best value
+
+
+def test_ci_maths_match_scipy_on_known_numbers():
+    from scipy import stats
+
+    r = mean_ci([1, 2, 3, 4, 5])
+    # mean 3, s = sqrt(2.5), t(0.975, 4) = 2.776445: half-width 2.776445 * sqrt(2.5 / 5) = 1.963243
+    assert r["mean"] == 3 and r["ci95"] == pytest.approx([1.036757, 4.963243], abs=1e-6)
+    acc = [0.7018, 0.6929, 0.7108, 0.7050, 0.6985]
+    lo, hi = stats.t.interval(0.95, len(acc) - 1, loc=np.mean(acc), scale=stats.sem(acc))
+    assert mean_ci(acc)["ci95"] == pytest.approx([lo, hi])
+    assert mean_ci([0.5])["ci95"] is None and mean_ci([0.5, 0.5])["ci95"] == [0.5, 0.5]
+    a, b = {0: 0.71, 1: 0.72, 2: 0.70}, {0: 0.69, 1: 0.71, 2: 0.66, 7: 0.9}  # seed 7 has no partner
+    p = paired_comparison(a, b, ("x", "y"))
+    ref = stats.ttest_rel([0.71, 0.72, 0.70], [0.69, 0.71, 0.66])
+    assert p["seeds"] == [0, 1, 2] and p["t"] == pytest.approx(ref.statistic) and p["p_value"] == pytest.approx(
+        ref.pvalue)
+    assert p["mean_difference"] == pytest.approx((0.02 + 0.01 + 0.04) / 3)
+    assert "at least 2" in paired_comparison({0: 0.5}, {0: 0.4})["note"]
+    assert tables.fmt_ci(r) == "3.0000 ± 1.9632"
+
+
+# --------------------------------------------------------------------------------------------- evaluation
+
+def test_search_never_reads_test_and_evaluate_reads_it_once(lab):
+    searched = _splits(lab["root"] / "search-splits.log")
+    assert "train" in searched and "val" in searched  # the spy saw the trials' reads
+    assert "test" not in searched
+    log = lab["root"] / "evaluate-splits.log"
+    env = {**lab["env"], "CIFAR_TUNE_SPLIT_LOG": str(log)}
+    out = _run(_cli() + ["evaluate", str(lab["main"]), "--top-k", "1", "--repeats", "2", "--epochs", "1",
+                         "--svm-subset", "300", "--svm-k", "16", "--address", "local"], env)
+    assert _splits(log).count("test") == 1
+    assert "paired t-test" in out.stdout or "paired comparison" in out.stdout
+    record = json.loads((lab["main"] / "evaluation.json").read_text())
+    assert {g["arch"] for g in record["results"]} == {"origin_net", "simple_cnn"}
+    for g in record["results"]:
+        assert g["rank"] == 1 and g["seeds"] == [0, 1] and g["train_on"] == "train"
+        values = [r["test_accuracy"] for r in g["runs"]]
+        ref = mean_ci(values)
+        assert g["test_accuracy"]["mean"] == pytest.approx(ref["mean"])
+        assert g["test_accuracy"]["ci95"] == pytest.approx(ref["ci95"])
+        assert np.asarray(g["confusion_matrix"]).sum() == 2 * record["test_images"] == 20000
+        assert len(g["per_class"]) == 10 and 0 <= g["weighted_f1"]["mean"] <= 1
+        assert math.isfinite(g["test_loss"]["mean"])
+    assert record["paired"]["n"] == 2
+    assert record["svm"]["subset"] == 300 and 0 <= record["svm"]["test_accuracy"] <= 1
+    assert (lab["main"] / "evaluation.csv").exists()
+    comparison = tables.comparison(load(lab["main"]))
+    assert comparison["test_accuracy (95% CI)"].str.contains("±").sum() == 2
+    assert comparison["net"].iloc[-1] == "svm_pca (subset 300)"
+    assert comparison.set_index("net").loc["origin_net", "published"] == 0.5521
+
+
+def test_evaluate_refuses_bad_arguments_naming_them(lab, capsys):
+    from search.cli import main
+
+    for args, named in ((["--top-k", "0"], "0"), (["--archs", "no_such_net"], "no_such_net"),
+                        (["--epochs", "-3"], "-3")):
+        assert main(["evaluate", str(lab["main"]), *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and named in err
+
+
+def test_grid_preset_table_beside_the_published_rows(lab):
+    from analysis.evaluate import evaluate_experiment
+
+    best, worst = "arch=modified_net, optimizer=sgd, lr=0.005", "arch=modified_net, optimizer=sgd, lr=0.0001"
+    exp = load(lab["grid"])
+    before = tables.grid_table(exp).set_index("point")
+    assert len(before) == 9  # report 003: Table VIII's five lrs, Table IX's three optimizers, OriginNet
+    assert before.loc[best, "runs"] == before.loc[worst, "runs"] == 2
+    assert before.loc[best, "published test_accuracy"] == 0.728
+    assert before.loc["arch=origin_net", "runs"] == 0 and before.loc[best, "test_accuracy (95% CI)"] == ""
+    record = evaluate_experiment(lab["grid"], address="local")
+    assert record["mode"] == "grid checkpoints"
+    assert {g["label"] for g in record["grid"]} == {best, worst}  # the diverged and errored rows are no point
+    after = tables.grid_table(load(lab["grid"])).set_index("point")
+    assert "±" in after.loc[best, "test_accuracy (95% CI)"] and 0 <= after.loc[worst, "weighted_f1"] <= 1
+    assert after.loc["arch=origin_net", "published weighted_f1"] == 0.5521
+
+
+# --------------------------------------------------------------------------------------------- SVM
+
+def test_svm_on_a_small_subset(cifar):
+    from trainables import data
+    from trainables.svm import build_svm, fit_svm
+
+    pipe = build_svm()
+    assert pipe.named_steps["pca"].n_components == 448 and pipe.named_steps["svc"].kernel == "rbf"
+    assert pipe.named_steps["svc"].C == 1.0 and pipe.named_steps["svc"].gamma == "scale"
+    data._split_access_log.clear()
+    r = fit_svm(cifar, subset=400, k=24, val_size=300)
+    assert "test" not in data._split_access_log and "test_accuracy" not in r
+    assert r["subset"] == 400 and 0.12 < r[METRIC] <= 1 and 0 <= r["val_weighted_f1"] <= 1
+    with pytest.raises(ValueError, match="k=448"):
+        fit_svm(cifar, subset=100, val_size=0)
+    with pytest.raises(ValueError, match="-1"):
+        build_svm(C=-1)
+    with pytest.raises(ValueError, match="'wide'"):
+        build_svm(gamma="wide")
+
+
+# --------------------------------------------------------------------------------------------- report
+
+def _chromium() -> str | None:
+    found = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    msg = "headless Chromium not found (Debian: apt-get install -y chromium; or set $CHROMIUM)"
+    if os.environ.get("CI"):
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+def test_report_writes_tables_and_a_page_that_renders(lab, tmp_path, capsys):
+    from analysis.report import write_report
+
+    browser = _chromium()
+    out = tmp_path / "report"
+    assert write_report(lab["main"], out=out) == 0
+    printed = capsys.readouterr().out
+    assert "Cross-net comparison" in printed and "origin_net" in printed
+    for name in ("comparison", "leaderboard", "effect_lr"):
+        for ext in ("md", "csv", "tex", "html"):
+            assert (out / f"{name}.{ext}").stat().st_size > 0
+    assert "\\begin{tabular}" in (out / "comparison.tex").read_text()
+    page = (out / "report.html").read_text()
+    assert not re.search(r"<script[^>]+src=", page)  # offline: plotly.js is inline, nothing is fetched
+    figures = page.count('class="plotly-graph-div"')
+    assert figures >= 6  # curves, rungs, 2 parallel coordinates, importance, accuracy vs params, confusion
+    dom = subprocess.run([browser, "--headless", "--disable-gpu", "--no-sandbox", "--enable-unsafe-swiftshader",
+                          "--virtual-time-budget=10000", "--enable-logging=stderr", "--v=0", "--dump-dom",
+                          (out / "report.html").as_uri()], capture_output=True, text=True, timeout=180)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert "Uncaught" not in dom.stderr  # no script error reached the console
+    assert re.search(r'<div id="js-errors"[^>]*></div>', dom.stdout), "the page's error hook caught a script error"
+    drawn = re.findall(r'class="plotly-graph-div js-plotly-plot"', dom.stdout)
+    assert len(drawn) == figures  # plotly.js ran and drew every figure
+    assert dom.stdout.count('class="main-svg"') >= figures
+
+
+def test_grid_report_shows_the_reports_table(lab, tmp_path):
+    from analysis.report import write_report
+
+    assert write_report(lab["grid"], out=tmp_path, quiet=True) == 0
+    md = (tmp_path / "grid_table.md").read_text()
+    assert "arch=modified_net, optimizer=sgd, lr=0.005" in md and "0.728" in md
+    assert "Not drawn: grid experiment" in (tmp_path / "report.html").read_text()
