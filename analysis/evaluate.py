@@ -242,6 +242,16 @@ def save(record: dict, exp_dir: str | Path) -> None:
     import pandas as pd
 
     exp = Path(exp_dir)
+    previous = exp / EVALUATION_FILE
+    if previous.exists():  # an earlier evaluation is kept beside the new one, never overwritten
+        try:
+            stamp = json.loads(previous.read_text()).get("created", "")
+        except (OSError, ValueError):
+            stamp = ""
+        stamp = "".join(c for c in str(stamp) if c.isalnum()) or f"{previous.stat().st_mtime:.0f}"
+        for name in (EVALUATION_FILE, "evaluation.csv"):
+            if (exp / name).exists():
+                os.replace(exp / name, exp / name.replace("evaluation.", f"evaluation-{stamp}."))
     tmp = exp / f".{EVALUATION_FILE}.tmp"
     tmp.write_text(json.dumps(record, indent=1, default=str))
     os.replace(tmp, exp / EVALUATION_FILE)

@@ -161,6 +161,14 @@ def _eval_group(exp: Experiment, arch: str, trial_id: str | None) -> dict | None
     return (match or sorted(groups, key=lambda g: g.get("rank", 99)) or [None])[0]
 
 
+def _test_runs(ev: dict) -> str:
+    """How the evaluated runs were trained: seeds, epochs, and the training set (a subset says so)."""
+    cfg = ev.get("config") or {}
+    epochs = f" x {cfg['epochs']} epochs" if cfg.get("epochs") else ""
+    subset = f" (first {cfg['subset']:,} images)" if cfg.get("subset") else ""
+    return f"{len(ev['seeds'])} seeds{epochs}, trained on {ev['train_on']}{subset}"
+
+
 def comparison(exp: Experiment) -> pd.DataFrame:
     """One row per net at the search's equal budget, best config by validation; test numbers from evaluation."""
     best = ranked(exp)
@@ -181,7 +189,7 @@ def comparison(exp: Experiment) -> pd.DataFrame:
             "test_accuracy (95% CI)": fmt_ci(ev.get("test_accuracy")) if ev else "",
             "weighted_f1": ev["weighted_f1"]["mean"] if ev else None,
             "test_loss": ev["test_loss"]["mean"] if ev else None,
-            "test runs": f"{len(ev['seeds'])} seeds, trained on {ev['train_on']}" if ev else "not evaluated",
+            "test runs": _test_runs(ev) if ev else "not evaluated",
             "published": value, "published metric": metric,
         })
     svm = (exp.evaluation or {}).get("svm")

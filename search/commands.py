@@ -42,7 +42,14 @@ def spec_from_args(args) -> ExperimentSpec:
         archs = list(preset.archs)
         kw["preset"] = args.preset
         if mode == "grid":
-            rows = grid_runs(preset)  # every grid point once per seed the report used
+            # The user's --set wins over the preset's settings and held-constant values (e.g. a smaller
+            # val_size, a subset, fewer epochs for a smoke run), but may not flatten a dimension the grid varies.
+            varied = sorted((set(preset.grid) | {k for r in preset.rows for k in r}) - {"arch", "epochs"})
+            clash = [k for k in fixed if k in varied]
+            if clash:
+                raise SpecError(f"--set {clash[0]}=...: {clash[0]!r} is a dimension of preset {name}'s grid "
+                                f"({', '.join(varied)}); run --preset {name}:tuned to search it, or use --arch")
+            rows = [{**row, **fixed} for row in grid_runs(preset)]  # every grid point once per report seed
             # Each row keeps its own epochs (report 002's rows differ); max_epochs is the longest.
             kw.update(sampler="grid", scheduler="none", grid=rows,
                       max_epochs=max(r.get("epochs", preset.epochs) for r in rows), grace_period=1)

@@ -77,6 +77,10 @@ def trial_resources(spec: ExperimentSpec, resources: dict) -> dict:
 def init_ray(spec: ExperimentSpec) -> None:
     import ray
 
+    # Ray forces an experiment-state snapshot whenever a trial has saved num_to_keep checkpoints since the last one,
+    # so a resume never points at a deleted checkpoint. With a checkpoint per epoch and epochs of seconds that is
+    # frequent and intended; Ray's warning about it would drown the progress lines.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if ray.is_initialized():
         return
     # Worker output stays in Ray's logs; the driver shows our progress lines (trial errors still reach it).
@@ -98,7 +102,7 @@ def load_data(spec: ExperimentSpec):
     return data
 
 
-def build_tuner(spec: ExperimentSpec, data, spaces: dict, *, resume: bool = False):
+def build_tuner(spec: ExperimentSpec, data, spaces: dict, *, resume: bool = False, callbacks=()):
     from ray import tune
 
     from search.progress import ProgressCallback
@@ -144,7 +148,7 @@ def build_tuner(spec: ExperimentSpec, data, spaces: dict, *, resume: bool = Fals
         name=spec.name, storage_path=spec.storage, verbose=0,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=3),
-        callbacks=[ProgressCallback(total, spec.max_epochs), keep_results_on_retry()])
+        callbacks=[ProgressCallback(total, spec.max_epochs), keep_results_on_retry(), *callbacks])
     kwargs = {"param_space": param_space} if param_space is not None else {}
     return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config, **kwargs), res
 
@@ -168,8 +172,12 @@ def write_spec(spec: ExperimentSpec, data, spaces: dict, resources: dict) -> Non
     os.replace(tmp, exp_dir / SPEC_FILE)
 
 
-def run_search(spec: ExperimentSpec, resume: bool = False):
-    """Run (or, with ``resume``, finish) the search described by ``spec``; returns Tune's ResultGrid."""
+def run_search(spec: ExperimentSpec, resume: bool = False, callbacks=()):
+    """Run (or, with ``resume``, finish) the search described by ``spec``; returns Tune's ResultGrid.
+
+    ``callbacks``: extra ``ray.tune.Callback`` objects for a new search (a logger, a timer); a resumed search gets
+    back the ones it was started with, from Tune's saved state.
+    """
     from ray import tune
 
     exp_dir = Path(spec.experiment_dir)
@@ -196,7 +204,7 @@ def run_search(spec: ExperimentSpec, resume: bool = False):
     else:
         exp_dir.mkdir(parents=True, exist_ok=True)
         try:
-            tuner, resources = build_tuner(spec, data, spaces)
+            tuner, resources = build_tuner(spec, data, spaces, callbacks=callbacks)
             write_spec(spec, data, spaces, resources)
         except BaseException:
             import shutil

@@ -387,3 +387,19 @@ def test_grid_report_shows_the_reports_table(lab, tmp_path):
     md = (tmp_path / "grid_table.md").read_text()
     assert "arch=modified_net, optimizer=sgd, lr=0.005" in md and "0.728" in md
     assert "Not drawn: grid experiment" in (tmp_path / "report.html").read_text()
+
+
+def test_a_second_evaluation_keeps_the_first(tmp_path):
+    from analysis.evaluate import save
+
+    def record(created, acc):
+        runs = [{"seed": 0, "test_accuracy": acc}]
+        return {"created": created, "grid": [], "results": [{"arch": "origin_net", "rank": 1, "trial_id": "t1",
+                                                              "train_on": "train", "runs": runs}]}
+
+    save(record("2026-11-20T10:00:00", 0.5), tmp_path)
+    save(record("2026-11-21T11:00:00", 0.6), tmp_path)
+    assert json.loads((tmp_path / "evaluation.json").read_text())["created"] == "2026-11-21T11:00:00"
+    kept = json.loads((tmp_path / "evaluation-20261120T100000.json").read_text())
+    assert kept["results"][0]["runs"][0]["test_accuracy"] == 0.5
+    assert (tmp_path / "evaluation-20261120T100000.csv").exists() and (tmp_path / "evaluation.csv").exists()

@@ -10,7 +10,7 @@ import pytest
 from benchmarks.common import REPO
 
 
-@pytest.mark.parametrize("script", ["loader", "ray_overhead", "epoch_times", "hpo_efficiency", "packing"])
+@pytest.mark.parametrize("script", ["loader", "ray_overhead", "epoch_times", "hpo_efficiency", "packing", "speedups"])
 def test_benchmark_smoke(script, cifar_path):
     doc = REPO / "docs" / "benchmarks.md"
     before = doc.read_text() if doc.exists() else None

@@ -98,3 +98,22 @@ def test_report004_uses_each_models_own_setting():
 def test_unknown_preset_lists_known_ones():
     with pytest.raises(ValueError, match=r"unknown preset 'report9'.*report000.*report004"):
         get_preset("report9")
+
+
+def test_set_overrides_a_grid_presets_settings_but_not_its_dimensions(tmp_path):
+    from search.cli import build_parser
+    from search.commands import spec_from_args
+    from search.spec import SpecError
+
+    def spec(*sets):
+        args = build_parser().parse_args(["search", "--preset", "report000:grid", "--storage", str(tmp_path),
+                                          "--name", "g", *[a for s in sets for a in ("--set", s)]])
+        return spec_from_args(args)
+
+    rows = spec("val_size=1000", "subset=2000", "momentum=0.5").grid
+    assert len(rows) == 45
+    assert all(r["val_size"] == 1000 and r["subset"] == 2000 and r["momentum"] == 0.5 for r in rows)
+    assert {(r["lr"], r["batch_size"]) for r in rows} == {(lr, b) for lr in (1e-4, 1e-3, 0.5) for b in (20, 100, 500)}
+    assert all(r["val_size"] == 10_000 for r in spec().grid)  # the report's own setting by default
+    with pytest.raises(SpecError, match="'lr' is a dimension"):
+        spec("lr=0.01")
