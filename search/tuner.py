@@ -34,13 +34,22 @@ def keep_results_on_retry():
 
     class KeepResultsOnRetry(Callback):
         def on_trial_recover(self, iteration, trials, trial, **info):
+            import logging
+
             import pyarrow.fs
 
-            for name in ("result.json", "progress.csv"):
-                local = Path(trial.local_path) / name
-                if local.exists():
-                    pyarrow.fs.copy_files(str(local), f"{trial.storage.trial_fs_path}/{name}",
-                                          destination_filesystem=trial.storage.storage_filesystem)
+            remote_dir, fs = trial.storage.trial_fs_path, trial.storage.storage_filesystem
+            try:
+                # A trial that fails before Tune first synced it has no folder in the storage yet.
+                fs.create_dir(remote_dir, recursive=True)
+                for name in ("result.json", "progress.csv"):
+                    local = Path(trial.local_path) / name
+                    if local.exists() and local.stat().st_size:
+                        pyarrow.fs.copy_files(str(local), f"{remote_dir}/{name}", destination_filesystem=fs)
+            except Exception as e:  # bookkeeping must never take the search down with it
+                logging.getLogger("cifar_tune").warning(
+                    "trial %s: could not push its result files before the retry (%s); Tune's own copy is kept",
+                    trial.trial_id, e)
 
     return KeepResultsOnRetry()
 

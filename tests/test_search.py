@@ -163,3 +163,28 @@ def test_stopped_and_diverged_trials_reach_optuna_as_pruned():
     assert states == ["COMPLETE", "PRUNED", "PRUNED", "FAIL"]
     assert s._ot_study.trials[1].intermediate_values == {1: 0.5}
     assert s._ot_study.trials[2].user_attrs["status"] == "diverged"
+
+
+def test_result_files_reach_a_trial_folder_the_storage_does_not_have_yet(tmp_path):
+    """A trial that fails before Tune first synced it (an OOM in its first epoch) has no storage folder yet: the
+    retry callback creates it instead of crashing the search; a storage that cannot be written is only logged."""
+    from types import SimpleNamespace
+
+    import pyarrow.fs
+
+    from search.tuner import keep_results_on_retry
+
+    local = tmp_path / "driver" / "trial_a"
+    local.mkdir(parents=True)
+    (local / "result.json").write_text('{"epoch": 1}\n')
+    remote = tmp_path / "storage" / "exp" / "trial_a"
+    trial = SimpleNamespace(trial_id="a", local_path=str(local),
+                            storage=SimpleNamespace(trial_fs_path=str(remote),
+                                                    storage_filesystem=pyarrow.fs.LocalFileSystem()))
+    callback = keep_results_on_retry()
+    callback.on_trial_recover(iteration=0, trials=[], trial=trial)
+    assert (remote / "result.json").read_text() == '{"epoch": 1}\n'
+
+    (tmp_path / "blocked").write_text("a file where the storage folder should be")
+    trial.storage.trial_fs_path = str(tmp_path / "blocked" / "trial_a")
+    callback.on_trial_recover(iteration=0, trials=[], trial=trial)  # logged, not raised
