@@ -41,3 +41,11 @@ def write_section(title: str, body: str) -> None:
     pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
     text = pattern.sub(lambda m: block + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + block
     DOC.write_text(text)
+
+
+def publish(title: str, lines: list[str], script: str, smoke: bool, note: str = "") -> None:
+    """Print the table; unless ``smoke``, write it as the section ``title`` with its note and the command."""
+    table = "\n".join(lines)
+    print(table)
+    if not smoke:
+        write_section(title, f"{table}\n\n{note + ' ' if note else ''}Command: `python -m benchmarks.{script}`.")

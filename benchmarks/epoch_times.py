@@ -13,7 +13,7 @@ import argparse
 
 import torch
 
-from benchmarks.common import data_dir, machine, write_section
+from benchmarks.common import data_dir, machine, publish
 
 FULL_EPOCH = 45000
 
@@ -55,10 +55,7 @@ def main(argv=None) -> int:
             lines.append(f"| {arch} | {r['params']:,} | {label} | {r['images_per_second']:,.0f} | "
                          f"{r['epoch_seconds']:.1f} |")
             print(lines[-1], flush=True)
-    table = "\n".join(lines)
-    print(table)
-    if not args.smoke:
-        write_section("Epoch time per net", table + "\n\nCommand: `python -m benchmarks.epoch_times`.")
+    publish("Epoch time per net", lines, "epoch_times", args.smoke)
     return 0
 
 

@@ -19,7 +19,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import data_dir, machine, write_section
+from benchmarks.common import data_dir, machine, publish
 
 PRESET_OF = {"simple_cnn": "report000", "modified_net": "report003"}
 
@@ -113,10 +113,7 @@ def main(argv=None) -> int:
                     print(lines[-1], flush=True)
         finally:
             ray.shutdown()
-    table = "\n".join(lines)
-    print(table)
-    if not args.smoke:
-        write_section("HPO efficiency", table + "\n\nCommand: `python -m benchmarks.hpo_efficiency`.")
+    publish("HPO efficiency", lines, "hpo_efficiency", args.smoke)
     return 0
 
 

@@ -22,7 +22,7 @@ import time
 import numpy as np
 import torch
 
-from benchmarks.common import data_dir, machine, write_section
+from benchmarks.common import data_dir, machine, publish
 
 
 class TutorialDataset(torch.utils.data.Dataset):
@@ -124,10 +124,7 @@ def main(argv=None) -> int:
         for name, ips in measured:
             lines.append(f"| {what} | {name} | {ips:,.0f} | {ips / full_epoch:.3f} | "
                          f"{f'{ips / usual:.1f}x' if name.startswith('cifar-tune') else ''} |")
-    table = "\n".join(lines)
-    print(table)
-    if not args.smoke:
-        write_section("Loader and end-to-end epoch throughput", table + "\n\nCommand: `python -m benchmarks.loader`.")
+    publish("Loader and end-to-end epoch throughput", lines, "loader", args.smoke)
     return 0
 
 

@@ -23,7 +23,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import data_dir, machine, write_section
+from benchmarks.common import data_dir, machine, publish
 
 
 def trial_throughputs(exp_dir: Path) -> list[float]:
@@ -94,10 +94,7 @@ def main(argv=None) -> int:
                 print(lines[-1], flush=True)
         finally:
             ray.shutdown()
-    table = "\n".join(lines)
-    print(table)
-    if not args.smoke:
-        write_section("Trial packing", table + "\n\nCommand: `python -m benchmarks.packing`.")
+    publish("Trial packing", lines, "packing", args.smoke)
     return 0
 
 

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import data_dir, machine, write_section
+from benchmarks.common import data_dir, machine, publish
 
 SHORT = {"subset": 5000, "val_size": 500, "batch_size": 128}  # epochs=1: about a second per trial (2-core CPU)
 LONG = {"subset": 36000, "val_size": 1000, "batch_size": 128}  # epochs=3: about half a minute per trial (2-core CPU)
@@ -119,13 +119,10 @@ def main(argv=None) -> int:
         lines.append(f"| {r['trials']} | {r['mean_trial_s']:.2f} | {r['plain_ratio']:.3f} | {r['tune_ratio']:.3f} | "
                      f"{r['startup_s']:.1f} | {r['steady_ratio']:.3f} | {r['per_trial_overhead_s']:.3f} | "
                      f"{r['tune_vs_plain']:.2f}x | {r['steady_vs_plain']:.2f}x |")
-    table = "\n".join(lines)
-    print(table)
-    if not args.smoke:
-        write_section("Ray overhead", table + "\n\nTargets (issue 3): cifar-tune wall ÷ Σ trial ≤ 1.05 for the long "
-                      "trials; ≤ 1.5x plain Optuna for the short ones. The search start-up is paid once per search "
-                      "(and once more per node for its first worker); the per-trial overhead is paid by every "
-                      "trial. Command: `python -m benchmarks.ray_overhead`.")
+    publish("Ray overhead", lines, "ray_overhead", args.smoke,
+            note="Targets (issue 3): cifar-tune wall ÷ Σ trial ≤ 1.05 for the long trials; ≤ 1.5x plain Optuna for "
+                 "the short ones. The search start-up is paid once per search (and once more per node for its first "
+                 "worker); the per-trial overhead is paid by every trial.")
     return 0
 
 

@@ -17,7 +17,7 @@ import math
 import statistics
 from pathlib import Path
 
-from benchmarks.common import data_dir, machine, write_section
+from benchmarks.common import data_dir, machine, publish
 
 KNOBS = {"plain": {}, "channels_last": {"channels_last": True}, "amp (bf16)": {"amp": True},
          "compile": {"compile": True}}
@@ -72,10 +72,7 @@ def main(argv=None) -> int:
                 payback = f"{math.ceil(overhead / saving)} epochs" if saving > 0 else "never (not faster)"
             lines.append(f"| {arch} | {knob} | {s[0]:.2f} | {later:.2f} | {plain_later / later:.2f}x | {payback} |")
             print(lines[-1], flush=True)
-    table = "\n".join(lines)
-    print(table)
-    if not args.smoke:
-        write_section("Device knobs", table + "\n\nCommand: `python -m benchmarks.speedups`.")
+    publish("Device knobs", lines, "speedups", args.smoke)
     return 0
 
 
