@@ -1,10 +1,12 @@
 """Helpers shared by the benchmark scripts: where the data is, what machine this is, writing docs/benchmarks.md."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import platform
 import re
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,3 +51,15 @@ def publish(title: str, lines: list[str], script: str, smoke: bool, note: str = 
     print(table)
     if not smoke:
         write_section(title, f"{table}\n\n{note + ' ' if note else ''}Command: `python -m benchmarks.{script}`.")
+
+
+@contextlib.contextmanager
+def scratch_storage():
+    """A throw-away results folder for the searches a benchmark runs; Ray is shut down when it closes."""
+    with tempfile.TemporaryDirectory() as storage:
+        try:
+            yield storage
+        finally:
+            import ray
+
+            ray.shutdown()

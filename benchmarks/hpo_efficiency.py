@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 
-from benchmarks.common import data_dir, machine, publish
+from benchmarks.common import data_dir, machine, publish, scratch_storage
 
 PRESET_OF = {"simple_cnn": "report000", "modified_net": "report003"}
 
@@ -78,8 +77,6 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     import statistics
 
-    import ray
-
     archs = args.archs.split(",")
     epochs, subset, seeds = args.epochs, args.subset, args.seeds
     if args.smoke:
@@ -92,27 +89,24 @@ def main(argv=None) -> int:
              "| net | method | budget (epochs) | best val acc within budget: mean | per seed | "
              "epochs to match the grid's best, per seed |",
              "|---|---|---:|---:|---|---|"]
-    with tempfile.TemporaryDirectory() as storage:
-        try:
-            for arch in archs:
-                rows = grid_rows(arch, epochs)
-                if args.smoke:
-                    rows = rows[:3]
-                grid = curve(run("grid", arch, rows, fixed, epochs, storage, 0, len(rows)))
-                budget, target = grid[-1][0], grid[-1][1]
-                results = {"grid": [grid]}
-                for method in ("tpe+asha", "random+asha"):
-                    results[method] = [curve(run(method, arch, rows, fixed, epochs, storage, seed,
-                                                 args.trial_factor * len(rows)), budget) for seed in range(seeds)]
-                for method, curves in results.items():
-                    bests = [c[-1][1] for c in curves]
-                    reach = [next((e for e, best in c if best >= target), None) for c in curves]
-                    lines.append(f"| {arch} | {method} | {budget} | {statistics.mean(bests):.4f} | "
-                                 f"{', '.join(f'{b:.4f}' for b in bests)} | "
-                                 f"{', '.join(str(r) if r is not None else '-' for r in reach)} |")
-                    print(lines[-1], flush=True)
-        finally:
-            ray.shutdown()
+    with scratch_storage() as storage:
+        for arch in archs:
+            rows = grid_rows(arch, epochs)
+            if args.smoke:
+                rows = rows[:3]
+            grid = curve(run("grid", arch, rows, fixed, epochs, storage, 0, len(rows)))
+            budget, target = grid[-1][0], grid[-1][1]
+            results = {"grid": [grid]}
+            for method in ("tpe+asha", "random+asha"):
+                results[method] = [curve(run(method, arch, rows, fixed, epochs, storage, seed,
+                                             args.trial_factor * len(rows)), budget) for seed in range(seeds)]
+            for method, curves in results.items():
+                bests = [c[-1][1] for c in curves]
+                reach = [next((e for e, best in c if best >= target), None) for c in curves]
+                lines.append(f"| {arch} | {method} | {budget} | {statistics.mean(bests):.4f} | "
+                             f"{', '.join(f'{b:.4f}' for b in bests)} | "
+                             f"{', '.join(str(r) if r is not None else '-' for r in reach)} |")
+                print(lines[-1], flush=True)
     publish("HPO efficiency", lines, "hpo_efficiency", args.smoke)
     return 0
 

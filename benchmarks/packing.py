@@ -20,10 +20,9 @@ import argparse
 import json
 import os
 import statistics
-import tempfile
 from pathlib import Path
 
-from benchmarks.common import data_dir, machine, publish
+from benchmarks.common import data_dir, machine, publish, scratch_storage
 
 
 def trial_throughputs(exp_dir: Path) -> list[float]:
@@ -61,7 +60,6 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--smoke", action="store_true")
     args = p.parse_args(argv)
-    import ray
     import torch
 
     gpu = torch.cuda.is_available()
@@ -84,16 +82,13 @@ def main(argv=None) -> int:
              "| trials at once | per-trial images/s (mean) | ÷ solo | total images/s | total ÷ solo |",
              "|---:|---:|---:|---:|---:|"]
     solo = None
-    with tempfile.TemporaryDirectory() as storage:
-        try:
-            for n in counts:
-                rates = run_packed(n, config, gpu, storage)
-                per_trial, total = statistics.mean(rates), sum(rates)
-                solo = solo or per_trial
-                lines.append(f"| {n} | {per_trial:,.0f} | {per_trial / solo:.2f} | {total:,.0f} | {total / solo:.2f} |")
-                print(lines[-1], flush=True)
-        finally:
-            ray.shutdown()
+    with scratch_storage() as storage:
+        for n in counts:
+            rates = run_packed(n, config, gpu, storage)
+            per_trial, total = statistics.mean(rates), sum(rates)
+            solo = solo or per_trial
+            lines.append(f"| {n} | {per_trial:,.0f} | {per_trial / solo:.2f} | {total:,.0f} | {total / solo:.2f} |")
+            print(lines[-1], flush=True)
     publish("Trial packing", lines, "packing", args.smoke)
     return 0
 

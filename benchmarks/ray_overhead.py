@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import data_dir, machine, publish
+from benchmarks.common import data_dir, machine, publish, scratch_storage
 
 SHORT = {"subset": 5000, "val_size": 500, "batch_size": 128}  # epochs=1: about a second per trial (2-core CPU)
 LONG = {"subset": 36000, "val_size": 1000, "batch_size": 128}  # epochs=3: about half a minute per trial (2-core CPU)
@@ -80,8 +79,6 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--smoke", action="store_true")
     args = p.parse_args(argv)
-    import ray
-
     from search.spec import ExperimentSpec
     from search.tuner import init_ray
     from trainables.data import load_dataset
@@ -95,7 +92,7 @@ def main(argv=None) -> int:
     init_ray(ExperimentSpec(archs=["origin_net"]))
     ray_start = time.perf_counter() - t0
     rows = []
-    with tempfile.TemporaryDirectory() as storage:
+    with scratch_storage() as storage:
         for label, fixed, epochs, n in cases:
             fixed = {**fixed, "data_dir": str(Path(data).resolve()), "optimizer": "adam"}
             pw, pt = plain_optuna(ds, fixed, epochs, n)
@@ -108,7 +105,6 @@ def main(argv=None) -> int:
                          "tune_vs_plain": (tune["wall"] / rt) / (pw / pt),
                          "steady_vs_plain": (tune["steady_wall"] / rt) / (pw / pt), "plain_wall": pw,
                          "tune_wall": tune["wall"]})
-    ray.shutdown()
     print(json.dumps(rows, indent=1))
     lines = [f"{machine()}; one trial at a time both ways; Ray start-up (ray.init, not counted below): "
              f"{ray_start:.1f} s", "",

@@ -43,7 +43,8 @@ def spec_from_args(args) -> ExperimentSpec:
         kw["preset"] = args.preset
         if mode == "grid":
             # The user's --set wins over the preset's settings and held-constant values (e.g. a smaller
-            # val_size, a subset, fewer epochs for a smoke run), but may not flatten a dimension the grid varies.
+            # val_size, a subset), but may not flatten a dimension the grid varies; epochs stay the rows' own
+            # (ExperimentSpec refuses --set epochs).
             varied = sorted((set(preset.grid) | {k for r in preset.rows for k in r}) - {"arch", "epochs"})
             clash = [k for k in fixed if k in varied]
             if clash:
