@@ -87,6 +87,38 @@ def _svm(data, test, options: dict) -> dict:
     return fit_svm(data, test=test, **options)
 
 
+# --------------------------------------------------------------------------------------------- finished runs
+
+RUNS_DIR = "eval-runs"
+
+
+def _run_path(exp_dir: Path, config: dict) -> Path:
+    import hashlib
+
+    key = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return Path(exp_dir) / RUNS_DIR / f"{config.get('arch', 'run')}-s{config.get('seed', 0)}-{key}.json"
+
+
+def _save_run(exp_dir: Path, config: dict, result: dict) -> None:
+    path = _run_path(exp_dir, config)
+    path.parent.mkdir(exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({"config": config, "result": result}, default=str))
+    os.replace(tmp, path)
+
+
+def _load_run(exp_dir: Path, config: dict) -> dict | None:
+    """The saved result of a run with exactly this config, or None (also for an unreadable file: it reruns)."""
+    path = _run_path(exp_dir, config)
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    same = json.dumps(saved.get("config"), sort_keys=True, default=str) == json.dumps(config, sort_keys=True,
+                                                                                       default=str)
+    return saved.get("result") if same else None
+
+
 # --------------------------------------------------------------------------------------------- scoring
 
 def score(labels: np.ndarray, predictions, classes: list[str]) -> dict:
@@ -133,8 +165,14 @@ def _init_ray(address: str | None) -> bool:
 
 def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, train_on: str = "train",
                         epochs: int | None = None, archs: list[str] | None = None, svm_subset: int = 0,
-                        svm_k: int = 448, address: str | None = None) -> dict:
-    """Run the final evaluation of an experiment (see the module docstring); returns and saves the results."""
+                        svm_k: int = 448, address: str | None = None, progress=None) -> dict:
+    """Run the final evaluation of an experiment (see the module docstring); returns and saves the results.
+
+    Every retrained run is saved in ``EXP/eval-runs/`` as it ends, keyed by its full config (seed and epochs
+    included); a later evaluation of the same config takes the saved run instead of training and testing it again,
+    so an interrupted evaluation continues where it stopped and each run meets the test split once.
+    ``progress``: called with a line of text as runs end.
+    """
     if train_on not in TRAIN_ON:
         raise ValueError(f"--train-on must be one of {', '.join(TRAIN_ON)}, got {train_on!r}")
     for name, value, low in (("--top-k", top_k, 1), ("--repeats", repeats, 1), ("--svm-subset", svm_subset, 0)):
@@ -184,15 +222,31 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
     if any(config is not None for _, config in jobs) or svm_subset:
         import ray
 
-        started = _init_ray(address)
+        retrains = [(info, config) for info, config in jobs if config is not None]
+        done = {i: _load_run(exp.path, config) for i, (_, config) in enumerate(retrains)}
+        done = {i: r for i, r in done.items() if r is not None}
+        todo = [i for i in range(len(retrains)) if i not in done]
+        if done and progress:
+            progress(f"evaluate: {len(done)} of {len(retrains)} runs finished earlier, kept (not retrained)")
+        started = _init_ray(address) if todo or svm_subset else False
         try:
-            data_ref, test_ref = ray.put(train_only), ray.put(test)
+            if todo or svm_subset:
+                data_ref, test_ref = ray.put(train_only), ray.put(test)
             retrain = ray.remote(num_cpus=1)(_retrain)
-            refs = [retrain.remote(config, data_ref, test_ref) for _, config in jobs if config is not None]
+            pending = {retrain.remote(retrains[i][1], data_ref, test_ref): i for i in todo}
             svm_ref = ray.remote(num_cpus=1)(_svm).remote(
                 data_ref, test_ref, {"subset": svm_subset, "k": svm_k,
                                      "val_size": fixed.get("val_size", 5000)}) if svm_subset else None
-            results += ray.get(refs)
+            while pending:  # each run is saved the moment it ends: a killed evaluation loses only running ones
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                i = pending.pop(ready[0])
+                done[i] = ray.get(ready[0])
+                _save_run(exp.path, retrains[i][1], done[i])
+                if progress:
+                    info = retrains[i][0]
+                    progress(f"evaluate: run {len(done)}/{len(retrains)} done ({info['arch']} #{info['rank']} seed "
+                             f"{info['seed']}, {done[i].get('epochs')} epochs, {done[i]['train_seconds']:.0f} s)")
+            results += [done[i] for i in range(len(retrains))]
             svm = ray.get(svm_ref) if svm_ref is not None else None
         finally:
             if started:

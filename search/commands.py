@@ -60,7 +60,8 @@ def spec_from_args(args) -> ExperimentSpec:
         if mode == "tuned":
             plan = tuned_plan(preset)
             kw.update(num_samples=plan["num_samples"], max_epochs=plan["max_epochs"],
-                      grace_period=plan["grace_period"], reduction_factor=plan["reduction_factor"])
+                      grace_period=plan["grace_period"], reduction_factor=plan["reduction_factor"],
+                      epoch_budget=plan["epoch_budget"])
     if args.space:
         if len(archs) != 1 and not args.space.endswith(".yaml"):
             raise SpecError(f"--space {args.space!r}: expected a .yaml file")
@@ -126,7 +127,8 @@ def cmd_presets(args) -> int:
     for r in rows:
         t = r["tuned"]
         print(f"{r['name']:<12} {','.join(r['archs']):<28} grid {r['grid_points']:>3} runs / {r['grid_epochs']:>5} "
-              f"epochs | tuned {t['num_samples']} trials x <= {t['max_epochs']} epochs per net  ({r['report']})")
+              f"epochs | tuned {t['num_samples']} trials x <= {t['max_epochs']} epochs, <= {t['epoch_budget']} epochs "
+              f"per net  ({r['report']})")
     return 0
 
 
@@ -208,3 +210,7 @@ def add_commands(sub) -> None:
     e.add_argument("--address", help="Ray cluster: auto or HOST:PORT, or local for a new embedded one")
     e.add_argument("--json", action="store_true", help="print the saved record")
     e.set_defaults(func=cmd_evaluate)
+
+    from search.reproduce import add_command as add_reproduce
+
+    add_reproduce(sub)

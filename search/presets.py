@@ -8,13 +8,14 @@ point, and the numbers it published for each point, so an analysis can print our
     >>> len(expand_grid(p)), grid_cost(p)
     (9, 1125)
 
-Budget rule (:func:`tuned_plan`): the grid costs ``G`` epochs in all (every config's epochs x repeats) over
-``A`` archs, and its longest run trains ``E`` epochs. The tuned search runs ``num_samples = G // (A x E)``
-trials per arch, each allowed up to ``E`` epochs, so even if ASHA stopped nothing its worst case
-``num_samples x E x A`` is at most ``G``; ASHA's early stopping is the saving on top. When the grid cannot pay
-for one full-length trial per arch (report 004: one short run per model), each arch gets one trial capped at
-``G // A`` epochs. ASHA uses reduction factor 3 and grace period ``max(1, E // 9)``, which leaves two rungs
-below ``E`` (e.g. 2, 6, 18 for 25 epochs): a trial must survive two cuts to a third before it trains to the end.
+Budget rule (:func:`tuned_plan`): a net's search spends at most a fifth of the epochs the report spent tuning it.
+``B`` = the smallest, over the preset's nets, of that net's grid epochs (its configs' epochs x repeats) // 5, and
+the scheduler enforces ``B`` per net (``epoch_budget``, see ``search/scheduler.py``), so even a search in which
+ASHA stops nothing cannot spend more. A trial may train ``min(E, CONVERGED_EPOCHS)`` epochs (``E``: the grid's
+longest run; the reports' 300 are far past where these nets stop improving); ASHA's grace period is a ninth of
+that (rungs at g, 3g, 9g with reduction factor 3), and the trials are as many as the budget pays a first rung for,
+at most ``MAX_TRIALS`` (24: enough for TPE to leave its random start-up). ``cifar-tune reproduce`` uses per-net
+plans built on the same rule (``search/reproduce.py``).
 """
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ from trainables.models import get_arch
 
 REDUCTION_FACTOR = 3  # ASHA keeps the top 1/3 at each rung
 RUNGS_BELOW_MAX = 2  # grace period = max_epochs // REDUCTION_FACTOR**RUNGS_BELOW_MAX
+BUDGET_FRACTION = 5  # a search spends at most 1/5 of the epochs the report spent tuning the net
+MAX_TRIALS = 24  # per net: TPE's random start-up is 5, so 24 leaves it ~19 informed suggestions
+CONVERGED_EPOCHS = 50  # the small nets' validation accuracy is within a point of its plateau by then
 
 
 @dataclass(frozen=True)
@@ -93,23 +97,31 @@ def grid_cost(preset: Preset) -> int:
     return sum(config["epochs"] for config in expand_grid(preset)) * preset.repeats
 
 
-def tuned_plan(preset: Preset) -> dict:
-    """TPE + ASHA budget whose worst case (no early stops) costs no more epochs than the grid.
+def arch_grid_cost(preset: Preset) -> dict[str, int]:
+    """Epochs the report spent on each net: its configs' epochs x repeats."""
+    out: dict[str, int] = {}
+    for config in expand_grid(preset):
+        out[config["arch"]] = out.get(config["arch"], 0) + config["epochs"] * preset.repeats
+    return out
 
-    ``num_samples``, ``max_epochs`` and ``grace_period`` apply to each arch alike; ``settings`` are the run
-    settings the search must share with the grid. The rule is in the module docstring.
+
+def tuned_plan(preset: Preset) -> dict:
+    """TPE + ASHA plan whose search spends at most 1/5 of the report's tuning epochs per net (rule: module doc).
+
+    ``num_samples``, ``max_epochs``, ``grace_period`` and ``epoch_budget`` apply to each arch alike; ``settings``
+    are the run settings the search must share with the grid.
     """
     configs = expand_grid(preset)
-    archs = list(dict.fromkeys(c["arch"] for c in configs))
-    grid_epochs, longest = grid_cost(preset), max(c["epochs"] for c in configs)
-    num_samples = grid_epochs // (len(archs) * longest)
-    max_epochs = longest
-    if num_samples == 0:
-        num_samples, max_epochs = 1, grid_epochs // len(archs)
-    return {"archs": archs, "num_samples": num_samples, "max_epochs": max_epochs,
-            "grace_period": max(1, max_epochs // REDUCTION_FACTOR ** RUNGS_BELOW_MAX),
-            "reduction_factor": REDUCTION_FACTOR, "settings": dict(preset.settings),
-            "worst_case_epochs": num_samples * max_epochs * len(archs), "grid_epochs": grid_epochs}
+    per_arch = arch_grid_cost(preset)
+    archs = list(per_arch)
+    budget = max(1, min(per_arch.values()) // BUDGET_FRACTION)
+    max_epochs = min(max(c["epochs"] for c in configs), CONVERGED_EPOCHS)
+    grace = min(max(1, max_epochs // REDUCTION_FACTOR ** RUNGS_BELOW_MAX), budget)
+    num_samples = max(1, min(MAX_TRIALS, budget // grace))
+    return {"archs": archs, "num_samples": num_samples, "max_epochs": max_epochs, "grace_period": grace,
+            "reduction_factor": REDUCTION_FACTOR, "epoch_budget": budget, "settings": dict(preset.settings),
+            "worst_case_epochs": budget * len(archs), "grid_epochs": grid_cost(preset),
+            "grid_epochs_per_arch": per_arch}
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -7,6 +7,13 @@ carry ``arch`` in their config), so each net's trials compete only with each oth
 Ray Tune restores its searcher on resume but not ASHA's rungs (ray#30838). Every decision is written to
 ``asha_state.json`` in the experiment directory (atomically), and :meth:`PerArchASHA.load` puts the rungs back, so
 a resumed search cuts at the same values and the record of which trial stopped at which rung is intact.
+
+Epoch budget (``epoch_budget``, per architecture): asynchronous ASHA bounds nothing by itself (a run of trials that
+each beat the ones before is promoted all the way), so a budget is enforced by reservation. Every trial of the net
+is reserved its first rung (``num_samples x grace_period``, which the spec checks fits); a trial that ASHA would
+promote is promoted only if the epochs to its next milestone still fit in what is left, otherwise it is stopped
+with ``"reason": "budget"`` in its stop record. The epochs the search trains per net are then at most the budget,
+plus only what a retried trial re-trains after a failure.
 """
 from __future__ import annotations
 
@@ -24,7 +31,8 @@ TIME_ATTR = "epoch"  # reported by the trainable; equals Tune's training_iterati
 
 class PerArchASHA(FIFOScheduler):
     def __init__(self, archs: list[str], max_t: int, grace_period: int = 1, reduction_factor: float = 3,
-                 state_path: str | os.PathLike | None = None):
+                 state_path: str | os.PathLike | None = None, epoch_budget: int | None = None,
+                 num_samples: int | None = None):
         super().__init__()
         self._metric, self._mode = METRIC, MODE
         if grace_period < 1 or grace_period > max_t:
@@ -36,7 +44,12 @@ class PerArchASHA(FIFOScheduler):
                                                       grace_period=grace_period, reduction_factor=reduction_factor,
                                                       brackets=1)
                            for a in archs}
-        self.stops: list[dict] = []  # {"trial_id", "arch", "epoch", "value", "cutoff"}
+        self.stops: list[dict] = []  # {"trial_id", "arch", "epoch", "value", "cutoff"[, "reason": "budget"]}
+        if epoch_budget is not None and (num_samples is None or num_samples * grace_period > epoch_budget):
+            raise ValueError(f"epoch_budget {epoch_budget!r} cannot pay every trial's first rung "
+                             f"({num_samples!r} trials x grace period {grace_period})")
+        self.epoch_budget, self.num_samples = epoch_budget, num_samples
+        self.allowed: dict[str, int] = {}  # trial id -> the epoch it is cleared to train to (budget mode)
         self.state_path = Path(state_path) if state_path else None
         if self.state_path and self.state_path.exists():
             self.load(self.state_path)
@@ -87,12 +100,44 @@ class PerArchASHA(FIFOScheduler):
         rung = self._rung_for(sched, result)
         cutoff = sched._brackets[0].cutoff(rung[1]) if rung else None
         action = sched.on_trial_result(tune_controller, trial, result)
+        reason = None
+        if action == TrialScheduler.CONTINUE and self.epoch_budget is not None:
+            if not self._promote(trial, result.get(TIME_ATTR, 0)):
+                action, reason = TrialScheduler.STOP, "budget"
         if action == TrialScheduler.STOP and result.get(TIME_ATTR, 0) < self.max_t:
             self.stops.append({"trial_id": trial.trial_id, "arch": trial.config["arch"], "epoch": result[TIME_ATTR],
-                               "value": result[METRIC], "cutoff": None if cutoff is None else float(cutoff)})
+                               "value": result[METRIC], "cutoff": None if cutoff is None else float(cutoff),
+                               **({"reason": reason} if reason else {})})
         if rung is not None or action == TrialScheduler.STOP:
             self.persist()
         return action
+
+    def milestones(self) -> list[int]:
+        """Epochs at which a trial is judged, ascending, ending with max_t (ASHA's rungs below max_t)."""
+        rungs = sorted(m for m, _ in next(iter(self.schedulers.values()))._brackets[0]._rungs)
+        return [int(m) for m in rungs if m < self.max_t] + [self.max_t]
+
+    def reserved(self, arch: str) -> int:
+        """Epochs promised to ``arch``'s trials: what each is cleared to reach, and a first rung for each trial
+        not yet seen (of ``num_samples``)."""
+        mine = [t for t, (a, _) in self.allowed.items() if a == arch]
+        return (sum(e for a, e in self.allowed.values() if a == arch)
+                + max(0, self.num_samples - len(mine)) * self.milestones()[0])
+
+    def _promote(self, trial, epoch: int) -> bool:
+        """Budget mode: may ``trial``, which ASHA lets continue at ``epoch``, train on? Reserves the epochs if so."""
+        arch, first = trial.config["arch"], self.milestones()[0]
+        if trial.trial_id not in self.allowed:
+            self.allowed[trial.trial_id] = (arch, first)  # its first rung was reserved when the budget was set
+        cleared = self.allowed[trial.trial_id][1]
+        if epoch < cleared or cleared >= self.max_t:
+            return True
+        nxt = next(m for m in self.milestones() if m > cleared)
+        if self.reserved(arch) + (nxt - cleared) > self.epoch_budget:
+            return False
+        self.allowed[trial.trial_id] = (arch, nxt)
+        self.persist()
+        return True
 
     @staticmethod
     def _rung_for(sched, result):
@@ -128,7 +173,8 @@ class PerArchASHA(FIFOScheduler):
                 "rungs": {a: [[m, recorded] for m, recorded in s._brackets[0]._rungs]
                           for a, s in self.schedulers.items()},
                 "num_stopped": {a: s._num_stopped for a, s in self.schedulers.items()},
-                "stops": self.stops}
+                "stops": self.stops, "epoch_budget": self.epoch_budget, "num_samples": self.num_samples,
+                "allowed": self.allowed}
 
     def persist(self) -> None:
         if self.state_path is None:
@@ -145,3 +191,4 @@ class PerArchASHA(FIFOScheduler):
                 bracket._rungs = [(m, dict(recorded)) for m, recorded in rungs]
                 self.schedulers[arch]._num_stopped = state["num_stopped"].get(arch, 0)
         self.stops = list(state["stops"])
+        self.allowed = {t: (a, e) for t, (a, e) in state.get("allowed", {}).items()}

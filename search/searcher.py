@@ -71,7 +71,8 @@ class MultiArchSearcher(Searcher):
     """
 
     def __init__(self, spaces: dict[str, Callable], num_samples: int, fixed: dict, *, storage: str | None,
-                 study_prefix: str, sampler: str = "tpe", seed: int = 0, warm_start: dict[str, list] | None = None):
+                 study_prefix: str, sampler: str = "tpe", seed: int = 0, warm_start: dict[str, list] | None = None,
+                 enqueue: dict[str, list[dict]] | None = None):
         super().__init__(metric=METRIC, mode=MODE)
         self.archs = list(spaces)
         self.num_samples = num_samples
@@ -81,9 +82,12 @@ class MultiArchSearcher(Searcher):
         self.searchers = {}
         for i, arch in enumerate(self.archs):
             rdb = optuna.storages.RDBStorage(storage) if storage else None
+            # points_to_evaluate: enqueued in the study, asked before the sampler's own (a new search only: a
+            # resumed one gets this searcher back from Tune's pickle, with the queue as far as it got).
             s = StatusAwareOptunaSearch(space=spaces[arch], metric=METRIC, mode=MODE, storage=rdb,
                                         study_name=f"{study_prefix}-{arch}",
-                                        sampler=make_sampler(sampler, seed + i))
+                                        sampler=make_sampler(sampler, seed + i),
+                                        points_to_evaluate=list((enqueue or {}).get(arch, [])) or None)
             for frozen in (warm_start or {}).get(arch, []):
                 s._ot_study.add_trial(frozen)
             self.searchers[arch] = s

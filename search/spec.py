@@ -51,6 +51,8 @@ class ExperimentSpec:
     gpus_per_trial: float = -1  # -1: picked from the hardware
     max_failures: int = 1
     preset: str = ""
+    epoch_budget: int = 0  # per architecture, enforced by the scheduler (0: none); see search/scheduler.py
+    enqueue: dict = field(default_factory=dict)  # arch -> configs every study tries first (e.g. the report's own)
 
     def __post_init__(self):
         from trainables.models import list_models
@@ -68,6 +70,14 @@ class ExperimentSpec:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise SpecError(f"--{key.replace('_', '-')} must be an integer >= {low}, got {value!r}")
+        if not isinstance(self.epoch_budget, int) or isinstance(self.epoch_budget, bool) or self.epoch_budget < 0:
+            raise SpecError(f"--epoch-budget must be an integer >= 0, got {self.epoch_budget!r}")
+        if self.epoch_budget and self.scheduler != "asha":
+            raise SpecError("--epoch-budget needs --scheduler asha (the scheduler enforces it)")
+        if self.epoch_budget and self.epoch_budget < self.num_samples * self.grace_period:
+            raise SpecError(f"--epoch-budget {self.epoch_budget} cannot pay the first rung of every trial: "
+                            f"--num-samples {self.num_samples} x --grace-period {self.grace_period} = "
+                            f"{self.num_samples * self.grace_period} epochs")
         if self.grace_period > self.max_epochs:
             raise SpecError(f"--grace-period {self.grace_period} exceeds --max-epochs {self.max_epochs}")
         if not self.reduction_factor > 1:

@@ -141,10 +141,11 @@ def build_tuner(spec: ExperimentSpec, data, spaces: dict, *, resume: bool = Fals
                     warm[arch] = []
         searcher = MultiArchSearcher({a: s.define_by_run for a, s in spaces.items()}, spec.num_samples, fixed,
                                      storage=spec.study_storage, study_prefix=spec.name, sampler=spec.sampler,
-                                     seed=spec.seed, warm_start=warm)
+                                     seed=spec.seed, warm_start=warm, enqueue=spec.enqueue)
         param_space = None
     scheduler = (PerArchASHA(spec.archs, spec.max_epochs, spec.grace_period, spec.reduction_factor,
-                             state_path=exp_dir / STATE_FILE)
+                             state_path=exp_dir / STATE_FILE, epoch_budget=spec.epoch_budget or None,
+                             num_samples=spec.num_samples)
                  if spec.scheduler == "asha" and spec.sampler != "grid" else None)
     import ray
 
@@ -157,7 +158,11 @@ def build_tuner(spec: ExperimentSpec, data, spaces: dict, *, resume: bool = Fals
         name=spec.name, storage_path=spec.storage, verbose=0,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=3),
-        callbacks=[ProgressCallback(total, spec.max_epochs), keep_results_on_retry(), *callbacks])
+        callbacks=[ProgressCallback(total, spec.max_epochs,
+                                    milestones=scheduler.milestones() if scheduler else None,
+                                    reduction_factor=spec.reduction_factor,
+                                    epoch_budget=spec.epoch_budget * len(spec.archs) or None),
+                   keep_results_on_retry(), *callbacks])
     kwargs = {"param_space": param_space} if param_space is not None else {}
     return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config, **kwargs), res
 

@@ -1,5 +1,5 @@
 """Presets: each report's grid expands to valid trial configs, publishes against real grid points, and its tuned
-plan never costs more epochs than the grid, even with no early stopping."""
+plan spends at most a fifth of the report's tuning epochs per net (enforced by the scheduler's epoch budget)."""
 from __future__ import annotations
 
 import json
@@ -46,18 +46,27 @@ def test_published_rows_are_grid_points(name):
 
 
 @pytest.mark.parametrize("name", PRESETS)
-def test_tuned_plan_costs_no_more_than_the_grid(name):
+def test_tuned_plan_spends_at_most_a_fifth_of_the_reports_epochs(name):
+    from search.presets import arch_grid_cost
+    from search.spec import ExperimentSpec
+
     preset = get_preset(name)
     plan = tuned_plan(preset)
     assert set(plan["archs"]) == set(preset.archs)
-    worst = plan["num_samples"] * plan["max_epochs"] * len(plan["archs"])
-    assert worst == plan["worst_case_epochs"] <= grid_cost(preset) == plan["grid_epochs"]
-    assert plan["num_samples"] >= 1
-    assert 1 <= plan["grace_period"] < plan["max_epochs"]
-    # a tuned trial may train as long as the report's longest run, no longer
-    assert plan["max_epochs"] <= max(c["epochs"] for c in expand_grid(preset))
+    for arch, epochs in arch_grid_cost(preset).items():
+        assert plan["epoch_budget"] <= max(1, epochs // 5), arch
+    assert plan["worst_case_epochs"] == plan["epoch_budget"] * len(plan["archs"]) <= max(len(plan["archs"]),
+                                                                                      grid_cost(preset) // 5)
+    # every trial's first rung fits in the budget, and TPE gets 24 trials wherever the budget pays for them
+    assert 1 <= plan["num_samples"] * plan["grace_period"] <= plan["epoch_budget"]
+    assert plan["num_samples"] == min(24, plan["epoch_budget"] // plan["grace_period"])
+    assert 1 <= plan["grace_period"] <= plan["max_epochs"]
+    # a tuned trial may train as long as the report's longest run, and no longer than 50 epochs
+    assert plan["max_epochs"] <= min(50, max(c["epochs"] for c in expand_grid(preset)))
     assert plan["reduction_factor"] >= 2
     assert plan["settings"] == preset.settings
+    ExperimentSpec(archs=plan["archs"], num_samples=plan["num_samples"], max_epochs=plan["max_epochs"],
+                   grace_period=plan["grace_period"], epoch_budget=plan["epoch_budget"])  # the spec accepts it
 
 
 def test_report000_grid():
@@ -74,7 +83,7 @@ def test_report000_grid():
     assert preset.repeats == 5 and grid_cost(preset) == 9 * 5 * 25
     assert len(grid_runs(preset)) == 45 and {r["seed"] for r in grid_runs(preset)} == set(range(5))
     plan = tuned_plan(preset)
-    assert (plan["num_samples"], plan["max_epochs"], plan["grace_period"]) == (45, 25, 2)
+    assert (plan["num_samples"], plan["max_epochs"], plan["grace_period"], plan["epoch_budget"]) == (24, 25, 2, 225)
 
 
 def test_report002_keeps_its_fifteen_rows():
@@ -91,8 +100,8 @@ def test_report004_uses_each_models_own_setting():
     assert configs["lozano_c"]["optimizer"] == "adam" and configs["lozano_c"]["epochs"] == 10
     assert configs["lozano_f"]["optimizer"] == "adamax" and configs["lozano_f"]["epochs"] == 20
     assert all(c["val_size"] == 10_000 for c in configs.values())
-    plan = tuned_plan(get_preset("report004"))  # 50 grid epochs cannot pay for 3 x 20: one shorter trial each
-    assert (plan["num_samples"], plan["max_epochs"], plan["worst_case_epochs"]) == (1, 16, 48)
+    plan = tuned_plan(get_preset("report004"))  # lozano_c's 10 grid epochs pay a fifth: one 2-epoch trial per net
+    assert (plan["num_samples"], plan["grace_period"], plan["epoch_budget"], plan["worst_case_epochs"]) == (1, 2, 2, 6)
 
 
 def test_unknown_preset_lists_known_ones():
