@@ -232,7 +232,9 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
         try:
             if todo or svm_subset:
                 data_ref, test_ref = ray.put(train_only), ray.put(test)
-            retrain = ray.remote(num_cpus=1)(_retrain)
+            # a quarter GPU per run where there are GPUs (the small nets pack four to a GPU), else one CPU
+            gpus = 0.25 if ray.is_initialized() and ray.cluster_resources().get("GPU") else 0
+            retrain = ray.remote(num_cpus=1, num_gpus=gpus)(_retrain)
             pending = {retrain.remote(retrains[i][1], data_ref, test_ref): i for i in todo}
             svm_ref = ray.remote(num_cpus=1)(_svm).remote(
                 data_ref, test_ref, {"subset": svm_subset, "k": svm_k,

@@ -1,6 +1,7 @@
 """The benchmark scripts run (in --smoke mode: tiny sizes, no doc update). Their numbers live in docs/, not here."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import pytest
 from benchmarks.common import REPO
 
 
-@pytest.mark.parametrize("script", ["loader", "ray_overhead", "epoch_times", "hpo_efficiency", "packing", "speedups"])
+@pytest.mark.parametrize("script", ["ray_overhead", "hpo_efficiency"])  # the others run in the GPU suite's smoke
 def test_benchmark_smoke(script, cifar_path):
     doc = REPO / "docs" / "benchmarks.md"
     before = doc.read_text() if doc.exists() else None
@@ -20,3 +21,22 @@ def test_benchmark_smoke(script, cifar_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "| " in out.stdout and "device:" in out.stdout
     assert (doc.read_text() if doc.exists() else None) == before  # smoke runs never overwrite measured numbers
+
+
+def test_gpu_suite_smoke(cifar_path, tmp_path):
+    """The one-call GPU suite in its CPU smoke mode: every benchmark step and a tiny reproduction run, each step's
+    table and log land under --out, and docs/benchmarks.md is left as it was."""
+    doc = REPO / "docs" / "benchmarks.md"
+    before = doc.read_text() if doc.exists() else None
+    out = subprocess.run([sys.executable, "-m", "benchmarks.gpu_suite", "--smoke", "--data-dir", str(cifar_path),
+                          "--out", str(tmp_path / "suite"), "--budget", "1200"],
+                         capture_output=True, text=True, timeout=1500, cwd=REPO,
+                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    record = json.loads((tmp_path / "suite" / "gpu_suite.json").read_text())
+    steps = {s["step"]: s for s in record["steps"]}
+    assert set(steps) == {"loader", "epoch_times", "packing", "speedups", "reproduce-report003"}
+    for name in ("loader", "epoch_times", "packing", "speedups"):
+        assert steps[name]["exit"] == 0 and "| " in steps[name]["tail"] and "device:" in steps[name]["tail"], name
+    assert json.loads((tmp_path / "suite" / "results" / "reproduce-report003" / "reproduce.json").read_text())["result"]
+    assert (doc.read_text() if doc.exists() else None) == before
