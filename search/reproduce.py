@@ -304,6 +304,7 @@ def _record(plan, nets, root: Path, state: dict, evaluations: dict, repeats: int
     import platform
 
     from analysis.load import load_trials
+    from analysis.rungs import rung_agreement
     from trainables.train import environment
 
     spec_json = json.loads((root / nets[0].arch / "spec.json").read_text())
@@ -314,6 +315,8 @@ def _record(plan, nets, root: Path, state: dict, evaluations: dict, repeats: int
            "ray": spec_json.get("ray"), "optuna": spec_json.get("optuna"),
            "commands": state.get("commands", []), "created": _dt.datetime.now().isoformat(timespec="seconds"),
            "nets": []}
+    trials = {net.arch: load_trials(root / net.arch) for net in nets}
+    specs = {net.arch: json.loads((root / net.arch / "spec.json").read_text())["spec"] for net in nets}
     for net in nets:
         ev = evaluations[net.arch]
         best = next(r for r in ev["results"] if r.get("rank") == 1)
@@ -326,14 +329,33 @@ def _record(plan, nets, root: Path, state: dict, evaluations: dict, repeats: int
             "published": net.published, "published_note": net.published_note,
             "beats_published": metric["mean"] >= net.published,
             "search_epochs": state["searches"][net.arch]["epochs"],
-            "search_epoch_budget": json.loads((root / net.arch / "spec.json").read_text())["spec"]["epoch_budget"],
+            "search_epoch_budget": specs[net.arch]["epoch_budget"],
             "final_epochs": sum(r.get("epochs") or 0 for r in best["runs"]), "final_epochs_per_run":
                 best["config"].get("epochs"), "repeats": repeats, "report_epochs": net.report_epochs,
             "wall_seconds": {"search": round(wall.get("search", 0.0)), "evaluate": round(wall.get("evaluate", 0.0))},
             "config": {k: v for k, v in best["config"].items() if k != "data_dir"},
-            "val_accuracy_search": next((t["best_val_accuracy"] for t in load_trials(root / net.arch)
-                                         if t["trial_id"] == best["trial_id"]), None), "why": net.why})
+            "val_accuracy_search": next((t["best_val_accuracy"] for t in trials[net.arch]
+                                         if t["trial_id"] == best["trial_id"]), None),
+            "search_trials": _outcomes(trials[net.arch]),
+            "rung_agreement": rung_agreement(trials[net.arch], milestones(specs[net.arch]),
+                                             specs[net.arch]["reduction_factor"]), "why": net.why})
     return out
+
+
+def milestones(spec: dict) -> list[int]:
+    """ASHA's rungs for a spec (grace x eta^k below max_epochs, as Ray places them), then max_epochs."""
+    out, m = [], spec["grace_period"]
+    while m < spec["max_epochs"]:
+        out.append(int(m))
+        m *= spec["reduction_factor"]
+    return out + [spec["max_epochs"]]
+
+
+def _outcomes(trials: list[dict]) -> dict:
+    counts: dict = {}
+    for t in trials:
+        counts[t["status"]] = counts.get(t["status"], 0) + 1
+    return counts
 
 
 def _cpu_name() -> str:
@@ -359,8 +381,17 @@ def markdown_table(record: dict) -> str:
                     f"({n['search_epoch_budget']:,}) | {n['final_epochs']:,} ({n['repeats']} x "
                     f"{n['final_epochs_per_run']}) | {n['report_epochs']:,} | "
                     f"{n['wall_seconds']['search'] / 60:.0f} + {n['wall_seconds']['evaluate'] / 60:.0f} min |")
+    rungs = ["| net | rung -> next | trials at both | Kendall tau | best at the next was in the kept 1/eta |",
+             "|---|---|---:|---:|---|"]
+    for n in record["nets"]:
+        for r in n.get("rung_agreement", []):
+            tau = "" if r["kendall_tau"] is None else f"{r['kendall_tau']:+.3f}"
+            kept = {None: "", True: "yes", False: "no"}[r["best_later_was_kept"]]
+            rungs.append(f"| {n['arch']} | {r['from_epoch']} -> {r['to_epoch']} | {r['trials']} | {tau} | {kept} |")
     return (f"# {record['title']}: reproduced with cifar-tune\n\nTest split touched once (final runs trained on "
-            f"{record['train_on']}). {record['caveat']}.\n\n" + "\n".join(rows) + "\n")
+            f"{record['train_on']}). {record['caveat']}.\n\n" + "\n".join(rows) + "\n\nDoes ASHA keep what wins "
+            f"later? Validation-accuracy rank agreement between consecutive rungs, among the trials that reached "
+            f"both:\n\n" + "\n".join(rungs) + "\n")
 
 
 # --------------------------------------------------------------------------------------------- CLI
