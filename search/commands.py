@@ -26,7 +26,8 @@ def spec_from_args(args) -> ExperimentSpec:
               seed=args.seed, name=args.name or "", storage=args.storage or "", optuna_storage=args.optuna_storage or "",
               warm_start=args.warm_start or "", address=args.address or "", storage_is_shared=args.storage_is_shared,
               max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
-              gpus_per_trial=args.gpus_per_trial, max_failures=args.max_failures, fixed=fixed)
+              gpus_per_trial=args.gpus_per_trial, max_failures=args.max_failures, fixed=fixed,
+              epoch_budget=args.epoch_budget)
     archs = _csv(args.arch) if args.arch else []
     if args.preset:
         if archs:
@@ -168,6 +169,8 @@ def add_commands(sub) -> None:
     s.add_argument("--max-epochs", type=int, default=8)
     s.add_argument("--grace-period", type=int, default=1, help="epochs before ASHA may stop a trial")
     s.add_argument("--reduction-factor", type=float, default=3.0)
+    s.add_argument("--epoch-budget", type=int, default=0,
+                   help="most epochs the search may train per net, enforced by ASHA's promotions (0: no cap)")
     s.add_argument("--scheduler", default="asha", help="asha or none")
     s.add_argument("--sampler", default="tpe", help="tpe or random")
     s.add_argument("--seed", type=int, default=0)
