@@ -13,7 +13,6 @@ tasks; the training data they get has no test images in it. Results go to
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import json
 import os
@@ -25,6 +24,7 @@ from analysis.load import EVALUATION_FILE, ExperimentError, load
 from analysis.stats import mean_ci, paired_comparison
 from analysis.tables import fmt_ci, grid_points, ranked
 from trainables.config import METRIC
+from trainables.experiment import without_test_split
 
 TRAIN_ON = ("train", "trainval")
 
@@ -153,7 +153,7 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
 
     data = load_dataset(fixed.get("data_dir"), fixed.get("dataset", "cifar10"))
     test = data.split("test")  # the one read of the test split
-    train_only = dataclasses.replace(data, test_x=data.test_x[:0], test_y=data.test_y[:0])
+    train_only = without_test_split(data)
 
     jobs, results, grid_mode = [], [], bool(grid_points(exp))
     if grid_mode:  # scoring finished checkpoints is inference only: it runs here, no retraining

@@ -15,10 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainables.config import METRIC
+from trainables.experiment import ASHA_FILE, EVALUATION_FILE, SPEC_FILE, trial_outcome
 
-SPEC_FILE = "spec.json"
-ASHA_FILE = "asha_state.json"
-EVALUATION_FILE = "evaluation.json"
 BYTES_PER_PARAM = 4  # float32 weights: model size in MB = params * 4 / 1e6
 HISTORY_KEYS = ("epoch", "train_loss", "train_accuracy", "val_loss", METRIC, "epoch_seconds")
 
@@ -40,15 +38,6 @@ def _epochs(trial_dir: Path) -> list[dict]:
     # A trial resumed from an older checkpoint re-reports epochs: keep the last report of each epoch.
     by_epoch = {r["epoch"]: r for r in rows if "epoch" in r}
     return [by_epoch[e] for e in sorted(by_epoch)]
-
-
-def _status(tune_status: str, last: dict | None) -> str:
-    if tune_status == "ERROR":
-        return "errored"
-    if tune_status == "TERMINATED":
-        s = (last or {}).get("status")
-        return {"completed": "completed", "diverged": "diverged", "running": "stopped"}.get(s, "errored")
-    return "running" if tune_status == "RUNNING" else "pending"
 
 
 def _clean(v):
@@ -115,7 +104,7 @@ def load_trials(exp_dir: str | Path) -> list[dict]:
         trial_dir = exp / name if name and (exp / name).is_dir() else None
         history = _epochs(trial_dir) if trial_dir else []
         last = history[-1] if history else (trial.last_result or None)
-        status = _status(trial.status, last)
+        status = trial_outcome(trial.status, last)
         scored = [r for r in history if _clean(r.get(METRIC)) is not None]
         best = max(scored, key=lambda r: r[METRIC]) if scored else None
         losses = [r["val_loss"] for r in history if _clean(r.get("val_loss")) is not None]

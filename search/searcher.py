@@ -18,6 +18,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from trainables.config import METRIC, MODE
+from trainables.experiment import study_name
 
 
 class StatusAwareOptunaSearch(OptunaSearch):
@@ -82,7 +83,7 @@ class MultiArchSearcher(Searcher):
         for i, arch in enumerate(self.archs):
             rdb = optuna.storages.RDBStorage(storage) if storage else None
             s = StatusAwareOptunaSearch(space=spaces[arch], metric=METRIC, mode=MODE, storage=rdb,
-                                        study_name=f"{study_prefix}-{arch}",
+                                        study_name=study_name(study_prefix, arch),
                                         sampler=make_sampler(sampler, seed + i))
             for frozen in (warm_start or {}).get(arch, []):
                 s._ot_study.add_trial(frozen)

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from trainables.config import ConfigError, validate_value
+from trainables.experiment import OPTUNA_DB
 
 SHARED_FS_TYPES = ("nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "beegfs", "ceph", "glusterfs", "fuse.s3fs",
                    "fuse.gcsfuse", "fuse.juicefs", "fuse.sshfs", "9p", "virtiofs", "efs", "fuse.mountpoint-s3")
@@ -124,7 +125,7 @@ class ExperimentSpec:
             return self.optuna_storage
         if URL.match(self.storage):
             raise SpecError("--storage is a URL: give the Optuna study a database too with --optuna-storage URL")
-        return f"sqlite:///{self.experiment_dir}/optuna.db"
+        return f"sqlite:///{self.experiment_dir}/{OPTUNA_DB}"
 
     def to_dict(self) -> dict:
         return asdict(self)

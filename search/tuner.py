@@ -14,8 +14,7 @@ from pathlib import Path
 
 from search.spec import ExperimentSpec, SpecError
 from trainables.config import METRIC, MODE
-
-SPEC_FILE = "spec.json"
+from trainables.experiment import SPEC_FILE, sqlite_url, study_name, without_test_split
 
 
 def trial_dirname(trial) -> str:
@@ -122,7 +121,7 @@ def build_tuner(spec: ExperimentSpec, data, spaces: dict, *, resume: bool = Fals
     exp_dir = Path(spec.experiment_dir)
     fixed = {**spec.fixed, "epochs": spec.max_epochs}
     # Trials get the training set only: the test split is not even shipped to them (and not put in the object store).
-    data = dataclasses.replace(data, test_x=data.test_x[:0], test_y=data.test_y[:0])
+    data = without_test_split(data)
     if spec.sampler == "grid":
         total = len(spec.grid)
         searcher = RowSearcher([{**fixed, **row} for row in spec.grid])
@@ -207,7 +206,7 @@ def run_search(spec: ExperimentSpec, resume: bool = False, callbacks=()):
 
     if resume:
         resources = json.loads((exp_dir / SPEC_FILE).read_text())["trial_resources"]
-        data = dataclasses.replace(data, test_x=data.test_x[:0], test_y=data.test_y[:0])
+        data = without_test_split(data)
         trainable = tune.with_resources(tune.with_parameters(tune_trainable, data=data), resources)
         tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
