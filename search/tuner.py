@@ -114,6 +114,7 @@ def build_tuner(spec: ExperimentSpec, data, spaces: dict, *, resume: bool = Fals
     from ray import tune
 
     from search.progress import ProgressCallback
+    from search.history import CheckpointedResults
     from search.scheduler import STATE_FILE, PerArchASHA
     from search.searcher import MultiArchSearcher, RowSearcher, finished_trials
     from trainables.train import tune_trainable
@@ -156,7 +157,8 @@ def build_tuner(spec: ExperimentSpec, data, spaces: dict, *, resume: bool = Fals
         name=spec.name, storage_path=spec.storage, verbose=0,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=3),
-        callbacks=[ProgressCallback(total, spec.max_epochs), keep_results_on_retry(), *callbacks])
+        callbacks=[ProgressCallback(total, spec.max_epochs), CheckpointedResults(), keep_results_on_retry(),
+                   *callbacks])
     kwargs = {"param_space": param_space} if param_space is not None else {}
     return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config, **kwargs), res
 
