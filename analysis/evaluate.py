@@ -127,7 +127,8 @@ def _init_ray(address: str | None) -> bool:
     if ray.is_initialized():
         return False
     kwargs = dict(include_dashboard=False, configure_logging=True, logging_level="WARNING", log_to_driver=False)
-    ray.init(address=address or None, **kwargs)  # None: a running local cluster, else an embedded one
+    # "local": a Ray of our own, as search does; a bare ray.init() would join any cluster `ray start` left here.
+    ray.init(address=address or "local", **kwargs)
     return True
 
 

@@ -53,15 +53,20 @@ def _error_message(trial_dir: Path | None) -> str | None:
     return lines[-1] if lines else None
 
 
-def read_json(exp: Path, name: str, what: str) -> dict | None:
-    """A JSON file of the experiment, None when absent; a half-written one is an ExperimentError."""
+def read_json(exp: Path, name: str, what: str, keys: tuple = ()) -> dict | None:
+    """A JSON file of the experiment, None when absent; a half-written one (or an object without ``keys``) is an
+    ExperimentError."""
     path = exp / name
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
-    except ValueError as e:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
         raise ExperimentError(f"{what} {str(path)!r} is half-written or corrupt: {e}") from None
+    missing = [k for k in keys if not isinstance(record, dict) or k not in record]
+    if missing:
+        raise ExperimentError(f"{what} {str(path)!r} is half-written or corrupt: no {missing[0]!r} key")
+    return record
 
 
 def load_spec(exp_dir: str | Path) -> dict:
@@ -200,6 +205,6 @@ def load(exp_dir: str | Path) -> Experiment:
     trials = load_trials(exp)
     if not trials:
         raise ExperimentError(f"{str(exp)!r} holds no trials yet")
-    return Experiment(path=exp, record=record, trials=trials, asha=read_json(exp, ASHA_FILE, "ASHA state"),
-                      evaluation=read_json(exp, EVALUATION_FILE, "evaluation"),
+    return Experiment(path=exp, record=record, trials=trials, asha=read_json(exp, ASHA_FILE, "ASHA state", ("rungs", "stops")),
+                      evaluation=read_json(exp, EVALUATION_FILE, "evaluation", ("results",)),
                       frame=trials_frame(trials), history=history_frame(trials))

@@ -77,6 +77,8 @@ class ExperimentSpec:
             raise SpecError(f"--scheduler must be asha or none, got {self.scheduler!r}")
         if self.sampler not in ("tpe", "random", "grid"):
             raise SpecError(f"--sampler must be tpe, random or grid, got {self.sampler!r}")
+        if self.sampler == "grid" and not self.grid:
+            raise SpecError("--sampler grid runs a report's own grid: use --preset NAME:grid (see cifar-tune presets)")
         if self.cpus_per_trial < 0:
             raise SpecError(f"--cpus-per-trial must be >= 0, got {self.cpus_per_trial!r}")
         if self.gpus_per_trial != -1 and not 0 <= self.gpus_per_trial:

@@ -117,6 +117,7 @@ class ExperimentLock:
     def __init__(self, exp_dir: str | os.PathLike, what: str):
         self.exp_dir, self.what = str(exp_dir), what
         self.fd: int | None = None
+        self.stale: dict = {}
 
     @property
     def held(self) -> bool:
@@ -126,10 +127,14 @@ class ExperimentLock:
     def path(self) -> Path:
         return Path(self.exp_dir) / LOCK_FILE
 
-    def acquire(self) -> "ExperimentLock":
+    def acquire(self, create: bool = True) -> "ExperimentLock":
+        """Take the lock (creating the directory unless ``create`` is False: then a missing one is not locked);
+        raises :class:`ExperimentLocked` naming the holder."""
         import fcntl
 
         if "://" in self.exp_dir:  # object storage: no lock primitive (see README, Reliability)
+            return self
+        if not create and not Path(self.exp_dir).is_dir():
             return self
         Path(self.exp_dir).mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -145,6 +150,12 @@ class ExperimentLock:
                 return self
             os.close(fd)
             raise
+        self.stale = self.holder()  # a body left by a holder that did not release (killed): now ours
+        if self.stale:
+            import sys
+
+            print(f"note: {self.exp_dir!r} was last held by {self.holder_text()}, which is gone; lock taken over",
+                  file=sys.stderr, flush=True)
         body = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "what": self.what,
                            "since": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
         os.ftruncate(fd, 0)
