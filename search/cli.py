@@ -179,8 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         full = e if isinstance(e, DiskFull) else disk_full_cause(e)
         if full is None:
             raise
-        path = full.path if isinstance(full, DiskFull) else (full.filename or getattr(args, "experiment", None)
-                                                             or Path.cwd())
+        path = full.path if isinstance(full, DiskFull) else (full.filename or getattr(args, "experiment_dir", None)
+                                                             or getattr(args, "experiment", None) or Path.cwd())
         then = getattr(full, "then", "") or getattr(args, "resume_command", "")
         print(f"cifar-tune {args.command}: error: disk full: no space left writing {str(path)!r} "
               f"({free_space(path)} free there); free some space, then "

@@ -97,6 +97,7 @@ def cmd_search(args) -> int:
     else:
         spec = spec_from_args(args)
     args.resume_command = resume_command(spec)  # for main's disk-full line
+    args.experiment_dir = spec.experiment_dir
     try:
         results = run_search(spec, resume=args.resume)
     except SearchInterrupted as e:
@@ -109,8 +110,8 @@ def cmd_search(args) -> int:
         errors = [r.error for r in results if r.error is not None]
         first = _last_line(errors[0]) if errors else "no trial ran"
         full = disk_full_cause(errors[0]) if errors else None
-        if full is not None or "No space left on device" in first:
-            raise DiskFull(Path(spec.experiment_dir), args.resume_command)
+        if full is not None:
+            raise DiskFull(full.filename or spec.experiment_dir, args.resume_command)
         print(f"cifar-tune search: error: no trial finished ({len(errors)} of {len(results)} errored); the first "
               f"error: {first}", file=sys.stderr, flush=True)
         return 1

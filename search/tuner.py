@@ -290,6 +290,10 @@ def run_search(spec: ExperimentSpec, resume: bool = False, callbacks=()):
         if not (exp_dir / SPEC_FILE).exists():
             raise SpecError(f"--resume: no experiment at {str(exp_dir)!r} (no {SPEC_FILE})")
     elif _has_content(exp_dir):
+        try:  # in use (a search of that name running now) or done: say which
+            ExperimentLock(exp_dir, "cifar-tune search").acquire(create=False, announce=False).release()
+        except ExperimentLocked as e:
+            raise SpecError(str(e)) from None
         raise SpecError(f"experiment {str(exp_dir)!r} exists already: pass --resume to finish it, or a new --name")
     spaces = load_spaces(spec)  # bad spaces fail here, before Ray or any directory
     data = load_data(spec)  # so does missing or corrupt data

@@ -91,7 +91,12 @@ def disk_full_cause(exc: BaseException) -> OSError | None:
             return exc
         text = str(exc)
         if "No space left on device" in text or "database or disk is full" in text or "Disk quota exceeded" in text:
-            return OSError(errno.ENOSPC, "No space left on device", getattr(exc, "filename", None))
+            # Ray hands a driver-side error on as the text of its traceback: take the file name from there.
+            import re
+
+            named = re.findall(r"(?:No space left on device|Disk quota exceeded): '([^']+)'", text)
+            return OSError(errno.ENOSPC, "No space left on device",
+                           getattr(exc, "filename", None) or (named[-1] if named else None))
         exc = exc.__cause__ or exc.__context__
     return None
 
@@ -127,9 +132,10 @@ class ExperimentLock:
     def path(self) -> Path:
         return Path(self.exp_dir) / LOCK_FILE
 
-    def acquire(self, create: bool = True) -> "ExperimentLock":
+    def acquire(self, create: bool = True, announce: bool = True) -> "ExperimentLock":
         """Take the lock (creating the directory unless ``create`` is False: then a missing one is not locked);
-        raises :class:`ExperimentLocked` naming the holder."""
+        raises :class:`ExperimentLocked` naming the holder. ``announce``: say so on stderr when taking over the
+        lock of a holder that died without releasing it."""
         import fcntl
 
         if "://" in self.exp_dir:  # object storage: no lock primitive (see README, Reliability)
@@ -151,7 +157,7 @@ class ExperimentLock:
             os.close(fd)
             raise
         self.stale = self.holder()  # a body left by a holder that did not release (killed): now ours
-        if self.stale:
+        if self.stale and announce:
             import sys
 
             print(f"note: {self.exp_dir!r} was last held by {self.holder_text()}, which is gone; lock taken over",
