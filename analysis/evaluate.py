@@ -283,15 +283,13 @@ def summary_lines(record: dict) -> list[str]:
 
 
 def cmd_evaluate(args) -> int:
-    from search.spec import SpecError
-
     archs = [a.strip() for a in args.archs.split(",") if a.strip()] if args.archs else None
     try:
         record = evaluate_experiment(args.experiment, top_k=args.top_k, repeats=args.repeats, train_on=args.train_on,
                                      epochs=args.epochs, archs=archs, svm_subset=args.svm_subset, svm_k=args.svm_k,
                                      address=args.address)
-    except (ExperimentError, ValueError) as e:
-        raise SpecError(str(e)) from None
+    except ValueError as e:  # the CLI prints an ExperimentError as one line, exit status 2
+        raise ExperimentError(str(e)) from None
     if args.json:
         print(json.dumps(record, default=str))
         return 0

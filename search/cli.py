@@ -156,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from analysis.load import ExperimentError
     from search.spec import SpecError
     from trainables.config import ConfigError
     from trainables.data import DataError
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (CliError, ConfigError, DataError, SpecError) as e:
+    except (CliError, ConfigError, DataError, ExperimentError, SpecError) as e:
         print(f"cifar-tune {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
