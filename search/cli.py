@@ -46,6 +46,8 @@ def cmd_archs(args) -> int:
 def cmd_data(args) -> int:
     from trainables.data import load_dataset
 
+    if args.val_size < 0:
+        raise CliError(f"--val-size must be >= 0, got {args.val_size}")
     ds = load_dataset(args.data_dir, args.dataset, download=not args.no_download)
     summary = ds.summary(args.val_size)
     if args.json:
@@ -100,7 +102,11 @@ def cmd_train(args) -> int:
     if args.resume:
         if not args.checkpoint_dir or not (Path(args.checkpoint_dir) / "checkpoint.pt").exists():
             raise CliError(f"--resume needs an existing checkpoint in --checkpoint-dir, got {args.checkpoint_dir!r}")
-        resume_state = load_state(args.checkpoint_dir)
+        try:
+            resume_state = load_state(args.checkpoint_dir)
+        except Exception as e:  # torch raises many types for a truncated or garbled file
+            raise CliError(f"--resume: cannot read the checkpoint in {args.checkpoint_dir!r} "
+                           f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
         saved = dict(resume_state["config"])
         if saved["arch"] != cfg["arch"]:
             raise CliError(f"checkpoint in {args.checkpoint_dir!r} is for arch {saved['arch']!r}, not {cfg['arch']!r}")

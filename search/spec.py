@@ -18,6 +18,7 @@ SHARED_FS_TYPES = ("nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "beegfs", "c
                    "fuse.gcsfuse", "fuse.juicefs", "fuse.sshfs", "9p", "virtiofs", "efs", "fuse.mountpoint-s3")
 URL = re.compile(r"^[a-z][a-z0-9+.-]*://")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+ADDRESS = re.compile(r"^(auto|local|ray://\S+|[^\s:/]+:\d{1,5})$")
 
 
 class SpecError(ValueError):
@@ -109,6 +110,11 @@ class ExperimentSpec:
             self.storage = str(Path(self.storage).expanduser().resolve())
             if Path(self.storage).exists() and not Path(self.storage).is_dir():
                 raise SpecError(f"--storage {self.storage!r} exists and is not a directory")
+        if self.address and not ADDRESS.match(self.address):
+            raise SpecError(f"--address must be auto, HOST:PORT or ray://HOST:PORT, got {self.address!r}")
+        if self.optuna_storage and not URL.match(self.optuna_storage):
+            raise SpecError(f"--optuna-storage must be a database URL such as postgresql+psycopg2://USER@HOST/DB or "
+                            f"sqlite:////path/optuna.db, got {self.optuna_storage!r}")
         if self.address and not URL.match(self.storage) and not self.storage_is_shared:
             fs = filesystem_type(self.storage)
             if fs not in SHARED_FS_TYPES:

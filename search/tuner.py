@@ -216,6 +216,16 @@ def check_data_fits(spec: ExperimentSpec, data) -> None:
         data.split_indices(val_size)  # raises DataError naming the value and the data's size
 
 
+def check_study_storage(url: str) -> None:
+    import optuna
+
+    try:
+        optuna.storages.RDBStorage(url).engine.dispose()
+    except Exception as e:  # a bad URL, a missing driver, a server that does not answer
+        raise SpecError(f"--optuna-storage {url!r}: cannot open the database ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None
+
+
 class SearchInterrupted(Exception):
     """The search was stopped by SIGINT or SIGTERM; Tune saved its state, ``--resume`` finishes it."""
 
@@ -299,6 +309,8 @@ def run_search(spec: ExperimentSpec, resume: bool = False, callbacks=()):
     data = load_data(spec)  # so does missing or corrupt data
     check_data_fits(spec, data)
     warm = {} if resume else warm_start_trials(spec)
+    if spec.optuna_storage:  # a database given by URL must be reachable now, not after Ray started
+        check_study_storage(spec.optuna_storage)
     if resume:  # trials resumed on other data than they started on would mix two experiments
         started_on = json.loads((exp_dir / SPEC_FILE).read_text()).get("data", {}).get("checksum")
         if started_on and started_on != data.checksum:

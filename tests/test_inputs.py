@@ -153,3 +153,30 @@ def test_evaluate_starts_its_own_ray_unless_given_an_address(monkeypatch):
     evaluate._init_ray(None)
     evaluate._init_ray("127.0.0.1:6390")
     assert [c["address"] for c in calls] == ["local", "127.0.0.1:6390"]
+
+
+@pytest.mark.parametrize("extra, named", [
+    (["--address", "not an address"], "not an address"),
+    (["--optuna-storage", "optuna.db"], "optuna.db"),
+    (["--optuna-storage", "sqlite:////no/such/dir/optuna.db"], "/no/such/dir/optuna.db"),
+])
+def test_a_bad_address_or_study_database_is_refused_before_ray(extra, named, tmp_path, capsys, cifar_path):
+    import ray
+
+    code = main(["search", "--arch", "origin_net", "--data-dir", str(cifar_path), "--set", "val_size=100",
+                 "--storage", str(tmp_path / "r"), "--name", "x", *extra])
+    assert code == 2
+    one_line_error(capsys, named)
+    assert not (tmp_path / "r").exists() and not ray.is_initialized()
+
+
+def test_train_resume_from_a_garbled_checkpoint_is_one_line(tmp_path, capsys):
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint at all")
+    assert main(["train", "--arch", "origin_net", "--data-dir", str(tmp_path), "--checkpoint-dir", str(tmp_path),
+                 "--resume"]) == 2
+    one_line_error(capsys, "cannot read the checkpoint", str(tmp_path))
+
+
+def test_data_with_a_negative_val_size_is_one_line(tmp_path, capsys):
+    assert main(["data", "--data-dir", str(tmp_path), "--val-size", "-1"]) == 2
+    one_line_error(capsys, "--val-size", "-1")
