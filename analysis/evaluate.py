@@ -13,7 +13,6 @@ tasks; the training data they get has no test images in it. Results go to
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import json
 import os
@@ -25,6 +24,7 @@ from analysis.load import EVALUATION_FILE, ExperimentError, load
 from analysis.stats import mean_ci, paired_comparison
 from analysis.tables import fmt_ci, grid_points, ranked
 from trainables.config import METRIC
+from trainables.experiment import without_test_split
 
 TRAIN_ON = ("train", "trainval")
 
@@ -159,7 +159,8 @@ def _init_ray(address: str | None) -> bool:
     if ray.is_initialized():
         return False
     kwargs = dict(include_dashboard=False, configure_logging=True, logging_level="WARNING", log_to_driver=False)
-    ray.init(address=address or None, **kwargs)  # None: a running local cluster, else an embedded one
+    # "local": a Ray of our own, as search does; a bare ray.init() would join any cluster `ray start` left here.
+    ray.init(address=address or "local", **kwargs)
     return True
 
 
@@ -191,7 +192,7 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
 
     data = load_dataset(fixed.get("data_dir"), fixed.get("dataset", "cifar10"))
     test = data.split("test")  # the one read of the test split
-    train_only = dataclasses.replace(data, test_x=data.test_x[:0], test_y=data.test_y[:0])
+    train_only = without_test_split(data)
 
     jobs, results, grid_mode = [], [], bool(grid_points(exp))
     if grid_mode:  # scoring finished checkpoints is inference only: it runs here, no retraining
@@ -338,15 +339,13 @@ def summary_lines(record: dict) -> list[str]:
 
 
 def cmd_evaluate(args) -> int:
-    from search.spec import SpecError
-
     archs = [a.strip() for a in args.archs.split(",") if a.strip()] if args.archs else None
     try:
         record = evaluate_experiment(args.experiment, top_k=args.top_k, repeats=args.repeats, train_on=args.train_on,
                                      epochs=args.epochs, archs=archs, svm_subset=args.svm_subset, svm_k=args.svm_k,
                                      address=args.address)
-    except (ExperimentError, ValueError) as e:
-        raise SpecError(str(e)) from None
+    except ValueError as e:  # the CLI prints an ExperimentError as one line, exit status 2
+        raise ExperimentError(str(e)) from None
     if args.json:
         print(json.dumps(record, default=str))
         return 0

@@ -13,6 +13,7 @@ from plotly.subplots import make_subplots
 from analysis.load import Experiment
 from analysis.tables import BEST, equal_epoch, ranked
 from trainables.config import METRIC
+from trainables.experiment import sqlite_url, study_name
 
 TOP_CURVES = 5  # learning curves drawn per net
 MIN_FANOVA_TRIALS = 4  # fewer trials than this say nothing about importance
@@ -97,11 +98,12 @@ def _study(exp: Experiment, arch: str):
     import optuna
 
     spec = exp.spec
-    url = spec.get("optuna_storage") or f"sqlite:///{(exp.path / 'optuna.db').resolve()}"
+    url = spec.get("optuna_storage") or sqlite_url(exp.path)
+    name = study_name(spec["name"], arch)
     try:
-        return optuna.load_study(study_name=f"{spec['name']}-{arch}", storage=url)
+        return optuna.load_study(study_name=name, storage=url)
     except Exception as e:  # a missing study or database: the caller reports the reason
-        raise LookupError(f"no Optuna study {spec['name']}-{arch}: {e}") from None
+        raise LookupError(f"no Optuna study {name}: {e}") from None
 
 
 def importance(exp: Experiment) -> tuple[go.Figure | None, str]:

@@ -15,10 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainables.config import METRIC
+from trainables.experiment import ASHA_FILE, EVALUATION_FILE, SPEC_FILE, trial_outcome
 
-SPEC_FILE = "spec.json"
-ASHA_FILE = "asha_state.json"
-EVALUATION_FILE = "evaluation.json"
 BYTES_PER_PARAM = 4  # float32 weights: model size in MB = params * 4 / 1e6
 HISTORY_KEYS = ("epoch", "train_loss", "train_accuracy", "val_loss", METRIC, "epoch_seconds")
 
@@ -42,15 +40,6 @@ def _epochs(trial_dir: Path) -> list[dict]:
     return [by_epoch[e] for e in sorted(by_epoch)]
 
 
-def _status(tune_status: str, last: dict | None) -> str:
-    if tune_status == "ERROR":
-        return "errored"
-    if tune_status == "TERMINATED":
-        s = (last or {}).get("status")
-        return {"completed": "completed", "diverged": "diverged", "running": "stopped"}.get(s, "errored")
-    return "running" if tune_status == "RUNNING" else "pending"
-
-
 def _clean(v):
     return None if isinstance(v, float) and not math.isfinite(v) else v
 
@@ -64,15 +53,20 @@ def _error_message(trial_dir: Path | None) -> str | None:
     return lines[-1] if lines else None
 
 
-def read_json(exp: Path, name: str, what: str) -> dict | None:
-    """A JSON file of the experiment, None when absent; a half-written one is an ExperimentError."""
+def read_json(exp: Path, name: str, what: str, keys: tuple = ()) -> dict | None:
+    """A JSON file of the experiment, None when absent; a half-written one (or an object without ``keys``) is an
+    ExperimentError."""
     path = exp / name
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
-    except ValueError as e:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
         raise ExperimentError(f"{what} {str(path)!r} is half-written or corrupt: {e}") from None
+    missing = [k for k in keys if not isinstance(record, dict) or k not in record]
+    if missing:
+        raise ExperimentError(f"{what} {str(path)!r} is half-written or corrupt: no {missing[0]!r} key")
+    return record
 
 
 def load_spec(exp_dir: str | Path) -> dict:
@@ -115,7 +109,7 @@ def load_trials(exp_dir: str | Path) -> list[dict]:
         trial_dir = exp / name if name and (exp / name).is_dir() else None
         history = _epochs(trial_dir) if trial_dir else []
         last = history[-1] if history else (trial.last_result or None)
-        status = _status(trial.status, last)
+        status = trial_outcome(trial.status, last)
         scored = [r for r in history if _clean(r.get(METRIC)) is not None]
         best = max(scored, key=lambda r: r[METRIC]) if scored else None
         losses = [r["val_loss"] for r in history if _clean(r.get("val_loss")) is not None]
@@ -211,6 +205,6 @@ def load(exp_dir: str | Path) -> Experiment:
     trials = load_trials(exp)
     if not trials:
         raise ExperimentError(f"{str(exp)!r} holds no trials yet")
-    return Experiment(path=exp, record=record, trials=trials, asha=read_json(exp, ASHA_FILE, "ASHA state"),
-                      evaluation=read_json(exp, EVALUATION_FILE, "evaluation"),
+    return Experiment(path=exp, record=record, trials=trials, asha=read_json(exp, ASHA_FILE, "ASHA state", ("rungs", "stops")),
+                      evaluation=read_json(exp, EVALUATION_FILE, "evaluation", ("results",)),
                       frame=trials_frame(trials), history=history_frame(trials))

@@ -217,7 +217,7 @@ def grid_points(exp: Experiment) -> list[tuple[str, dict, list[dict]]]:
     grid shrunk in epochs or data still lines up with the report's rows. Empty for any other experiment."""
     if not exp.is_grid or not exp.spec.get("preset"):
         return []
-    from search.presets import get_preset, labelled_grid
+    from trainables.presets import get_preset, labelled_grid
 
     points = labelled_grid(get_preset(exp.spec["preset"].partition(":")[0]))
     keys = [k for k in dict.fromkeys(k for _, c in points for k in c)
@@ -232,7 +232,7 @@ def grid_table(exp: Experiment) -> pd.DataFrame | None:
     points = grid_points(exp)
     if not points:
         return None
-    from search.presets import get_preset
+    from trainables.presets import get_preset
 
     preset = get_preset(exp.spec["preset"].partition(":")[0])
     evaluated = {g["label"]: g for g in (exp.evaluation or {}).get("grid", [])}

@@ -46,6 +46,8 @@ def cmd_archs(args) -> int:
 def cmd_data(args) -> int:
     from trainables.data import load_dataset
 
+    if args.val_size < 0:
+        raise CliError(f"--val-size must be >= 0, got {args.val_size}")
     ds = load_dataset(args.data_dir, args.dataset, download=not args.no_download)
     summary = ds.summary(args.val_size)
     if args.json:
@@ -72,7 +74,16 @@ def _train_config(args) -> dict:
             raise CliError(f"--config {args.config!r}: {e}") from None
         if not isinstance(loaded, dict):
             raise CliError(f"--config {args.config!r}: expected a JSON object of config values")
-        config.update(loaded.get("config", loaded))  # accepts a bare config or a report row holding one
+        loaded = loaded.get("config", loaded)  # accepts a bare config or a report row holding one
+        if not isinstance(loaded, dict):
+            raise CliError(f"--config {args.config!r}: 'config' is not a JSON object")
+        from trainables.config import FIELDS
+
+        for key, value in loaded.items():  # JSON has numbers and booleans: a quoted one is a mistake, not a value
+            if key in FIELDS and FIELDS[key][0] is not str and isinstance(value, str):
+                raise CliError(f"--config {args.config!r}: {key} must be a JSON {FIELDS[key][0].__name__}, "
+                               f"got the string {value!r}")
+        config.update(loaded)
     if args.arch:
         config["arch"] = args.arch
     if args.data_dir:
@@ -91,7 +102,11 @@ def cmd_train(args) -> int:
     if args.resume:
         if not args.checkpoint_dir or not (Path(args.checkpoint_dir) / "checkpoint.pt").exists():
             raise CliError(f"--resume needs an existing checkpoint in --checkpoint-dir, got {args.checkpoint_dir!r}")
-        resume_state = load_state(args.checkpoint_dir)
+        try:
+            resume_state = load_state(args.checkpoint_dir)
+        except Exception as e:  # torch raises many types for a truncated or garbled file
+            raise CliError(f"--resume: cannot read the checkpoint in {args.checkpoint_dir!r} "
+                           f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
         saved = dict(resume_state["config"])
         if saved["arch"] != cfg["arch"]:
             raise CliError(f"checkpoint in {args.checkpoint_dir!r} is for arch {saved['arch']!r}, not {cfg['arch']!r}")
@@ -147,20 +162,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from analysis.load import ExperimentError
     from search.spec import SpecError
     from trainables.config import ConfigError
     from trainables.data import DataError
+
+    from search.commands import DiskFull
+    from trainables.experiment import disk_full_cause, free_space
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (CliError, ConfigError, DataError, SpecError) as e:
+    except (CliError, ConfigError, DataError, ExperimentError, SpecError) as e:
         print(f"cifar-tune {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"cifar-tune {args.command}: interrupted", file=sys.stderr)
+        then = getattr(args, "resume_command", None)
+        print(f"cifar-tune {args.command}: interrupted" + (f"; finish it with: {then}" if then else ""),
+              file=sys.stderr)
         return 130
+    except Exception as e:  # a full disk anywhere (results, checkpoints, optuna.db, report): one line, not 500
+        full = e if isinstance(e, DiskFull) else disk_full_cause(e)
+        if full is None:
+            raise
+        path = full.path if isinstance(full, DiskFull) else (full.filename or getattr(args, "experiment_dir", None)
+                                                             or getattr(args, "experiment", None) or Path.cwd())
+        then = getattr(full, "then", "") or getattr(args, "resume_command", "")
+        print(f"cifar-tune {args.command}: error: disk full: no space left writing {str(path)!r} "
+              f"({free_space(path)} free there); free some space, then "
+              + (f"finish it with: {then}" if then else "run the command again"), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

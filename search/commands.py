@@ -4,11 +4,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import sys
+
 from search.spec import ExperimentSpec, SpecError
+from trainables.experiment import ExperimentLock, ExperimentLocked, disk_full_cause
 
 
-def _csv(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
+def _csv(value: str, option: str = "--arch") -> list[str]:
+    """'a,b' -> ['a', 'b']; an empty item ('a,,b', 'a,') is refused, not skipped: it is a typo, not a request."""
+    items = [v.strip() for v in value.split(",")]
+    if not value.strip() or any(not v for v in items):
+        raise SpecError(f"{option} {value!r}: an empty name in the comma-separated list")
+    return items
 
 
 def spec_from_args(args) -> ExperimentSpec:
@@ -76,20 +83,65 @@ def cmd_search(args) -> int:
     from search.spec import default_storage
     from search.tuner import run_search, spec_from_dir
 
+    from search.tuner import SearchInterrupted
+
     if args.resume:
         if not args.name:
             raise SpecError("--resume needs the --name (and --storage) of the experiment to finish")
         storage = args.storage or default_storage()
         if "://" not in storage:
             storage = str(Path(storage).expanduser().resolve())
-        spec = spec_from_dir(f"{storage.rstrip('/')}/{args.name}")
-        if args.address:
-            spec.address = args.address
+        # --address (and --storage-is-shared) go in before the spec is validated, so a resume on a cluster gets
+        # the same node-local-storage refusal as a new search.
+        spec = spec_from_dir(f"{storage.rstrip('/')}/{args.name}",
+                             **({"address": args.address} if args.address else {}),
+                             **({"storage_is_shared": True} if args.storage_is_shared else {}))
     else:
         spec = spec_from_args(args)
-    results = run_search(spec, resume=args.resume)
+    args.resume_command = resume_command(spec)  # for main's disk-full line
+    args.experiment_dir = spec.experiment_dir
+    try:
+        results = run_search(spec, resume=args.resume)
+    except SearchInterrupted as e:
+        print(f"\ncifar-tune search: interrupted ({e.signum and __import__('signal').Signals(e.signum).name}); "
+              f"{e.unfinished} trial(s) unfinished, the experiment state is saved; finish it with: "
+              f"{args.resume_command}", file=sys.stderr, flush=True)
+        return 128 + e.signum
+    finished = [r for r in results if r.error is None and (r.metrics or {}).get("status")]
+    if not finished:
+        errors = [r.error for r in results if r.error is not None]
+        first = _last_line(errors[0]) if errors else "no trial ran"
+        full = disk_full_cause(errors[0]) if errors else None
+        if full is not None:
+            raise DiskFull(full.filename or spec.experiment_dir, args.resume_command)
+        print(f"cifar-tune search: error: no trial finished ({len(errors)} of {len(results)} errored); the first "
+              f"error: {first}", file=sys.stderr, flush=True)
+        return 1
     print_best(results, spec)
     return 0
+
+
+def resume_command(spec: ExperimentSpec) -> str:
+    import shlex
+
+    cmd = ["cifar-tune", "search", "--resume", "--name", spec.name, "--storage", spec.storage]
+    if spec.address:
+        cmd += ["--address", spec.address]
+    return " ".join(shlex.quote(c) for c in cmd)
+
+
+def _last_line(error: BaseException) -> str:
+    """The exception a trial raised, in one line (Ray wraps it in a long traceback)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[-1] if lines else type(error).__name__)[:300]
+
+
+class DiskFull(Exception):
+    """The storage is full; main prints one line with the path, its free space and what to run after."""
+
+    def __init__(self, path, then: str = ""):
+        self.path, self.then = Path(path), then
+        super().__init__(str(path))
 
 
 def print_best(results, spec: ExperimentSpec) -> None:
@@ -140,6 +192,8 @@ def cmd_report(args) -> int:
         trials = load_trials(args.experiment)
     except ExperimentError as e:
         raise SpecError(str(e)) from None
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise SpecError(f"--out {args.out!r} exists and is not a directory")
     if args.json:
         print(json.dumps({"experiment": str(Path(args.experiment).resolve()), "trials": trials}, default=str))
         return 0
@@ -152,13 +206,27 @@ def cmd_report(args) -> int:
             print(f"{t['trial_id']:<14} {t['arch']:<14} {t['status']:<10} epochs {t['epochs']:>3} "
                   f"val_accuracy {t['val_accuracy'] if t['val_accuracy'] is not None else float('nan'):.4f}")
         return 0
-    return write_report(args.experiment, out=args.out)
+    try:
+        return write_report(args.experiment, out=args.out)
+    except ExperimentError as e:  # a half-written asha_state.json or evaluation.json
+        raise SpecError(str(e)) from None
 
 
 def cmd_evaluate(args) -> int:
+    """analysis.evaluate's command, holding the experiment's lock: it writes evaluation.json into it."""
     from analysis.evaluate import cmd_evaluate as evaluate
 
-    return evaluate(args)
+    if args.archs is not None:
+        _csv(args.archs, "--archs")
+    exp = str(Path(args.experiment).resolve())
+    try:
+        lock = ExperimentLock(exp, "cifar-tune evaluate").acquire(create=False)
+    except ExperimentLocked as e:
+        raise SpecError(str(e)) from None
+    try:
+        return evaluate(args)
+    finally:
+        lock.release()
 
 
 def add_commands(sub) -> None:
@@ -172,7 +240,7 @@ def add_commands(sub) -> None:
     s.add_argument("--epoch-budget", type=int, default=0,
                    help="most epochs the search may train per net, enforced by ASHA's promotions (0: no cap)")
     s.add_argument("--scheduler", default="asha", help="asha or none")
-    s.add_argument("--sampler", default="tpe", help="tpe or random")
+    s.add_argument("--sampler", default="tpe", help="tpe, random, or grid (grid: a report's own runs, which --preset P:grid sets)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--space", help="your own YAML search space (applies to every --arch)")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="fix a config value in every trial")
@@ -200,7 +268,7 @@ def add_commands(sub) -> None:
     r.add_argument("--json", action="store_true", help="machine-readable trial summary")
     r.set_defaults(func=cmd_report)
 
-    e = sub.add_parser("evaluate", help="final test-set evaluation: retrain the top configs with N seeds, 95% CIs")
+    e = sub.add_parser("evaluate", help="final test-set evaluation: retrain the top configs with N seeds, 95%% CIs")
     e.add_argument("experiment")
     e.add_argument("--top-k", type=int, default=3, help="configs per net, ranked by validation accuracy")
     e.add_argument("--repeats", type=int, default=5, help="seeds per config")

@@ -8,20 +8,12 @@ import time
 from ray.tune import Callback
 
 from trainables.config import METRIC
+from trainables.experiment import trial_outcome as outcome_of
 
 
 def trial_outcome(trial) -> str:
-    """completed | stopped | diverged | errored | running | pending, from Tune's status and our last result."""
-    if trial.status == "ERROR":
-        return "errored"
-    if trial.status == "TERMINATED":
-        status = (trial.last_result or {}).get("status")
-        if status == "completed":
-            return "completed"
-        if status == "diverged":
-            return "diverged"
-        return "stopped" if status == "running" else "errored"
-    return "running" if trial.status == "RUNNING" else "pending"
+    """completed | stopped | diverged | errored | running | pending (see trainables.experiment.trial_outcome)."""
+    return outcome_of(trial.status, trial.last_result)
 
 
 def _hms(seconds: float) -> str:

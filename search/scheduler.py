@@ -24,8 +24,8 @@ from pathlib import Path
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
 from trainables.config import METRIC, MODE
+from trainables.experiment import ASHA_FILE as STATE_FILE
 
-STATE_FILE = "asha_state.json"
 TIME_ATTR = "epoch"  # reported by the trainable; equals Tune's training_iteration, also after a resume
 
 

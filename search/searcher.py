@@ -18,6 +18,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from trainables.config import METRIC, MODE
+from trainables.experiment import study_name
 
 
 class StatusAwareOptunaSearch(OptunaSearch):
@@ -85,7 +86,7 @@ class MultiArchSearcher(Searcher):
             # points_to_evaluate: enqueued in the study, asked before the sampler's own (a new search only: a
             # resumed one gets this searcher back from Tune's pickle, with the queue as far as it got).
             s = StatusAwareOptunaSearch(space=spaces[arch], metric=METRIC, mode=MODE, storage=rdb,
-                                        study_name=f"{study_prefix}-{arch}",
+                                        study_name=study_name(study_prefix, arch),
                                         sampler=make_sampler(sampler, seed + i),
                                         points_to_evaluate=list((enqueue or {}).get(arch, [])) or None)
             for frozen in (warm_start or {}).get(arch, []):

@@ -12,11 +12,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from trainables.config import ConfigError, validate_value
+from trainables.experiment import OPTUNA_DB
 
 SHARED_FS_TYPES = ("nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "beegfs", "ceph", "glusterfs", "fuse.s3fs",
                    "fuse.gcsfuse", "fuse.juicefs", "fuse.sshfs", "9p", "virtiofs", "efs", "fuse.mountpoint-s3")
 URL = re.compile(r"^[a-z][a-z0-9+.-]*://")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+ADDRESS = re.compile(r"^(auto|local|ray://\S+|[^\s:/]+:\d{1,5})$")
 
 
 class SpecError(ValueError):
@@ -86,6 +88,8 @@ class ExperimentSpec:
             raise SpecError(f"--scheduler must be asha or none, got {self.scheduler!r}")
         if self.sampler not in ("tpe", "random", "grid"):
             raise SpecError(f"--sampler must be tpe, random or grid, got {self.sampler!r}")
+        if self.sampler == "grid" and not self.grid:
+            raise SpecError("--sampler grid runs a report's own grid: use --preset NAME:grid (see cifar-tune presets)")
         if self.cpus_per_trial < 0:
             raise SpecError(f"--cpus-per-trial must be >= 0, got {self.cpus_per_trial!r}")
         if self.gpus_per_trial != -1 and not 0 <= self.gpus_per_trial:
@@ -116,6 +120,11 @@ class ExperimentSpec:
             self.storage = str(Path(self.storage).expanduser().resolve())
             if Path(self.storage).exists() and not Path(self.storage).is_dir():
                 raise SpecError(f"--storage {self.storage!r} exists and is not a directory")
+        if self.address and not ADDRESS.match(self.address):
+            raise SpecError(f"--address must be auto, HOST:PORT or ray://HOST:PORT, got {self.address!r}")
+        if self.optuna_storage and not URL.match(self.optuna_storage):
+            raise SpecError(f"--optuna-storage must be a database URL such as postgresql+psycopg2://USER@HOST/DB or "
+                            f"sqlite:////path/optuna.db, got {self.optuna_storage!r}")
         if self.address and not URL.match(self.storage) and not self.storage_is_shared:
             fs = filesystem_type(self.storage)
             if fs not in SHARED_FS_TYPES:
@@ -134,7 +143,7 @@ class ExperimentSpec:
             return self.optuna_storage
         if URL.match(self.storage):
             raise SpecError("--storage is a URL: give the Optuna study a database too with --optuna-storage URL")
-        return f"sqlite:///{self.experiment_dir}/optuna.db"
+        return f"sqlite:///{self.experiment_dir}/{OPTUNA_DB}"
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from search.spec import ExperimentSpec, SpecError
 from trainables.config import METRIC, MODE
-
-SPEC_FILE = "spec.json"
+from trainables.experiment import (LOCK_FILE, OPTUNA_DB, SPEC_FILE, ExperimentLock, ExperimentLocked, sqlite_url,
+                                  study_name, without_test_split)
 
 
 def trial_dirname(trial) -> str:
@@ -111,37 +111,29 @@ def load_data(spec: ExperimentSpec):
     return data
 
 
-def build_tuner(spec: ExperimentSpec, data, spaces: dict, *, resume: bool = False, callbacks=()):
+def build_tuner(spec: ExperimentSpec, data, spaces: dict, *, resume: bool = False, callbacks=(),
+                warm: dict | None = None):
     from ray import tune
 
     from search.progress import ProgressCallback
+    from search.history import CheckpointedResults
     from search.scheduler import STATE_FILE, PerArchASHA
-    from search.searcher import MultiArchSearcher, RowSearcher, finished_trials
+    from search.searcher import MultiArchSearcher, RowSearcher
     from trainables.train import tune_trainable
 
     exp_dir = Path(spec.experiment_dir)
     fixed = {**spec.fixed, "epochs": spec.max_epochs}
     # Trials get the training set only: the test split is not even shipped to them (and not put in the object store).
-    data = dataclasses.replace(data, test_x=data.test_x[:0], test_y=data.test_y[:0])
+    data = without_test_split(data)
     if spec.sampler == "grid":
         total = len(spec.grid)
         searcher = RowSearcher([{**fixed, **row} for row in spec.grid])
         param_space = None
     else:
         total = spec.num_samples * len(spec.archs)
-        warm = {}
-        if spec.warm_start:
-            src = spec.warm_start if "://" in spec.warm_start else f"sqlite:///{Path(spec.warm_start).resolve()}/optuna.db"
-            prefix = json.loads((Path(spec.warm_start) / SPEC_FILE).read_text())["spec"]["name"] \
-                if "://" not in spec.warm_start else spec.name
-            for arch in spec.archs:
-                try:
-                    warm[arch] = finished_trials(src, f"{prefix}-{arch}")
-                except KeyError:
-                    warm[arch] = []
         searcher = MultiArchSearcher({a: s.define_by_run for a, s in spaces.items()}, spec.num_samples, fixed,
                                      storage=spec.study_storage, study_prefix=spec.name, sampler=spec.sampler,
-                                     seed=spec.seed, warm_start=warm, enqueue=spec.enqueue)
+                                     seed=spec.seed, warm_start=warm or {}, enqueue=spec.enqueue)
         param_space = None
     scheduler = (PerArchASHA(spec.archs, spec.max_epochs, spec.grace_period, spec.reduction_factor,
                              state_path=exp_dir / STATE_FILE, epoch_budget=spec.epoch_budget or None,
@@ -162,7 +154,7 @@ def build_tuner(spec: ExperimentSpec, data, spaces: dict, *, resume: bool = Fals
                                     milestones=scheduler.milestones() if scheduler else None,
                                     reduction_factor=spec.reduction_factor,
                                     epoch_budget=spec.epoch_budget * len(spec.archs) or None),
-                   keep_results_on_retry(), *callbacks])
+                   CheckpointedResults(), keep_results_on_retry(), *callbacks])
     kwargs = {"param_space": param_space} if param_space is not None else {}
     return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config, **kwargs), res
 
@@ -186,50 +178,202 @@ def write_spec(spec: ExperimentSpec, data, spaces: dict, resources: dict) -> Non
     os.replace(tmp, exp_dir / SPEC_FILE)
 
 
+def warm_start_trials(spec: ExperimentSpec) -> dict:
+    """arch -> the finished trials of the --warm-start experiment's study for that net; checked before Ray starts."""
+    from search.searcher import finished_trials
+
+    if not spec.warm_start:
+        return {}
+    if "://" in spec.warm_start:
+        src, prefix = spec.warm_start, spec.name
+    else:
+        source = Path(spec.warm_start).expanduser()
+        if not (source / SPEC_FILE).is_file():
+            raise SpecError(f"--warm-start {spec.warm_start!r} is not a cifar-tune experiment (no {SPEC_FILE})")
+        try:
+            prefix = json.loads((source / SPEC_FILE).read_text())["spec"]["name"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise SpecError(f"--warm-start {spec.warm_start!r}: unreadable {SPEC_FILE} ({e})") from None
+        if not (source / OPTUNA_DB).is_file():
+            raise SpecError(f"--warm-start {spec.warm_start!r} has no {OPTUNA_DB} (its studies were kept elsewhere: "
+                            f"pass that database URL)")
+        src = sqlite_url(source)
+    warm = {}
+    for arch in spec.archs:
+        try:
+            warm[arch] = finished_trials(src, study_name(prefix, arch))
+        except KeyError:  # that net was not in the earlier experiment
+            warm[arch] = []
+        except Exception as e:  # an unreachable database, a file that is not one
+            raise SpecError(f"--warm-start {spec.warm_start!r}: cannot read the study "
+                            f"{study_name(prefix, arch)!r} ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    return warm
+
+
+def check_data_fits(spec: ExperimentSpec, data) -> None:
+    """Every net's validation split fits the data (a 500-image folder with the default 5,000 does not): refused
+    here, before Ray, instead of as an error in every trial."""
+    from trainables.config import resolve_config
+
+    rows = spec.grid or [{"arch": a} for a in spec.archs]
+    for val_size in sorted({resolve_config({**spec.fixed, **row})["val_size"] for row in rows}):
+        data.split_indices(val_size)  # raises DataError naming the value and the data's size
+
+
+def check_study_storage(url: str) -> None:
+    import optuna
+
+    try:
+        optuna.storages.RDBStorage(url).engine.dispose()
+    except Exception as e:  # a bad URL, a missing driver, a server that does not answer
+        raise SpecError(f"--optuna-storage {url!r}: cannot open the database ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None
+
+
+class SearchInterrupted(Exception):
+    """The search was stopped by SIGINT or SIGTERM; Tune saved its state, ``--resume`` finishes it."""
+
+    def __init__(self, signum: int, unfinished: int):
+        import signal
+
+        self.signum, self.unfinished = signum, unfinished
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+
+
+class _Interrupts:
+    """SIGINT and SIGTERM stop the search the way Tune stops on its own SIGINT: no new trials, the running ones
+    stopped, the experiment state saved. Tune only catches SIGINT (and SIGUSR1) and then ends as if the search had
+    finished; here both signals are caught, remembered (for the exit status) and handed to Tune's SIGUSR1 handler.
+    A second signal, or one before Tune is listening, stops at once (KeyboardInterrupt)."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self.previous: dict = {}
+
+    def _handle(self, signum, frame):
+        import signal
+
+        tune_handler = signal.getsignal(signal.SIGUSR1)
+        if self.signum is not None or not callable(tune_handler):
+            self.signum = self.signum or signum
+            raise KeyboardInterrupt
+        self.signum = signum
+        tune_handler(signal.SIGUSR1, frame)
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours forwards it
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+
+
+class _QuietTuneEnding:
+    """Drops Tune's own closing words on an interrupted run ("Trials did not complete", a ``Tuner.restore`` hint):
+    the CLI says what to do instead, with the cifar-tune command."""
+
+    def filter(self, record) -> bool:
+        msg = str(record.msg)
+        return not msg.startswith(("Experiment has been interrupted", "Trials did not complete", "Stop signal"))
+
+
 def run_search(spec: ExperimentSpec, resume: bool = False, callbacks=()):
     """Run (or, with ``resume``, finish) the search described by ``spec``; returns Tune's ResultGrid.
 
+    Holds the experiment's lock (:class:`trainables.experiment.ExperimentLock`) from before Ray starts to the end.
+    Raises :class:`SearchInterrupted` after a SIGINT / SIGTERM (Tune's state saved; ``--resume`` finishes it).
     ``callbacks``: extra ``ray.tune.Callback`` objects for a new search (a logger, a timer); a resumed search gets
     back the ones it was started with, from Tune's saved state.
     """
+    import logging
+
     from ray import tune
 
     exp_dir = Path(spec.experiment_dir)
     if resume:
         if not (exp_dir / SPEC_FILE).exists():
             raise SpecError(f"--resume: no experiment at {str(exp_dir)!r} (no {SPEC_FILE})")
-    elif exp_dir.exists() and any(exp_dir.iterdir()):
+    elif _has_content(exp_dir):
+        try:  # in use (a search of that name running now) or done: say which
+            ExperimentLock(exp_dir, "cifar-tune search").acquire(create=False, announce=False).release()
+        except ExperimentLocked as e:
+            raise SpecError(str(e)) from None
         raise SpecError(f"experiment {str(exp_dir)!r} exists already: pass --resume to finish it, or a new --name")
     spaces = load_spaces(spec)  # bad spaces fail here, before Ray or any directory
     data = load_data(spec)  # so does missing or corrupt data
+    check_data_fits(spec, data)
+    warm = {} if resume else warm_start_trials(spec)
+    if spec.optuna_storage:  # a database given by URL must be reachable now, not after Ray started
+        check_study_storage(spec.optuna_storage)
     if resume:  # trials resumed on other data than they started on would mix two experiments
         started_on = json.loads((exp_dir / SPEC_FILE).read_text()).get("data", {}).get("checksum")
         if started_on and started_on != data.checksum:
             raise SpecError(f"--resume: the data changed since the experiment started (sha256 {started_on[:12]}..., "
                             f"now {data.checksum[:12]}... in {data.source}); restore the original files")
-    init_ray(spec)
-    from trainables.train import tune_trainable
+    created = not exp_dir.exists()
+    try:
+        lock = ExperimentLock(exp_dir, "cifar-tune search" + (" --resume" if resume else "")).acquire()
+    except ExperimentLocked as e:
+        raise SpecError(str(e)) from None
+    try:
+        if not resume and _has_content(exp_dir):  # a search that took the lock and finished while we validated
+            raise SpecError(f"experiment {str(exp_dir)!r} exists already: pass --resume to finish it, or a new --name")
+        init_ray(spec)
+        from trainables.train import tune_trainable
 
-    if resume:
-        resources = json.loads((exp_dir / SPEC_FILE).read_text())["trial_resources"]
-        data = dataclasses.replace(data, test_x=data.test_x[:0], test_y=data.test_y[:0])
-        trainable = tune.with_resources(tune.with_parameters(tune_trainable, data=data), resources)
-        tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True, resume_errored=True)
-    else:
-        exp_dir.mkdir(parents=True, exist_ok=True)
+        if resume:
+            resources = json.loads((exp_dir / SPEC_FILE).read_text())["trial_resources"]
+            data = without_test_split(data)
+            trainable = tune.with_resources(tune.with_parameters(tune_trainable, data=data), resources)
+            tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True,
+                                       resume_errored=True)
+        else:
+            try:
+                tuner, resources = build_tuner(spec, data, spaces, callbacks=callbacks, warm=warm)
+                write_spec(spec, data, spaces, resources)
+            except BaseException:
+                if created:
+                    import shutil
+
+                    shutil.rmtree(exp_dir, ignore_errors=True)  # nothing ran yet: leave no half-written experiment
+                raise
+        quiet = _QuietTuneEnding()
+        tune_log = logging.getLogger("ray.tune.tune")
+        tune_log.addFilter(quiet)
         try:
-            tuner, resources = build_tuner(spec, data, spaces, callbacks=callbacks)
-            write_spec(spec, data, spaces, resources)
-        except BaseException:
-            import shutil
+            with _Interrupts() as interrupts:
+                results = tuner.fit()
+        finally:
+            tune_log.removeFilter(quiet)
+        if interrupts.signum is not None:
+            raise SearchInterrupted(interrupts.signum, len(results) - results.num_terminated - results.num_errors)
+        return results
+    finally:
+        lock.release()
 
-            shutil.rmtree(exp_dir, ignore_errors=True)  # nothing ran yet: leave no half-written experiment
-            raise
-    return tuner.fit()
+
+def _has_content(exp_dir: Path) -> bool:
+    """Anything in the experiment dir but a lock file (one a killed new search left is no experiment)."""
+    return exp_dir.is_dir() and any(p.name != LOCK_FILE for p in exp_dir.iterdir())
 
 
-def spec_from_dir(exp_dir: str | os.PathLike) -> ExperimentSpec:
+def spec_from_dir(exp_dir: str | os.PathLike, **override) -> ExperimentSpec:
+    """The spec an experiment was started with (``spec.json``), with ``override`` applied before it is validated."""
     path = Path(exp_dir) / SPEC_FILE
     if not path.exists():
         raise SpecError(f"no experiment at {str(exp_dir)!r}: {SPEC_FILE} is missing")
-    return ExperimentSpec(**json.loads(path.read_text())["spec"])
+    try:
+        saved = json.loads(path.read_text())["spec"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SpecError(f"{str(path)!r} is half-written or corrupt ({type(e).__name__}: {e})") from None
+    return ExperimentSpec(**{**saved, **override})

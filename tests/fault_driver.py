@@ -11,6 +11,9 @@ raise_at_epoch: k   a trial's first attempt (no checkpoint to restore) raises Ru
 corrupt_newest: {"experiment": DIR, "archs": [...]}
                     with raise_at_epoch, trials of these nets first truncate their newest checkpoint on disk (the
                     one Tune will restore, of epoch k-1) to half its size, as a crash mid-write would leave it.
+hold_after_epoch: k a trial's first attempt, once epoch k is reported (and its checkpoint recorded), waits for
+                    ever: the search is certain to be unfinished when a test signals it, however busy the machine.
+driver_enospc: true the driver's first write of asha_state.json fails with OSError(ENOSPC), as on a full disk.
 memory_cap_mb: m    each trial may grow its address space by at most m MiB (a soft RLIMIT_AS, lifted again
                     when the trial ends), as on a machine with that little free memory: an absurd batch fails in
                     the allocator with "can't allocate memory" instead of summoning the kernel's OOM killer.
@@ -43,6 +46,7 @@ def make_trainable(faults: dict):
     raise_at = faults.get("raise_at_epoch")
     cap_mb = faults.get("memory_cap_mb")
     corrupt = faults.get("corrupt_newest") or {}
+    hold_after = faults.get("hold_after_epoch")
 
     def tune_trainable(config, data=None):
         import resource
@@ -61,6 +65,11 @@ def make_trainable(faults: dict):
                         _truncate_newest_checkpoint(corrupt["experiment"], cfg["arch"])
                     raise RuntimeError(f"injected fault: trial raised at epoch {raise_at}")
                 report(metrics, state)
+                if hold_after is not None and first_attempt and metrics["epoch"] == hold_after:
+                    import time
+
+                    while True:  # until Tune stops (kills) this trial
+                        time.sleep(0.2)
 
             return real_train(cfg, report=faulty_report, **kwargs)
 
@@ -77,10 +86,30 @@ def make_trainable(faults: dict):
     return tune_trainable
 
 
+def fill_the_disk_on_first_persist() -> None:
+    import errno
+
+    from search.scheduler import PerArchASHA
+
+    real = PerArchASHA.persist
+    done = []
+
+    def persist(self):
+        if not done and self.state_path is not None:
+            done.append(True)
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.state_path))
+        real(self)
+
+    PerArchASHA.persist = persist
+
+
 if __name__ == "__main__":
     import trainables.train
 
-    trainables.train.tune_trainable = make_trainable(json.loads(sys.argv[1]))
+    faults = json.loads(sys.argv[1])
+    trainables.train.tune_trainable = make_trainable(faults)
+    if faults.get("driver_enospc"):
+        fill_the_disk_on_first_persist()
     from search.cli import main
 
     sys.exit(main(sys.argv[2:]))

@@ -98,3 +98,32 @@ def test_checkpoint_outside_a_trial_dir_has_no_siblings(tmp_path):
     assert load_newest_valid(Checkpoint.from_directory(str(tmp_path)), load_state)["epoch"] == 2
     (tmp_path / CHECKPOINT_FILE).write_bytes(b"")
     assert load_newest_valid(Checkpoint.from_directory(str(tmp_path)), load_state) is None
+
+
+def test_a_full_disk_while_saving_leaves_the_previous_checkpoint_and_no_short_file(trial_dir, monkeypatch):
+    """ENOSPC mid-write (injected after half the bytes): raised to the trial, the old checkpoint whole, no tmp."""
+    import errno
+
+    import trainables.train as tt
+
+    folder = trial_dir / "checkpoint_000004"
+    before = (folder / CHECKPOINT_FILE).read_bytes()
+    real_save = torch.save
+
+    def save_until_full(obj, f):
+        real_save(obj, f)
+        f.truncate(len(before) // 2)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tt.torch, "save", save_until_full)
+    with pytest.raises(OSError, match="No space left"):
+        save_state(state(6), folder)
+    assert (folder / CHECKPOINT_FILE).read_bytes() == before
+    assert sorted(p.name for p in folder.iterdir()) == [CHECKPOINT_FILE]
+
+
+def test_an_empty_checkpoint_is_never_resumed_from(trial_dir):
+    (trial_dir / "checkpoint_000004" / CHECKPOINT_FILE).write_bytes(b"")  # as a copy onto a full disk leaves it
+    resumed = load_newest_valid(ckpt(trial_dir, 4), load_state)
+    assert resumed["epoch"] == 4
+    assert "empty (0 bytes)" in records(trial_dir)[-1]["failed"][0]["error"]

@@ -79,9 +79,14 @@ class Dataset:
         if val_size == 0:
             return np.random.default_rng(seed).permutation(n), np.arange(0)
         if not 0 < val_size < n:
-            raise ValueError(f"val_size must be in [0, {n}), got {val_size!r}")
-        train_idx, val_idx = train_test_split(np.arange(n), test_size=val_size, random_state=seed,
-                                              stratify=self.train_y)
+            raise DataError(f"val_size {val_size!r} does not fit the data: {self.source} has {n:,} training images "
+                            f"(val_size must be in [0, {n:,}); set a smaller one, e.g. --set val_size={n // 5})")
+        try:
+            train_idx, val_idx = train_test_split(np.arange(n), test_size=val_size, random_state=seed,
+                                                  stratify=self.train_y)
+        except ValueError as e:  # a class with one image, or fewer validation images than classes
+            raise DataError(f"val_size {val_size!r}: cannot split {n:,} images of {self.num_classes} classes "
+                            f"stratified ({e})") from None
         # Training indices stay in train_test_split's seeded random order, so "the first N" (config ``subset``) is a
         # random sample of every class rather than the first class of a class-sorted source.
         return train_idx, np.sort(val_idx)
@@ -162,6 +167,10 @@ def locate(data_dir: str | os.PathLike | None, dataset: str = "cifar10") -> tupl
     if d.is_dir():
         if (d / "train").is_dir() and (d / "test").is_dir():
             return "folder", [d]
+        if (d / "train").is_dir() != (d / "test").is_dir():
+            have, lack = ("train", "test") if (d / "train").is_dir() else ("test", "train")
+            raise DataError(f"{str(d)!r} has a {have}/ folder but no {lack}/ folder: an image-folder tree needs both "
+                            f"train/<class>/* and test/<class>/*")
         if dataset == "cifar10" and _find(d, "cifar-10-batches-py", "cifar-10-python.tar.gz"):
             return "torchvision_cifar10", sorted(p for p in [d / "cifar-10-batches-py", d / "cifar-10-python.tar.gz"]
                                                  if p.exists())
@@ -404,8 +413,10 @@ def load_dataset(data_dir: str | os.PathLike | None = None, dataset: str = "cifa
     if dataset not in ("cifar10", "cifar100", "fashion_mnist"):
         raise ValueError(f"unknown dataset {dataset!r}; known: cifar10, cifar100, fashion_mnist")
     d = Path(data_dir) if data_dir is not None else default_data_dir()
-    if data_dir is not None and not d.exists() and not download:
-        raise DataError(f"data dir {str(d)!r} does not exist\n{LAYOUTS}")
+    if data_dir is not None and not d.exists():
+        # Not created (and downloaded into) silently: a typo in --data-dir would download 170 MB beside it.
+        raise DataError(f"data dir {str(d)!r} does not exist (to download {dataset} there, create it first; "
+                        f"without --data-dir it goes to {default_data_dir()})")
     try:
         kind, files = locate(d, dataset)
     except DataError:

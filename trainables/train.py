@@ -207,10 +207,19 @@ def train(config: dict, *, report: Callable[[dict, dict | None], None] = print_r
 # --------------------------------------------------------------------------------------------- checkpoints on disk
 
 def save_state(state: dict, directory: str | os.PathLike) -> Path:
+    """Write atomically: to a temporary file, fsync'ed, then renamed. A crash or a full disk mid-write (ENOSPC is
+    raised, never swallowed) leaves the previous checkpoint whole and no short file under the real name."""
     path = Path(directory) / CHECKPOINT_FILE
     tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # a crash mid-write leaves the previous checkpoint whole
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
     return path
 
 
@@ -218,6 +227,8 @@ def load_state(path: str | os.PathLike) -> dict:
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_FILE
+    if path.stat().st_size == 0:  # e.g. copied while the disk was full: never a checkpoint to resume from
+        raise ValueError(f"checkpoint {str(path)!r} is empty (0 bytes)")
     return torch.load(path, map_location="cpu", weights_only=False)
 
 

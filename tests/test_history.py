@@ -1,0 +1,81 @@
+"""A trial's history never holds an epoch twice: results reach result.json only with their checkpoint on record.
+
+The sequence below is what Tune's driver does when a node is lost between logging epoch 7 and recording its
+checkpoint (the race test_fault3 hit under load): result 7 arrives, the trial fails before its save returns, Tune
+restores the checkpoint of epoch 6, and epoch 7 is trained and reported again. Driven through the callback API
+directly, so it does not depend on timing.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from ray.tune.logger import JsonLoggerCallback
+
+from search.history import CheckpointedResults
+
+
+class FakeTrial:
+    """What a logger callback touches of ray.tune.experiment.Trial."""
+
+    checkpoint = None  # no remote result.json to copy back
+
+    def __init__(self, path: Path):
+        self.trial_id, self.config, self.local_path = "t1", {"arch": "origin_net"}, str(path)
+
+    def init_local_path(self):
+        Path(self.local_path).mkdir(parents=True, exist_ok=True)
+
+
+def node_lost_after_result_7(callback, trial) -> None:
+    for epoch in range(1, 7):
+        callback.on_trial_result(0, [trial], trial, {"epoch": epoch})
+        callback.on_checkpoint(0, [trial], trial, checkpoint=object())
+    callback.on_trial_result(0, [trial], trial, {"epoch": 7})
+    callback.on_trial_recover(0, [trial], trial)  # its save never came back: retried from epoch 6's checkpoint
+    for epoch in (7, 8):
+        callback.on_trial_result(0, [trial], trial, {"epoch": epoch})
+        callback.on_checkpoint(0, [trial], trial, checkpoint=object())
+    callback.on_trial_complete(0, [trial], trial)
+
+
+def epochs(trial) -> list[int]:
+    return [json.loads(line)["epoch"] for line in (Path(trial.local_path) / "result.json").read_text().splitlines()]
+
+
+def test_rays_own_json_logger_writes_the_retrained_epoch_twice(tmp_path):
+    """The cause, kept as a test: if Ray's logger ever stops doing this, CheckpointedResults may be unneeded."""
+    trial = FakeTrial(tmp_path)
+    node_lost_after_result_7(JsonLoggerCallback(), trial)
+    assert epochs(trial) == [1, 2, 3, 4, 5, 6, 7, 7, 8]
+
+
+def test_history_has_every_epoch_once_when_a_node_is_lost_before_the_checkpoint_is_recorded(tmp_path):
+    trial = FakeTrial(tmp_path)
+    node_lost_after_result_7(CheckpointedResults(), trial)
+    assert epochs(trial) == [1, 2, 3, 4, 5, 6, 7, 8]
+
+
+@pytest.mark.parametrize("end", ["on_trial_complete", "on_trial_error"])
+def test_results_without_their_own_checkpoint_are_written_when_the_trial_ends(tmp_path, end):
+    """checkpoint_every=2, ASHA stops (or a last failure ends) the trial at epoch 3: epoch 3 is final, kept."""
+    trial = FakeTrial(tmp_path)
+    cb = CheckpointedResults()
+    for epoch in (1, 2):
+        cb.on_trial_result(0, [trial], trial, {"epoch": epoch})
+    cb.on_checkpoint(0, [trial], trial, checkpoint=object())
+    cb.on_trial_result(0, [trial], trial, {"epoch": 3})
+    assert epochs(trial) == [1, 2]
+    getattr(cb, end)(0, [trial], trial)
+    assert epochs(trial) == [1, 2, 3]
+
+
+def test_search_uses_it_in_place_of_rays_logger():
+    """Ray adds its own JsonLoggerCallback unless one (a subclass) is given: then only ours writes result.json."""
+    assert issubclass(CheckpointedResults, JsonLoggerCallback)
+    import inspect
+
+    import search.tuner
+
+    assert "CheckpointedResults()" in inspect.getsource(search.tuner.build_tuner)

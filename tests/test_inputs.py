@@ -1,0 +1,182 @@
+"""Every input checked before Ray starts, each refused with one line naming the value (exit status 2).
+
+All in-process and Ray-free (a refusal must come before Ray): fast.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from search.cli import build_parser, main
+from tests.conftest import REPO, make_image_folder
+
+SUBCOMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)
+
+
+def one_line_error(capsys, *named) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "error" in err, err
+    for n in named:
+        assert n in err, err
+    return err
+
+
+@pytest.mark.parametrize("command", ["", *SUBCOMMANDS])
+def test_help_of_the_command_and_of_every_subcommand(command):
+    """`cifar-tune --help` crashed on the '%' of "95% CIs" in a subcommand's help (argparse formats with %)."""
+    out = subprocess.run([sys.executable, "-m", "search.cli", *([command] if command else []), "--help"],
+                         capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert out.returncode == 0 and "usage: cifar-tune" in out.stdout and not out.stderr, out.stderr[-2000:]
+    if not command:  # the subcommands' one-line help, evaluate's with its "95% CIs"
+        assert "95% CI" in out.stdout
+
+
+def test_sampler_help_names_every_sampler(capsys):
+    with pytest.raises(SystemExit):
+        main(["search", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "tpe, random, or grid" in text
+
+
+@pytest.mark.parametrize("arch", ["origin_net,,", ",origin_net", "origin_net, ,modified_net"])
+def test_an_empty_name_in_arch_is_refused(arch, tmp_path, capsys):
+    assert main(["search", "--arch", arch, "--storage", str(tmp_path / "r"), "--name", "x"]) == 2
+    one_line_error(capsys, repr(arch))
+    assert not (tmp_path / "r").exists()
+
+
+def test_sampler_grid_without_a_preset_is_refused(tmp_path, capsys):
+    assert main(["search", "--arch", "origin_net", "--sampler", "grid", "--storage", str(tmp_path), "--name", "x"]) == 2
+    one_line_error(capsys, "--preset")
+
+
+@pytest.mark.parametrize("command", ["data", "search", "train"])
+def test_a_data_dir_that_does_not_exist_is_refused_and_not_created(command, tmp_path, capsys):
+    missing = tmp_path / "no-such-dir"
+    extra = {"data": [], "train": ["--arch", "origin_net"],
+             "search": ["--arch", "origin_net", "--storage", str(tmp_path / "r"), "--name", "x"]}[command]
+    assert main([command, "--data-dir", str(missing), *extra]) == 2
+    one_line_error(capsys, str(missing), "does not exist")
+    assert not missing.exists() and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("only", ["train", "test"])
+def test_an_image_folder_with_one_split_says_which_is_missing(only, tmp_path, capsys):
+    root = make_image_folder(tmp_path / "imgs")
+    import shutil
+
+    shutil.rmtree(root / ("test" if only == "train" else "train"))
+    assert main(["data", "--data-dir", str(root), "--no-download"]) == 2
+    one_line_error(capsys, f"no {'test' if only == 'train' else 'train'}/ folder")
+
+
+def test_data_smaller_than_the_validation_split_is_one_line_in_data(tmp_path, capsys):
+    root = make_image_folder(tmp_path / "imgs", per_class=4)  # 12 training images, default val_size 5,000
+    assert main(["data", "--data-dir", str(root), "--no-download"]) == 2
+    one_line_error(capsys, "val_size 5000", "12 training images")
+
+
+def test_data_smaller_than_the_validation_split_is_refused_by_search_before_ray(tmp_path, capsys):
+    import ray
+
+    root = make_image_folder(tmp_path / "imgs", per_class=4)
+    code = main(["search", "--arch", "origin_net", "--data-dir", str(root), "--storage", str(tmp_path / "r"),
+                 "--name", "x"])
+    assert code == 2
+    one_line_error(capsys, "val_size 5000")
+    assert not (tmp_path / "r").exists() and not ray.is_initialized()
+
+
+def test_warm_start_from_a_folder_that_is_not_an_experiment_is_refused_before_ray(tmp_path, capsys, cifar_path):
+    import ray
+
+    (tmp_path / "not-an-experiment").mkdir()
+    code = main(["search", "--arch", "origin_net", "--data-dir", str(cifar_path), "--set", "val_size=100",
+                 "--warm-start", str(tmp_path / "not-an-experiment"), "--storage", str(tmp_path / "r"), "--name", "x"])
+    assert code == 2
+    one_line_error(capsys, "--warm-start", "not-an-experiment", "spec.json")
+    assert not (tmp_path / "r").exists() and not ray.is_initialized()
+
+
+@pytest.mark.parametrize("value", ['"64"', '"abc"'])
+def test_a_quoted_number_in_a_config_file_is_refused(value, tmp_path, capsys):
+    (tmp_path / "row.json").write_text('{"config": {"arch": "origin_net", "batch_size": %s}}' % value)
+    assert main(["train", "--config", str(tmp_path / "row.json"), "--data-dir", str(tmp_path)]) == 2
+    one_line_error(capsys, "batch_size", value.strip('"'))
+
+
+@pytest.mark.parametrize("name, body", [("asha_state.json", '{"rungs": {"origin_net": [[1, {"a'),
+                                        ("evaluation.json", '{"experiment": "x", "resu'),
+                                        ("evaluation.json", "[]")])
+def test_report_on_a_half_written_file_is_one_line(name, body, tmp_path, capsys, monkeypatch):
+    """Only the file under test is broken: spec.json is whole and the trials (Tune's part) are stubbed."""
+    import analysis.load
+
+    trial = {"trial_id": "a", "arch": "origin_net", "config": {"arch": "origin_net", "lr": 0.01}, "status": "completed",
+             "epochs": 1, "max_epochs": 1, "val_accuracy": 0.3, "val_loss": 2.0, "best_val_accuracy": 0.3,
+             "best_epoch": 1, "best_val_loss": 2.0, "train_accuracy": 0.3, "train_loss": 2.0, "params": 48252,
+             "size_mb": 0.19, "train_time_s": 1.0, "error": None, "path": None,
+             "history": [{"epoch": 1, "train_loss": 2.0, "train_accuracy": 0.3, "val_loss": 2.0,
+                          "val_accuracy": 0.3, "epoch_seconds": 1.0}]}
+    monkeypatch.setattr(analysis.load, "load_trials", lambda exp_dir: [dict(trial)])
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "spec.json").write_text(json.dumps({"spec": {"archs": ["origin_net"], "name": "exp"}}))
+    (exp / name).write_text(body)
+    assert main(["report", str(exp), "--out", str(tmp_path / "out")]) == 2
+    one_line_error(capsys, name, "half-written")
+
+
+def test_resume_with_address_applies_it_before_validation(tmp_path, capsys):
+    """--resume --address used to set the address after the spec was checked: no node-local refusal."""
+    exp = tmp_path / "r" / "x"
+    exp.mkdir(parents=True)
+    (exp / "spec.json").write_text(json.dumps({"spec": {"archs": ["origin_net"], "name": "x",
+                                                        "storage": str(tmp_path / "r")}}))
+    assert main(["search", "--resume", "--name", "x", "--storage", str(tmp_path / "r"),
+                 "--address", "127.0.0.1:1"]) == 2
+    one_line_error(capsys, "node-local")
+
+
+def test_evaluate_starts_its_own_ray_unless_given_an_address(monkeypatch):
+    """A bare ray.init() joins any cluster `ray start` left on the machine; evaluate must not (search does not)."""
+    import ray
+
+    from analysis import evaluate
+
+    calls = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: calls.append(kw))
+    evaluate._init_ray(None)
+    evaluate._init_ray("127.0.0.1:6390")
+    assert [c["address"] for c in calls] == ["local", "127.0.0.1:6390"]
+
+
+@pytest.mark.parametrize("extra, named", [
+    (["--address", "not an address"], "not an address"),
+    (["--optuna-storage", "optuna.db"], "optuna.db"),
+    (["--optuna-storage", "sqlite:////no/such/dir/optuna.db"], "/no/such/dir/optuna.db"),
+])
+def test_a_bad_address_or_study_database_is_refused_before_ray(extra, named, tmp_path, capsys, cifar_path):
+    import ray
+
+    code = main(["search", "--arch", "origin_net", "--data-dir", str(cifar_path), "--set", "val_size=100",
+                 "--storage", str(tmp_path / "r"), "--name", "x", *extra])
+    assert code == 2
+    one_line_error(capsys, named)
+    assert not (tmp_path / "r").exists() and not ray.is_initialized()
+
+
+def test_train_resume_from_a_garbled_checkpoint_is_one_line(tmp_path, capsys):
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint at all")
+    assert main(["train", "--arch", "origin_net", "--data-dir", str(tmp_path), "--checkpoint-dir", str(tmp_path),
+                 "--resume"]) == 2
+    one_line_error(capsys, "cannot read the checkpoint", str(tmp_path))
+
+
+def test_data_with_a_negative_val_size_is_one_line(tmp_path, capsys):
+    assert main(["data", "--data-dir", str(tmp_path), "--val-size", "-1"]) == 2
+    one_line_error(capsys, "--val-size", "-1")

@@ -1,0 +1,199 @@
+"""The experiment folder, owned here: its file names, study names, trial outcomes, the test-split rule, the lock.
+
+``search/`` writes an experiment and ``analysis/`` reads it; both take every name from this module, which sits below
+both (it imports neither, as the design guide asks). An experiment directory ``STORAGE/NAME`` holds:
+
+    spec.json           the resolved search (command, spaces, versions, hardware, data checksum)   SPEC_FILE
+    asha_state.json     ASHA's rung records and stops, written as they are made                      ASHA_FILE
+    optuna.db           one Optuna study per net, named NAME-ARCH (unless --optuna-storage)        OPTUNA_DB
+    evaluation.json     the final test-set evaluation (and evaluation.csv)                     EVALUATION_FILE
+    .cifar-tune.lock    who uses the experiment now (host, pid, since), see ExperimentLock        LOCK_FILE
+    <arch>_<trial id>/  one folder per trial (Ray Tune's result.json, checkpoint_NNNNNN/)
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import errno
+import json
+import os
+import shutil
+import socket
+from pathlib import Path
+
+SPEC_FILE = "spec.json"
+ASHA_FILE = "asha_state.json"
+OPTUNA_DB = "optuna.db"
+EVALUATION_FILE = "evaluation.json"
+EVALUATION_CSV = "evaluation.csv"
+LOCK_FILE = ".cifar-tune.lock"
+
+# A trial's outcome. Ended: one of OUTCOMES_ENDED; otherwise running or pending (a live or killed search).
+COMPLETED, STOPPED, DIVERGED, ERRORED, RUNNING, PENDING = "completed", "stopped", "diverged", "errored", "running", \
+    "pending"
+OUTCOMES_ENDED = (COMPLETED, STOPPED, DIVERGED, ERRORED)
+
+
+def study_name(experiment_name: str, arch: str) -> str:
+    """The Optuna study of one net in an experiment: ``{name}-{arch}``."""
+    return f"{experiment_name}-{arch}"
+
+
+def sqlite_url(exp_dir: str | os.PathLike) -> str:
+    """The default Optuna storage of an experiment: ``sqlite:///EXP/optuna.db`` (absolute)."""
+    return f"sqlite:///{Path(exp_dir).resolve()}/{OPTUNA_DB}"
+
+
+def trial_outcome(tune_status: str, last_result: dict | None) -> str:
+    """completed | stopped | diverged | errored | running | pending, from Tune's trial status and the last result.
+
+    A TERMINATED trial whose last epoch said ``running`` was stopped early (by ASHA); one that said nothing errored.
+    """
+    if tune_status == "ERROR":
+        return ERRORED
+    if tune_status == "TERMINATED":
+        status = (last_result or {}).get("status")
+        return {"completed": COMPLETED, "diverged": DIVERGED, "running": STOPPED}.get(status, ERRORED)
+    return RUNNING if tune_status == "RUNNING" else PENDING
+
+
+def without_test_split(data):
+    """The dataset with its test split emptied: what a trial (or a retrain) gets, so search never sees test images
+    (they are not even shipped to the workers). Only ``analysis.evaluate`` reads the test split, once."""
+    import dataclasses
+
+    return dataclasses.replace(data, test_x=data.test_x[:0], test_y=data.test_y[:0])
+
+
+# --------------------------------------------------------------------------------------------- disk full
+
+def free_space(path: str | os.PathLike) -> str:
+    """Free space on the filesystem holding ``path`` (its nearest existing parent), e.g. '12.3 MB'; '?' if unknown."""
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        free = shutil.disk_usage(p).free
+    except OSError:
+        return "?"
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if free < 1000 or unit == "TB":
+            return f"{free:.0f} {unit}" if unit == "B" else f"{free:.1f} {unit}"
+        free /= 1000
+    return "?"
+
+
+def disk_full_cause(exc: BaseException) -> OSError | None:
+    """The ENOSPC / EDQUOT OSError in ``exc``'s chain (cause, context, or a message saying so), else None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return exc
+        text = str(exc)
+        if "No space left on device" in text or "database or disk is full" in text or "Disk quota exceeded" in text:
+            # Ray hands a driver-side error on as the text of its traceback: take the file name from there.
+            import re
+
+            named = re.findall(r"(?:No space left on device|Disk quota exceeded): '([^']+)'", text)
+            return OSError(errno.ENOSPC, "No space left on device",
+                           getattr(exc, "filename", None) or (named[-1] if named else None))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+# --------------------------------------------------------------------------------------------- the lock
+
+class ExperimentLocked(RuntimeError):
+    """Another live process holds the experiment; the message names it (host, pid, since)."""
+
+
+class ExperimentLock:
+    """Exclusive use of an experiment directory for the lifetime of a search, resume or evaluate.
+
+    ``flock`` on ``EXP/.cifar-tune.lock``; the file's body says who holds it (host, pid, command, since). The kernel
+    drops an flock when its holder dies, however it dies, so a lock left by a SIGKILLed driver is stale by
+    construction: the next ``--resume`` takes it (and says whose it was). Where flock is not enforced, or for a
+    URL storage (s3://...), there is no lock: :meth:`acquire` returns without one (``held`` stays False).
+
+    On NFSv4 (and AWS EFS, which is NFSv4.1) flock is mapped to a byte-range lock the server enforces across
+    clients, and released when the client's lease expires (a lost node's lock goes after ~90 s).
+    """
+
+    def __init__(self, exp_dir: str | os.PathLike, what: str):
+        self.exp_dir, self.what = str(exp_dir), what
+        self.fd: int | None = None
+        self.stale: dict = {}
+
+    @property
+    def held(self) -> bool:
+        return self.fd is not None
+
+    @property
+    def path(self) -> Path:
+        return Path(self.exp_dir) / LOCK_FILE
+
+    def acquire(self, create: bool = True, announce: bool = True) -> "ExperimentLock":
+        """Take the lock (creating the directory unless ``create`` is False: then a missing one is not locked);
+        raises :class:`ExperimentLocked` naming the holder. ``announce``: say so on stderr when taking over the
+        lock of a holder that died without releasing it."""
+        import fcntl
+
+        if "://" in self.exp_dir:  # object storage: no lock primitive (see README, Reliability)
+            return self
+        if not create and not Path(self.exp_dir).is_dir():
+            return self
+        Path(self.exp_dir).mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ExperimentLocked(f"experiment {self.exp_dir!r} is in use by {self.holder_text()}; wait for it "
+                                   f"to end, or stop that process") from None
+        except OSError as e:  # ENOLCK etc.: a filesystem without locks; go on unlocked rather than refuse
+            if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                os.close(fd)
+                return self
+            os.close(fd)
+            raise
+        self.stale = self.holder()  # a body left by a holder that did not release (killed): now ours
+        if self.stale and announce:
+            import sys
+
+            print(f"note: {self.exp_dir!r} was last held by {self.holder_text()}, which is gone; lock taken over",
+                  file=sys.stderr, flush=True)
+        body = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "what": self.what,
+                           "since": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, body.encode() + b"\n", 0)
+        self.fd = fd
+        return self
+
+    def holder(self) -> dict:
+        """The lock file's body ({} if absent or unreadable)."""
+        try:
+            return json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError):
+            return {}
+
+    def holder_text(self) -> str:
+        h = self.holder()
+        if not h:
+            return "another process (no holder recorded yet)"
+        return f"{h.get('what', 'a process')} on host {h.get('host')} pid {h.get('pid')} since {h.get('since')}"
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            os.ftruncate(self.fd, 0)  # the body is about a holder; no holder now
+        except OSError:
+            pass
+        os.close(self.fd)  # closing the descriptor drops the flock
+        self.fd = None
+
+    def __enter__(self) -> "ExperimentLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
