@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from search.spec import ExperimentSpec, SpecError
+from trainables.experiment import OUTCOMES_ENDED, SPEC_FILE, ExperimentLock, ExperimentLocked
 
 STATE_FILE = "reproduce.json"
 TABLE_FILE = "reproduce.md"
@@ -219,7 +220,7 @@ def _search_done(exp_dir: Path, spec: ExperimentSpec) -> bool:
         trials = load_trials(exp_dir)
     except ExperimentError:
         return False
-    ended = [t for t in trials if t["status"] in ("completed", "stopped", "diverged", "errored")]
+    ended = [t for t in trials if t["status"] in OUTCOMES_ENDED]
     return len(ended) >= spec.num_samples
 
 
@@ -234,8 +235,6 @@ def run_reproduction(report: str, *, storage: str, name: str = "", repeats: int 
                      archs: list[str] | None = None, num_samples: int | None = None, max_epochs: int | None = None,
                      final_epochs: int | None = None, log=print) -> dict:
     """Run (or continue) the reproduction of ``report``; returns the record written to ``reproduce.json``."""
-    from search.tuner import run_search
-
     plan = get_plan(report)
     repeats = repeats or plan.repeats
     if not isinstance(repeats, int) or repeats < 2:
@@ -258,13 +257,25 @@ def run_reproduction(report: str, *, storage: str, name: str = "", repeats: int 
     state.setdefault("searches", {})
     lock = threading.Lock()
     _write_state(root, state)
+    try:
+        held = ExperimentLock(root, "cifar-tune reproduce").acquire()  # one reproduction per folder at a time
+    except ExperimentLocked as e:
+        raise SpecError(str(e)) from None
+    try:
+        return _run_stages(plan, nets, specs, root, state, lock, repeats, max_epochs, final_epochs, report, log)
+    finally:
+        held.release()
+
+
+def _run_stages(plan, nets, specs, root, state, lock, repeats, max_epochs, final_epochs, report, log) -> dict:
+    from search.tuner import run_search
 
     for net in nets:  # 1. the searches
         spec, exp_dir = specs[net.arch], root / net.arch
         if state["searches"].get(net.arch, {}).get("done"):
             log(f"reproduce {report}: search {net.arch}: finished earlier, kept")
             continue
-        resume = (exp_dir / "spec.json").exists()
+        resume = (exp_dir / SPEC_FILE).exists()
         log(f"reproduce {report}: search {net.arch}: {spec.num_samples} trials x <= {spec.max_epochs} epochs, "
             f"budget {spec.epoch_budget} epochs (report: {net.report_epochs}){' [resumed]' if resume else ''}")
         with _Clock(root, state, (net.arch, "search"), lock):
@@ -283,10 +294,17 @@ def run_reproduction(report: str, *, storage: str, name: str = "", repeats: int 
         epochs = final_epochs or (net.final_epochs if not max_epochs else max_epochs)
         log(f"reproduce {report}: evaluate {net.arch}: best config x {repeats} seeds x {epochs} epochs on "
             f"{plan.train_on}, scored once on the test split")
-        with _Clock(root, state, (net.arch, "evaluate"), lock):
-            evaluations[net.arch] = evaluate_experiment(root / net.arch, top_k=1, repeats=repeats,
-                                                        train_on=plan.train_on, epochs=epochs, address="local",
-                                                        progress=log)
+        try:
+            held = ExperimentLock(root / net.arch, "cifar-tune reproduce (evaluate)").acquire(create=False)
+        except ExperimentLocked as e:
+            raise SpecError(str(e)) from None
+        try:
+            with _Clock(root, state, (net.arch, "evaluate"), lock):
+                evaluations[net.arch] = evaluate_experiment(root / net.arch, top_k=1, repeats=repeats,
+                                                            train_on=plan.train_on, epochs=epochs, address="local",
+                                                            progress=log)
+        finally:
+            held.release()
 
     record = _record(plan, nets, root, state, evaluations, repeats)  # 3. the tables
     with lock:
@@ -307,7 +325,7 @@ def _record(plan, nets, root: Path, state: dict, evaluations: dict, repeats: int
     from analysis.rungs import rung_agreement
     from trainables.train import environment
 
-    spec_json = json.loads((root / nets[0].arch / "spec.json").read_text())
+    spec_json = json.loads((root / nets[0].arch / SPEC_FILE).read_text())
     env = environment()
     out = {"report": plan.report, "title": plan.title, "data": spec_json.get("data"), "caveat": JPEG_CAVEAT,
            "train_on": plan.train_on, "device": env.get("gpu") or f"CPU: {_cpu_name()}, {os.cpu_count()} cores",
@@ -316,7 +334,7 @@ def _record(plan, nets, root: Path, state: dict, evaluations: dict, repeats: int
            "commands": state.get("commands", []), "created": _dt.datetime.now().isoformat(timespec="seconds"),
            "nets": []}
     trials = {net.arch: load_trials(root / net.arch) for net in nets}
-    specs = {net.arch: json.loads((root / net.arch / "spec.json").read_text())["spec"] for net in nets}
+    specs = {net.arch: json.loads((root / net.arch / SPEC_FILE).read_text())["spec"] for net in nets}
     for net in nets:
         ev = evaluations[net.arch]
         best = next(r for r in ev["results"] if r.get("rank") == 1)
@@ -421,9 +439,21 @@ def cmd_reproduce(args) -> int:
     archs = [a.strip() for a in args.archs.split(",")] if args.archs else None
     if archs is not None and not all(archs):
         raise SpecError(f"--archs {args.archs!r}: an empty name")
-    record = run_reproduction(args.report, storage=args.storage or default_storage(), name=args.name or "",
-                              repeats=args.repeats, fixed=fixed, archs=archs, num_samples=args.num_samples,
-                              max_epochs=args.max_epochs, final_epochs=args.final_epochs)
+    import signal
+
+    from search.tuner import SearchInterrupted
+
+    again = " ".join(shlex.quote(a) for a in ["cifar-tune", *sys.argv[1:]]) if sys.argv[1:2] == ["reproduce"] \
+        else f"cifar-tune reproduce {args.report} (with the same options)"
+    try:
+        record = run_reproduction(args.report, storage=args.storage or default_storage(), name=args.name or "",
+                                  repeats=args.repeats, fixed=fixed, archs=archs, num_samples=args.num_samples,
+                                  max_epochs=args.max_epochs, final_epochs=args.final_epochs)
+    except (SearchInterrupted, KeyboardInterrupt) as e:
+        signum = getattr(e, "signum", None) or signal.SIGINT
+        print(f"\ncifar-tune reproduce: interrupted ({signal.Signals(signum).name}); finished trials and final runs "
+              f"are saved; continue with: {again}", file=sys.stderr, flush=True)
+        return 128 + signum
     print("\n" + markdown_table(record))
     root = Path(args.storage or default_storage()).expanduser().resolve() / (args.name or f"reproduce-{args.report}")
     print(f"wrote {root / STATE_FILE}, {root / TABLE_FILE} and each net's report/report.html")

@@ -4,6 +4,8 @@ redoing finished work."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 from types import SimpleNamespace
 
 import pytest
@@ -102,14 +104,26 @@ def test_eta_counts_the_epochs_asha_is_expected_to_train():
 
 @pytest.mark.slow
 def test_reproduce_end_to_end_killed_and_rerun(tmp_path, cifar_path):
-    """search -> evaluate -> tables on a tiny subset; killed once evaluation runs are being saved, then the same
-    command finishes without retraining a finished trial or evaluation run."""
+    """search -> evaluate -> tables on a tiny subset; interrupted during the search, killed once evaluation runs are
+    being saved, then the same command finishes without retraining a finished trial or evaluation run."""
     args = ["reproduce", "report003", "--archs", "origin_net", "--data-dir", cifar_path, "--storage", tmp_path,
             "--set", "subset=300", "--set", "val_size=100", "--num-samples", "3", "--max-epochs", "2",
             "--repeats", "3"]
     root = tmp_path / "reproduce-report003"
     runs_dir = root / "origin_net" / "eval-runs"
+    # 1. Ctrl-C during the search: exit 130, one line saying so and the command that continues
     log = tmp_path / "first.log"
+    proc = start_cli(args, log)
+    try:
+        wait_for(lambda: list((root / "origin_net").glob("origin_net_*/result.json")), 600, proc, log, "a result")
+        os.kill(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=300) == 130, log.read_text()[-3000:]
+    finally:
+        kill_session(proc)
+    last = log.read_text().strip().splitlines()[-1]
+    assert "cifar-tune reproduce: interrupted (SIGINT)" in last and "continue with: cifar-tune reproduce report003" in last
+    # 2. SIGKILL once final runs are being saved
+    log = tmp_path / "second.log"
     proc = start_cli(args, log)
     try:
         wait_for(lambda: runs_dir.is_dir() and list(runs_dir.glob("*.json")), 600, proc, log, "a saved final run")
