@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from trainables.config import METRIC, resolve_config
+from trainables.config import ARCH_KWARGS, METRIC, resolve_config
 from trainables.data import Dataset, DeviceBatches, as_shared_tensor, load_dataset
 from trainables.models import count_params, create_model, get_arch
 
@@ -138,7 +138,7 @@ def train(config: dict, *, report: Callable[[dict, dict | None], None] = print_r
     val_batches = DeviceBatches(images, labels, EVAL_BATCH, index=val_idx, **loader)
 
     spec = get_arch(cfg["arch"])
-    extra = {k: cfg[k] for k in ("stem", "pretrained", "freeze") if cfg[k] is not None}
+    extra = {k: cfg[k] for k in ARCH_KWARGS if cfg[k] is not None}
     model = create_model(cfg["arch"], num_classes=ds.num_classes, in_channels=ds.shape[-1], image_size=ds.shape[0],
                          dropout=cfg["dropout"], norm=cfg["norm"], **extra).to(device)
     if cfg["channels_last"]:
