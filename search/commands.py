@@ -26,7 +26,8 @@ def spec_from_args(args) -> ExperimentSpec:
               seed=args.seed, name=args.name or "", storage=args.storage or "", optuna_storage=args.optuna_storage or "",
               warm_start=args.warm_start or "", address=args.address or "", storage_is_shared=args.storage_is_shared,
               max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
-              gpus_per_trial=args.gpus_per_trial, max_failures=args.max_failures, fixed=fixed)
+              gpus_per_trial=args.gpus_per_trial, max_failures=args.max_failures, fixed=fixed,
+              objectives=getattr(args, "objectives", None) or [])
     archs = _csv(args.arch) if args.arch else []
     if args.preset:
         if archs:
@@ -138,7 +139,12 @@ def cmd_report(args) -> int:
     except ExperimentError as e:
         raise SpecError(str(e)) from None
     if args.json:
-        print(json.dumps({"experiment": str(Path(args.experiment).resolve()), "trials": trials}, default=str))
+        from analysis.load import load_spec
+        from analysis.pareto import pareto_summary
+
+        front = pareto_summary(load_spec(args.experiment), trials)  # objectives, pareto, hypervolume
+        print(json.dumps({"experiment": str(Path(args.experiment).resolve()), "trials": trials, **front},
+                         default=str))
         return 0
     try:
         from analysis.report import write_report
@@ -167,7 +173,10 @@ def add_commands(sub) -> None:
     s.add_argument("--grace-period", type=int, default=1, help="epochs before ASHA may stop a trial")
     s.add_argument("--reduction-factor", type=float, default=3.0)
     s.add_argument("--scheduler", default="asha", help="asha or none")
-    s.add_argument("--sampler", default="tpe", help="tpe or random")
+    s.add_argument("--sampler", default="tpe", help="tpe, random or nsga2")
+    s.add_argument("--objectives", help="multi-objective search, e.g. val_accuracy:max,params:min (metrics: "
+                                        "val_accuracy val_loss params size_mb inference_latency_ms "
+                                        "inference_images_per_s_b1 inference_images_per_s); early stopping by MO-ASHA")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--space", help="your own YAML search space (applies to every --arch)")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="fix a config value in every trial")
@@ -206,5 +215,7 @@ def add_commands(sub) -> None:
     e.add_argument("--svm-subset", type=int, default=0, help="also fit report 000's SVM on N training images")
     e.add_argument("--svm-k", type=int, default=448, help="PCA components of the SVM")
     e.add_argument("--address", help="Ray cluster: auto or HOST:PORT, or local for a new embedded one")
+    e.add_argument("--pareto", action="store_true",
+                   help="evaluate the Pareto front's members (see report) instead of the top-k per net")
     e.add_argument("--json", action="store_true", help="print the saved record")
     e.set_defaults(func=cmd_evaluate)

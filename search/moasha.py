@@ -27,9 +27,9 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from search.scheduler import TIME_ATTR, PerArchASHA
 from trainables.config import METRIC, MODE
-from trainables.objectives import parse_objectives, rank_order, to_loss
+from trainables.objectives import MOASHA_STATE_FILE, parse_objectives, rank_order, to_loss
 
-STATE_FILE = "moasha_state.json"
+STATE_FILE = MOASHA_STATE_FILE
 
 
 def milestones(max_t: int, grace_period: int, reduction_factor: float) -> list[int]:

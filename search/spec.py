@@ -51,6 +51,7 @@ class ExperimentSpec:
     gpus_per_trial: float = -1  # -1: picked from the hardware
     max_failures: int = 1
     preset: str = ""
+    objectives: list = field(default_factory=list)  # [[metric, max|min], ...]: empty = val_accuracy alone
 
     def __post_init__(self):
         from trainables.models import list_models
@@ -74,8 +75,8 @@ class ExperimentSpec:
             raise SpecError(f"--reduction-factor must be > 1, got {self.reduction_factor!r}")
         if self.scheduler not in ("asha", "none"):
             raise SpecError(f"--scheduler must be asha or none, got {self.scheduler!r}")
-        if self.sampler not in ("tpe", "random", "grid"):
-            raise SpecError(f"--sampler must be tpe, random or grid, got {self.sampler!r}")
+        if self.sampler not in ("tpe", "random", "grid", "nsga2"):
+            raise SpecError(f"--sampler must be tpe, random, nsga2 or grid, got {self.sampler!r}")
         if self.cpus_per_trial < 0:
             raise SpecError(f"--cpus-per-trial must be >= 0, got {self.cpus_per_trial!r}")
         if self.gpus_per_trial != -1 and not 0 <= self.gpus_per_trial:
@@ -91,6 +92,7 @@ class ExperimentSpec:
                 raise SpecError(f"--set {e}") from None
         if "epochs" in self.fixed:
             raise SpecError("--set epochs=... is not allowed in a search: use --max-epochs")
+        self._check_objectives()
         from trainables.config import resolve_config
 
         for a in self.archs:  # e.g. --set stem=cifar with a net that has no stem: refuse now, not in every trial
@@ -113,6 +115,24 @@ class ExperimentSpec:
                     f"--storage {self.storage!r} is on a node-local filesystem ({fs}); with --address the trials run "
                     f"on other nodes and their results would be lost. Use a path every node mounts (NFS, Lustre, ...) "
                     f"or a URL such as s3://bucket/path, or pass --storage-is-shared if this path really is shared.")
+
+    def _check_objectives(self) -> None:
+        from trainables.config import FIELDS
+        from trainables.objectives import MEASURED, ObjectiveError, parse_objectives
+
+        if not self.objectives:
+            return
+        try:
+            self.objectives = [list(o) for o in parse_objectives(self.objectives)]
+        except ObjectiveError as e:
+            raise SpecError(f"--objectives: {e}") from None
+        if self.sampler == "grid":
+            raise SpecError("--objectives: a grid preset runs fixed rows; objectives need a sampler (tpe, nsga2, ...)")
+        batch = self.fixed.get("latency_batch", FIELDS["latency_batch"][1])
+        for name, _ in self.objectives:
+            if name in MEASURED and (not batch or (name == "inference_images_per_s" and batch < 2)):
+                raise SpecError(f"--objectives {name}: needs inference measured in every trial, but "
+                                f"--set latency_batch={batch}")
 
     @property
     def experiment_dir(self) -> str:
