@@ -110,6 +110,8 @@ def print_best(results, spec: ExperimentSpec) -> None:
         value, epoch, cfg = best[arch]
         print(f"  {arch:<14} {value:.4f} at epoch {epoch}: " + json.dumps({k: v for k, v in cfg.items()
                                                                           if k not in ("data_dir",)}, default=str))
+    if spec.objectives:
+        print(f"\nobjectives {', '.join(f'{m}:{d}' for m, d in spec.objectives)}: the Pareto front is in the report")
     print(f"\nexperiment: {spec.experiment_dir}\nnext: cifar-tune report {spec.experiment_dir}")
 
 

@@ -128,6 +128,9 @@ class ExperimentSpec:
             raise SpecError(f"--objectives: {e}") from None
         if self.sampler == "grid":
             raise SpecError("--objectives: a grid preset runs fixed rows; objectives need a sampler (tpe, nsga2, ...)")
+        if self.warm_start:  # its studies have one objective (or others): their trials cannot seed these
+            raise SpecError("--objectives with --warm-start is not supported: the earlier studies' values are not "
+                            "these objectives")
         batch = self.fixed.get("latency_batch", FIELDS["latency_batch"][1])
         for name, _ in self.objectives:
             if name in MEASURED and (not batch or (name == "inference_images_per_s" and batch < 2)):
