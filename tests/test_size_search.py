@@ -8,7 +8,7 @@ import math
 import optuna
 import pytest
 
-from tests.searchrun import run_cli
+from tests.searchrun import kill_session, report, run_cli, saved_trials, start_cli, wait_for
 from trainables.objectives import dominates, to_loss
 
 ARCH = "origin_net"
@@ -137,3 +137,50 @@ def test_nsga2_generation_size_follows_the_budget():
 
     assert [nsga2_population(n) for n in (3, 16, 64, 1000)] == [4, 4, 16, 50]
     assert isinstance(make_sampler("nsga2", 0, 8), optuna.samplers.NSGAIISampler)
+
+
+@pytest.mark.slow
+def test_moasha_records_and_stops_survive_a_driver_kill(cifar_path, tmp_path):
+    """SIGKILL the driver once MO-ASHA has stopped a trial, resume: the rung records made before the kill are all
+    there afterwards, unchanged, every stop stands (the trial ended at that rung), and Optuna has one trial per
+    Tune trial in the state the trial ended in."""
+    storage, name = tmp_path / "results", "mokill"
+    exp = storage / name
+    args = ["search", "--arch", ARCH, "--objectives", "val_accuracy:max,params:min", "--num-samples", 6,
+            "--max-epochs", 4, "--reduction-factor", 2, "--max-concurrent", 2, *common(cifar_path),
+            "--storage", storage, "--name", name]
+    log = tmp_path / "first.log"
+    proc = start_cli(args, log)
+
+    def stopped_one():
+        path = exp / "moasha_state.json"
+        try:
+            state = json.loads(path.read_text()) if path.exists() else {}
+        except ValueError:  # being replaced: look again
+            return None
+        return state.get("stops") and saved_trials(exp) and state
+
+    wait_for(stopped_one, 400, proc, log, "a MO-ASHA stop", interval=0.05)
+    kill_session(proc)
+    before = json.loads((exp / "moasha_state.json").read_text())
+    resumed = run_cli(["search", "--resume", "--name", name, "--storage", storage], timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-4000:]
+    after = json.loads((exp / "moasha_state.json").read_text())
+    decided = {(d["trial_id"], d["rung"]): d for d in after["decisions"]}
+    for d in before["decisions"]:
+        assert decided[(d["trial_id"], d["rung"])] == d  # made once, never re-made after the resume
+    trials = {t["trial_id"]: t for t in report(exp)}
+    assert len(trials) == 6 and all(t["status"] in ("completed", "stopped") for t in trials.values())
+    before_stops = {s["trial_id"] for s in before["stops"]}
+    for s in after["stops"]:
+        if s["trial_id"] in trials:
+            assert trials[s["trial_id"]]["status"] == "stopped" and trials[s["trial_id"]]["epochs"] == s["epoch"]
+        else:  # stopped, then the driver died before Tune saved the trial at all: the record of it stays, and
+            # its Optuna trial went to the trial that replaced it (checked below: one Optuna trial per Tune trial)
+            assert s["trial_id"] in before_stops
+    assert {s["trial_id"] for s in before["stops"]} <= {s["trial_id"] for s in after["stops"]}
+    study = optuna.load_study(study_name=f"{name}-{ARCH}", storage=f"sqlite:///{exp}/optuna.db")
+    assert sorted(o.user_attrs["tune_trial_id"] for o in study.trials) == sorted(trials)
+    for o in study.trials:
+        expected = "COMPLETE" if trials[o.user_attrs["tune_trial_id"]]["status"] == "completed" else "PRUNED"
+        assert o.state.name == expected
