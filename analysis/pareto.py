@@ -70,6 +70,31 @@ def reference_point(trials: list[dict], objectives) -> list[float]:
     return ref
 
 
+def common_reference(trial_lists: list[list[dict]], objectives) -> list[float]:
+    """One reference point for several experiments (e.g. TPE vs random): the rule of :func:`reference_point`
+    applied to all their completed trials together, so their hypervolumes can be compared."""
+    return reference_point([t for trials in trial_lists for t in trials], objectives)
+
+
+def compare(exp_dirs: list, reference=None) -> list[dict]:
+    """Final hypervolume and front size of several experiments with the same objectives, at one reference point."""
+    from analysis.load import load_spec, load_trials
+
+    records = [load_spec(d) for d in exp_dirs]
+    objectives = objectives_of(records[0])
+    if any(objectives_of(r) != objectives for r in records):
+        raise ValueError("experiments with different objectives cannot share a hypervolume")
+    trial_lists = [load_trials(d) for d in exp_dirs]
+    ref = list(reference) if reference is not None else common_reference(trial_lists, objectives)
+    out = []
+    for d, record, trials in zip(exp_dirs, records, trial_lists):
+        summary = pareto_summary(record, trials, ref)
+        out.append({"experiment": str(d), "sampler": record["spec"].get("sampler"), "seed": record["spec"].get("seed"),
+                    "completed": len(candidates(trials, objectives)), "front": len(summary["pareto"]),
+                    "hypervolume": summary["hypervolume"]["final"], "reference": ref})
+    return out
+
+
 def hypervolume_history(trials: list[dict], objectives, reference=None) -> list[dict]:
     """Hypervolume of the front of the first n completed trials, for n = 1, 2, ... (completion order)."""
     ref = list(reference) if reference is not None else reference_point(trials, objectives)

@@ -51,3 +51,25 @@ def test_hypervolume_by_hand():
     assert hypervolume([[1, 2], [2, 1], [2.5, 2.5]], [3, 3]) == 3.0  # a dominated point adds nothing
     assert hypervolume([[4, 0]], [3, 3]) == 0.0  # outside the reference box
     assert hypervolume([], [1, 1]) == 0.0
+
+
+def _trial(tid, acc, params, status="completed", finished=0.0):
+    return {"trial_id": tid, "arch": "origin_net", "status": status, "epochs": 2, "config": {},
+            "val_accuracy": acc, "params": params, "finished_at": finished}
+
+
+def test_front_hypervolume_history_and_a_common_reference():
+    from analysis.pareto import common_reference, front, hypervolume_history, reference_point
+
+    objectives = [("val_accuracy", "max"), ("params", "min")]
+    trials = [_trial("a", 0.5, 100, finished=3), _trial("b", 0.4, 200, finished=1), _trial("c", 0.6, 300, finished=2),
+              _trial("s", 0.9, 10, status="stopped", finished=0)]  # stopped early: never on the front
+    assert [t["trial_id"] for t in front(trials, objectives)] == ["c", "a"]
+    assert reference_point(trials, objectives) == pytest.approx([0.0, 330.0])
+    history = hypervolume_history(trials, objectives)
+    assert [h["trial_id"] for h in history] == ["b", "c", "a"]  # completion order
+    # b alone: 0.4 x (330 - 200); with c: c's box + the part of b's outside it; a then dominates b
+    assert [h["hypervolume"] for h in history] == pytest.approx([0.4 * 130, 0.6 * 30 + 0.4 * 100,
+                                                                 0.6 * 30 + 0.5 * 200])
+    other = [_trial("x", 0.3, 1000)]
+    assert common_reference([trials, other], objectives) == pytest.approx([0.0, 1100.0])
