@@ -268,3 +268,16 @@ def test_size_knobs_are_validated_config_keys():
 def test_keras_cnn_dropout_ramp_follows_depth():
     assert report001.keras_cnn_dropout_schedule(0.3, depth=2) == pytest.approx([0.3, 0.5, 0.5])
     assert report001.keras_cnn_dropout_schedule(0.3, depth=5) == pytest.approx([0.3, 0.35, 0.4, 0.45, 0.5, 0.5])
+
+
+def test_archs_lists_each_nets_options():
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "search.cli", "archs", "--json"], capture_output=True, text=True)
+    options = {r["name"]: r["options"] for r in json.loads(out.stdout)}
+    assert options["origin_net"] == ["width", "kernel", "pool"]
+    assert options["keras_cnn"] == ["width", "depth", "filters", "padding"]
+    assert options["resnet18"] == ["stem", "pretrained", "freeze", "width"]
+    assert all("width" in o for o in options.values())
