@@ -184,3 +184,30 @@ def test_moasha_records_and_stops_survive_a_driver_kill(cifar_path, tmp_path):
     for o in study.trials:
         expected = "COMPLETE" if trials[o.user_attrs["tune_trial_id"]]["status"] == "completed" else "PRUNED"
         assert o.state.name == expected
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random"])
+def test_multi_objective_samplers_keep_sampling_past_their_start_with_pruned_trials(sampler):
+    """No Ray cluster: the searcher alone, 24 trials, every third stopped early (PRUNED without values). TPE leaves
+    its 5 random start-up trials and NSGA-II its first generations (6 trials each) behind without tripping over
+    the pruned ones, and every trial ends in the study in the state its status says."""
+    from search.searcher import MultiArchSearcher
+    from search.tuner import size_space_file
+    from spaces import load_space
+
+    space = load_space(ARCH, size_space_file(ARCH))
+    searcher = MultiArchSearcher({ARCH: space.define_by_run}, 24, {}, storage=None, study_prefix="unit",
+                                 sampler=sampler, seed=0, objectives=OBJECTIVES)
+    for i in range(24):
+        config = searcher.suggest(f"t{i}")
+        assert config["arch"] == ARCH and "width" in config
+        status = "running" if i % 3 == 2 else "completed"  # "running" at the end = stopped by the scheduler
+        result = {"epoch": 1 if status == "running" else 2, "val_accuracy": 0.3 + 0.02 * (i % 7),
+                  "params": int(40_000 * config["width"] ** 2), "status": status}
+        searcher.on_trial_result(f"t{i}", result)
+        searcher.on_trial_complete(f"t{i}", result)
+    study = searcher.searchers[ARCH]._ot_study
+    states = [t.state.name for t in study.trials]
+    assert states == ["PRUNED" if i % 3 == 2 else "COMPLETE" for i in range(24)]
+    assert all(t.intermediate_values == {} for t in study.trials)  # nothing reported per epoch
+    assert searcher.suggest("t24") == "FINISHED"
