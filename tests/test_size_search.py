@@ -27,7 +27,7 @@ def experiment(cifar_path, tmp_path_factory):
     storage = tmp_path_factory.mktemp("results")
     out = run_cli(["search", "--arch", ARCH, "--objectives", "val_accuracy:max,params:min",
                    "--num-samples", NUM_SAMPLES, "--max-epochs", 2, "--reduction-factor", 2, "--seed", 1,
-                   *common(cifar_path), "--storage", storage, "--name", "mo"])
+                   *common(cifar_path), "--storage", storage, "--name", "mo"], timeout=1200)  # slow Ray starts under load
     assert out.returncode == 0, out.stdout[-4000:]
     return storage / "mo"
 
@@ -108,7 +108,8 @@ def test_front_members_are_evaluated_on_the_test_split(experiment, reported):
 
 def test_nsga2_runs_a_multi_objective_study(cifar_path, tmp_path):
     out = run_cli(["search", "--arch", ARCH, "--objectives", "val_accuracy,size_mb", "--sampler", "nsga2",
-                   "--num-samples", 3, "--max-epochs", 1, *common(cifar_path), "--storage", tmp_path, "--name", "ns"])
+                   "--num-samples", 3, "--max-epochs", 1, *common(cifar_path), "--storage", tmp_path, "--name", "ns"],
+                  timeout=1200)
     assert out.returncode == 0, out.stdout[-4000:]
     study = optuna.load_study(study_name=f"ns-{ARCH}", storage=f"sqlite:///{tmp_path}/ns/optuna.db")
     assert len(study.trials) == 3 and all(len(t.values) == 2 for t in study.trials)
@@ -163,7 +164,7 @@ def test_moasha_records_and_stops_survive_a_driver_kill(cifar_path, tmp_path):
     wait_for(stopped_one, 400, proc, log, "a MO-ASHA stop", interval=0.05)
     kill_session(proc)
     before = json.loads((exp / "moasha_state.json").read_text())
-    resumed = run_cli(["search", "--resume", "--name", name, "--storage", storage], timeout=600)
+    resumed = run_cli(["search", "--resume", "--name", name, "--storage", storage], timeout=1200)
     assert resumed.returncode == 0, resumed.stdout[-4000:]
     after = json.loads((exp / "moasha_state.json").read_text())
     decided = {(d["trial_id"], d["rung"]): d for d in after["decisions"]}
