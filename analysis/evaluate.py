@@ -166,13 +166,15 @@ def _init_ray(address: str | None) -> bool:
 
 def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, train_on: str = "train",
                         epochs: int | None = None, archs: list[str] | None = None, svm_subset: int = 0,
-                        svm_k: int = 448, address: str | None = None, progress=None) -> dict:
+                        svm_k: int = 448, address: str | None = None, progress=None, pareto: bool = False) -> dict:
     """Run the final evaluation of an experiment (see the module docstring); returns and saves the results.
 
     Every retrained run is saved in ``EXP/eval-runs/`` as it ends, keyed by its full config (seed and epochs
     included); a later evaluation of the same config takes the saved run instead of training and testing it again,
     so an interrupted evaluation continues where it stopped and each run meets the test split once.
     ``progress``: called with a line of text as runs end.
+    ``pareto``: retrain the members of the experiment's Pareto front (``analysis.pareto``) instead of each net's
+    top-k; each keeps its per-net validation rank as its label.
     """
     if train_on not in TRAIN_ON:
         raise ValueError(f"--train-on must be one of {', '.join(TRAIN_ON)}, got {train_on!r}")
@@ -207,7 +209,12 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
                     results.append(_from_checkpoint(load_state(cps[-1]), train_only, test))
     else:
         top = ranked(exp)
-        for _, row in top[(top["rank"] <= top_k) & top["arch"].isin(wanted)].iterrows():
+        chosen = top["rank"] <= top_k
+        if pareto:
+            from analysis.pareto import front, objectives_of
+
+            chosen = top["trial_id"].isin([t["trial_id"] for t in front(exp.trials, objectives_of(exp.record))])
+        for _, row in top[chosen & top["arch"].isin(wanted)].iterrows():
             trial = next(t for t in exp.trials if t["trial_id"] == row["trial_id"])
             config = {**trial["config"], **({"epochs": epochs} if epochs else {})}
             if train_on == "trainval":
@@ -273,7 +280,7 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
 
     record = {"experiment": str(Path(exp_dir).resolve()), "created": _dt.datetime.now().isoformat(timespec="seconds"),
               "mode": "grid checkpoints" if grid_mode else "retrain", "train_on": "train" if grid_mode else train_on,
-              "top_k": top_k, "repeats": repeats, "epochs": epochs, "classes": list(data.classes),
+              "top_k": top_k, "pareto": pareto, "repeats": repeats, "epochs": epochs, "classes": list(data.classes),
               "test_images": int(len(test[1])), "results": [] if grid_mode else summaries,
               "grid": summaries if grid_mode else []}
     if grid_mode:  # the comparison table's row per net: the grid point with the best validation accuracy
@@ -343,7 +350,7 @@ def cmd_evaluate(args) -> int:
     try:
         record = evaluate_experiment(args.experiment, top_k=args.top_k, repeats=args.repeats, train_on=args.train_on,
                                      epochs=args.epochs, archs=archs, svm_subset=args.svm_subset, svm_k=args.svm_k,
-                                     address=args.address)
+                                     address=args.address, pareto=getattr(args, "pareto", False))
     except ValueError as e:  # the CLI prints an ExperimentError as one line, exit status 2
         raise ExperimentError(str(e)) from None
     if args.json:

@@ -131,9 +131,17 @@ def importance(exp: Experiment) -> tuple[go.Figure | None, str]:
         if len(study.trials) < MIN_FANOVA_TRIALS:
             notes.append(f"{arch}: {len(study.trials)} usable trials, fANOVA needs {MIN_FANOVA_TRIALS}")
             continue
+        target = None
+        if len(study.directions) > 1:  # a multi-objective study: importance for the accuracy objective
+            names = [name for name, _ in exp.spec.get("objectives") or []]
+            if METRIC not in names:
+                notes.append(f"{arch}: multi-objective study without {METRIC}: no importance drawn")
+                continue
+            k = names.index(METRIC)
+            target, source = (lambda t, k=k: t.values[k]), f"{source} (objective {METRIC})"
         try:
             imp = optuna.importance.get_param_importances(
-                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0), target=target)
         except (ValueError, RuntimeError) as e:
             notes.append(f"{arch}: fANOVA failed ({e})")
             continue

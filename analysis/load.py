@@ -16,8 +16,11 @@ from pathlib import Path
 
 from trainables.config import METRIC
 from trainables.experiment import ASHA_FILE, EVALUATION_FILE, SPEC_FILE, trial_outcome
+from trainables.objectives import MOASHA_STATE_FILE
 
 BYTES_PER_PARAM = 4  # float32 weights: model size in MB = params * 4 / 1e6
+# Inference speed each trial measured once (trainables.train.measure_inference); absent in older experiments.
+INFERENCE_KEYS = ("inference_latency_ms", "inference_images_per_s_b1", "inference_images_per_s", "inference_batch")
 HISTORY_KEYS = ("epoch", "train_loss", "train_accuracy", "val_loss", METRIC, "epoch_seconds")
 
 
@@ -122,7 +125,11 @@ def load_trials(exp_dir: str | Path) -> list[dict]:
             "best_val_loss": min(losses) if losses else None,
             "train_accuracy": _clean((last or {}).get("train_accuracy")),
             "train_loss": _clean((last or {}).get("train_loss")),
-            "params": params, "size_mb": params * BYTES_PER_PARAM / 1e6 if params else None,
+            "params": params,
+            # Reported by the trial (weights + buffers) since issue 11; older experiments: from the parameter count.
+            "size_mb": (last or {}).get("size_mb") or (params * BYTES_PER_PARAM / 1e6 if params else None),
+            **{k: _clean((last or {}).get(k)) for k in INFERENCE_KEYS},
+            "finished_at": (last or {}).get("timestamp"),  # unix seconds of the last result: completion order
             "train_time_s": sum(r.get("epoch_seconds", 0.0) for r in history),
             "error": _error_message(trial_dir) if status == "errored" else None,
             "history": [{k: _clean(r.get(k)) for k in HISTORY_KEYS} for r in history],
@@ -164,7 +171,7 @@ class Experiment:
     path: Path
     record: dict  # spec.json
     trials: list[dict]
-    asha: dict | None = None  # asha_state.json
+    asha: dict | None = None  # asha_state.json (moasha_state.json for a multi-objective search)
     evaluation: dict | None = None  # evaluation.json
     frame: object = field(default=None, repr=False)  # pandas DataFrame, one row per trial
     history: object = field(default=None, repr=False)  # pandas DataFrame, one row per trial epoch
@@ -205,6 +212,8 @@ def load(exp_dir: str | Path) -> Experiment:
     trials = load_trials(exp)
     if not trials:
         raise ExperimentError(f"{str(exp)!r} holds no trials yet")
-    return Experiment(path=exp, record=record, trials=trials, asha=read_json(exp, ASHA_FILE, "ASHA state", ("rungs", "stops")),
+    asha = (read_json(exp, ASHA_FILE, "ASHA state", ("rungs", "stops"))
+            or read_json(exp, MOASHA_STATE_FILE, "MO-ASHA state"))
+    return Experiment(path=exp, record=record, trials=trials, asha=asha,
                       evaluation=read_json(exp, EVALUATION_FILE, "evaluation", ("results",)),
                       frame=trials_frame(trials), history=history_frame(trials))

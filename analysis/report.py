@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import figures, tables
+from analysis import figures, pareto, tables
 from analysis.load import Experiment, load
 from trainables.config import METRIC
 
 REPORT_FILE = "report.html"
-MAIN_TABLES = ("comparison", "grid_table")  # above the figures; the leaderboard and effect tables follow them
+MAIN_TABLES = ("comparison", "grid_table", "pareto")  # above the figures; the leaderboard and effect tables follow them
 # Any script error on the page lands in #js-errors, so a headless browser (and a reader) can see it.
 ERROR_HOOK = ("<div id='js-errors' class='note' style='display:none'></div><script>window.addEventListener('error',"
               "function(e){var d=document.getElementById('js-errors');d.style.display='block';"
@@ -37,6 +37,7 @@ def build_tables(exp: Experiment, top_k: int = 3) -> list[tuple[str, str, pd.Dat
     if grid is not None:
         out.append(("grid_table", f"Preset {exp.spec['preset']}: the report's table regenerated, published "
                                   f"numbers beside ours", grid))
+    out.append(("pareto", pareto.caption(exp), pareto.pareto_table(exp)))
     out.append(("leaderboard", f"Top-{top_k} configs per net by best {METRIC}", tables.leaderboard(exp, top_k)))
     epoch, effects = tables.effect_tables(exp)
     for name, t in effects.items():
@@ -58,6 +59,7 @@ def _figures(exp: Experiment) -> list[tuple[str, object, str]]:
         out.append((f"Parallel coordinates: {arch}", *figures.parallel_coordinates(exp, arch)))
     out += [("Hyperparameter importance", *figures.importance(exp)),
             ("Accuracy vs parameters", *figures.accuracy_vs_params(exp)),
+            ("Hypervolume over time", *pareto.hypervolume_figure(exp)),
             ("Confusion matrices", *figures.confusion_matrices(exp))]
     return out
 
@@ -128,7 +130,7 @@ def write_report(exp_dir: str | Path, out: str | Path | None = None, top_k: int 
     if not quiet:
         print(f"experiment {exp.path}: {len(exp.trials)} trials ({_status_line(exp)})")
         for name, caption, df in built:
-            if name in ("comparison", "grid_table", "leaderboard"):
+            if name in ("comparison", "grid_table", "pareto", "leaderboard"):
                 print(f"\n{caption}\n{_terminal(df)}")
         print(f"\nwrote {len(written)} table files and {page}")
     return 0

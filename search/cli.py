@@ -23,6 +23,16 @@ def _emit_json(obj) -> None:
 
 # --------------------------------------------------------------------------------------------- archs / data / train
 
+def arch_options(spec) -> list[str]:
+    """The arch-specific config keys a net's builder takes (size knobs such as width, resnet18's stem ...)."""
+    import inspect
+
+    from trainables.config import ARCH_KWARGS
+
+    accepted = inspect.signature(spec.builder).parameters
+    return [k for k in ARCH_KWARGS if k in accepted]
+
+
 def cmd_archs(args) -> int:
     from trainables.models import count_params, create_model, get_arch, list_models
 
@@ -30,7 +40,8 @@ def cmd_archs(args) -> int:
     for name in list_models():
         spec = get_arch(name)
         rows.append({"name": name, "report": spec.report, "params": count_params(create_model(name)),
-                     "defaults": spec.defaults, "published": spec.published, "description": spec.description})
+                     "defaults": spec.defaults, "published": spec.published, "description": spec.description,
+                     "options": arch_options(spec)})
     if args.json:
         _emit_json(rows)
         return 0

@@ -34,7 +34,7 @@ def spec_from_args(args) -> ExperimentSpec:
               warm_start=args.warm_start or "", address=args.address or "", storage_is_shared=args.storage_is_shared,
               max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
               gpus_per_trial=args.gpus_per_trial, max_failures=args.max_failures, fixed=fixed,
-              epoch_budget=args.epoch_budget)
+              epoch_budget=args.epoch_budget, objectives=getattr(args, "objectives", None) or [])
     archs = _csv(args.arch) if args.arch else []
     if args.preset:
         if archs:
@@ -163,6 +163,8 @@ def print_best(results, spec: ExperimentSpec) -> None:
         value, epoch, cfg = best[arch]
         print(f"  {arch:<14} {value:.4f} at epoch {epoch}: " + json.dumps({k: v for k, v in cfg.items()
                                                                           if k not in ("data_dir",)}, default=str))
+    if spec.objectives:
+        print(f"\nobjectives {', '.join(f'{m}:{d}' for m, d in spec.objectives)}: the Pareto front is in the report")
     print(f"\nexperiment: {spec.experiment_dir}\nnext: cifar-tune report {spec.experiment_dir}")
 
 
@@ -195,7 +197,12 @@ def cmd_report(args) -> int:
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise SpecError(f"--out {args.out!r} exists and is not a directory")
     if args.json:
-        print(json.dumps({"experiment": str(Path(args.experiment).resolve()), "trials": trials}, default=str))
+        from analysis.load import load_spec
+        from analysis.pareto import pareto_summary
+
+        front = pareto_summary(load_spec(args.experiment), trials)  # objectives, pareto, hypervolume
+        print(json.dumps({"experiment": str(Path(args.experiment).resolve()), "trials": trials, **front},
+                         default=str))
         return 0
     try:
         from analysis.report import write_report
@@ -240,7 +247,11 @@ def add_commands(sub) -> None:
     s.add_argument("--epoch-budget", type=int, default=0,
                    help="most epochs the search may train per net, enforced by ASHA's promotions (0: no cap)")
     s.add_argument("--scheduler", default="asha", help="asha or none")
-    s.add_argument("--sampler", default="tpe", help="tpe, random, or grid (grid: a report's own runs, which --preset P:grid sets)")
+    s.add_argument("--sampler", default="tpe", help="tpe, random, nsga2, or grid (grid: a report's own runs, which "
+                                                   "--preset P:grid sets)")
+    s.add_argument("--objectives", help="multi-objective search, e.g. val_accuracy:max,params:min (metrics: "
+                                        "val_accuracy val_loss params size_mb inference_latency_ms "
+                                        "inference_images_per_s_b1 inference_images_per_s); early stopping by MO-ASHA")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--space", help="your own YAML search space (applies to every --arch)")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="fix a config value in every trial")
@@ -279,6 +290,8 @@ def add_commands(sub) -> None:
     e.add_argument("--svm-subset", type=int, default=0, help="also fit report 000's SVM on N training images")
     e.add_argument("--svm-k", type=int, default=448, help="PCA components of the SVM")
     e.add_argument("--address", help="Ray cluster: auto or HOST:PORT, or local for a new embedded one")
+    e.add_argument("--pareto", action="store_true",
+                   help="evaluate the Pareto front's members (see report) instead of the top-k per net")
     e.add_argument("--json", action="store_true", help="print the saved record")
     e.set_defaults(func=cmd_evaluate)
 

@@ -10,6 +10,7 @@ trials, handing out suggestions round-robin so every net gets its share of the c
 """
 from __future__ import annotations
 
+import math
 import pickle
 from typing import Callable
 
@@ -22,10 +23,21 @@ from trainables.experiment import study_name
 
 
 class StatusAwareOptunaSearch(OptunaSearch):
-    """OptunaSearch that maps our trial statuses onto Optuna trial states (see module docstring)."""
+    """OptunaSearch that maps our trial statuses onto Optuna trial states (see module docstring).
+
+    With a list of metrics (a multi-objective study) nothing is reported per epoch (Optuna refuses intermediate
+    values there), a completed trial is told its final values, and a stopped or diverged one is PRUNED without
+    values; its values at the stop are kept in the trial's ``last_values`` user attribute.
+    """
+
+    @property
+    def multi_objective(self) -> bool:
+        return isinstance(self.metric, (list, tuple))
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id in self._completed_trials:  # told before a driver kill, re-run after the resume
+            return
+        if self.multi_objective:
             return
         # Step = the epoch the result is for. Tune's training_iteration runs ahead of it once a trial resumes from
         # an older checkpoint than the last one Tune recorded (a corrupt checkpoint, a resume after a driver kill).
@@ -39,6 +51,10 @@ class StatusAwareOptunaSearch(OptunaSearch):
         ot_trial.set_user_attr("tune_trial_id", trial_id)
         # Tune hands the last result only to on_trial_complete: record it as the last intermediate value, which is
         # what TPE ranks a pruned trial by.
+        if self.multi_objective:
+            self._tell_multi(ot_trial, status, result, error)
+            self._completed_trials.add(trial_id)
+            return
         if result and self.metric in result and "epoch" in result:
             value = float(result[self.metric])
             if value == value and result["epoch"] not in ot_trial.storage.get_trial(ot_trial._trial_id).intermediate_values:
@@ -55,14 +71,42 @@ class StatusAwareOptunaSearch(OptunaSearch):
             self._ot_study.tell(ot_trial, None, state=optuna.trial.TrialState.PRUNED)
         self._completed_trials.add(trial_id)
 
+    def _tell_multi(self, ot_trial, status: str | None, result: dict | None, error: bool) -> None:
+        values = [(result or {}).get(m) for m in self.metric]
+        finite = all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+        if result:
+            ot_trial.set_user_attr("last_values", dict(zip(self.metric, values)))
+            ot_trial.set_user_attr("epochs_run", result.get("epoch"))
+        if error or result is None or status is None:
+            ot_trial.set_user_attr("status", "errored")
+            self._ot_study.tell(ot_trial, None, state=optuna.trial.TrialState.FAIL)
+        elif status == "completed" and finite:
+            ot_trial.set_user_attr("status", "completed")
+            self._ot_study.tell(ot_trial, [float(v) for v in values], state=optuna.trial.TrialState.COMPLETE)
+        elif status == "completed":  # an objective the trial did not report: nothing Optuna could rank
+            ot_trial.set_user_attr("status", "errored")
+            ot_trial.set_user_attr("missing_objectives", [m for m, v in zip(self.metric, values) if v is None])
+            self._ot_study.tell(ot_trial, None, state=optuna.trial.TrialState.FAIL)
+        else:
+            ot_trial.set_user_attr("status", "diverged" if status == "diverged" else "stopped")
+            self._ot_study.tell(ot_trial, None, state=optuna.trial.TrialState.PRUNED)
 
-def make_sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
+
+def make_sampler(kind: str, seed: int, population_size: int = 50) -> optuna.samplers.BaseSampler:
     if kind == "tpe":
         # multivariate + group: TPE models the conditional parameters (momentum only under sgd, ...) jointly.
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=5)
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    raise ValueError(f"unknown sampler {kind!r}; known: tpe, random")
+    if kind == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population_size)
+    raise ValueError(f"unknown sampler {kind!r}; known: tpe, random, nsga2")
+
+
+def nsga2_population(num_samples: int) -> int:
+    """NSGA-II generation size for a budget of ``num_samples`` trials: about four generations, 4..50 trials each
+    (Optuna's default of 50 would leave a smaller search purely random)."""
+    return max(4, min(50, num_samples // 4))
 
 
 class MultiArchSearcher(Searcher):
@@ -73,8 +117,11 @@ class MultiArchSearcher(Searcher):
 
     def __init__(self, spaces: dict[str, Callable], num_samples: int, fixed: dict, *, storage: str | None,
                  study_prefix: str, sampler: str = "tpe", seed: int = 0, warm_start: dict[str, list] | None = None,
-                 enqueue: dict[str, list[dict]] | None = None):
+                 enqueue: dict[str, list[dict]] | None = None, objectives: list | None = None):
         super().__init__(metric=METRIC, mode=MODE)
+        # objectives [(metric, "max"|"min"), ...]: one multi-objective study per net instead of val_accuracy alone
+        metric = [m for m, _ in objectives] if objectives else METRIC
+        mode = [d for _, d in objectives] if objectives else MODE
         self.archs = list(spaces)
         self.num_samples = num_samples
         self.fixed = dict(fixed)
@@ -85,9 +132,9 @@ class MultiArchSearcher(Searcher):
             rdb = optuna.storages.RDBStorage(storage) if storage else None
             # points_to_evaluate: enqueued in the study, asked before the sampler's own (a new search only: a
             # resumed one gets this searcher back from Tune's pickle, with the queue as far as it got).
-            s = StatusAwareOptunaSearch(space=spaces[arch], metric=METRIC, mode=MODE, storage=rdb,
+            s = StatusAwareOptunaSearch(space=spaces[arch], metric=metric, mode=mode, storage=rdb,
                                         study_name=study_name(study_prefix, arch),
-                                        sampler=make_sampler(sampler, seed + i),
+                                        sampler=make_sampler(sampler, seed + i, nsga2_population(num_samples)),
                                         points_to_evaluate=list((enqueue or {}).get(arch, [])) or None)
             for frozen in (warm_start or {}).get(arch, []):
                 s._ot_study.add_trial(frozen)

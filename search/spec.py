@@ -55,6 +55,7 @@ class ExperimentSpec:
     preset: str = ""
     epoch_budget: int = 0  # per architecture, enforced by the scheduler (0: none); see search/scheduler.py
     enqueue: dict = field(default_factory=dict)  # arch -> configs every study tries first (e.g. the report's own)
+    objectives: list = field(default_factory=list)  # [[metric, max|min], ...]: empty = val_accuracy alone
 
     def __post_init__(self):
         from trainables.models import list_models
@@ -86,8 +87,8 @@ class ExperimentSpec:
             raise SpecError(f"--reduction-factor must be > 1, got {self.reduction_factor!r}")
         if self.scheduler not in ("asha", "none"):
             raise SpecError(f"--scheduler must be asha or none, got {self.scheduler!r}")
-        if self.sampler not in ("tpe", "random", "grid"):
-            raise SpecError(f"--sampler must be tpe, random or grid, got {self.sampler!r}")
+        if self.sampler not in ("tpe", "random", "grid", "nsga2"):
+            raise SpecError(f"--sampler must be tpe, random, nsga2 or grid, got {self.sampler!r}")
         if self.sampler == "grid" and not self.grid:
             raise SpecError("--sampler grid runs a report's own grid: use --preset NAME:grid (see cifar-tune presets)")
         if self.cpus_per_trial < 0:
@@ -105,6 +106,7 @@ class ExperimentSpec:
                 raise SpecError(f"--set {e}") from None
         if "epochs" in self.fixed:
             raise SpecError("--set epochs=... is not allowed in a search: use --max-epochs")
+        self._check_objectives()
         from trainables.config import resolve_config
 
         for a in self.archs:  # e.g. --set stem=cifar with a net that has no stem: refuse now, not in every trial
@@ -132,6 +134,27 @@ class ExperimentSpec:
                     f"--storage {self.storage!r} is on a node-local filesystem ({fs}); with --address the trials run "
                     f"on other nodes and their results would be lost. Use a path every node mounts (NFS, Lustre, ...) "
                     f"or a URL such as s3://bucket/path, or pass --storage-is-shared if this path really is shared.")
+
+    def _check_objectives(self) -> None:
+        from trainables.config import FIELDS
+        from trainables.objectives import MEASURED, ObjectiveError, parse_objectives
+
+        if not self.objectives:
+            return
+        try:
+            self.objectives = [list(o) for o in parse_objectives(self.objectives)]
+        except ObjectiveError as e:
+            raise SpecError(f"--objectives: {e}") from None
+        if self.sampler == "grid":
+            raise SpecError("--objectives: a grid preset runs fixed rows; objectives need a sampler (tpe, nsga2, ...)")
+        if self.warm_start:  # its studies have one objective (or others): their trials cannot seed these
+            raise SpecError("--objectives with --warm-start is not supported: the earlier studies' values are not "
+                            "these objectives")
+        batch = self.fixed.get("latency_batch", FIELDS["latency_batch"][1])
+        for name, _ in self.objectives:
+            if name in MEASURED and (not batch or (name == "inference_images_per_s" and batch < 2)):
+                raise SpecError(f"--objectives {name}: needs inference measured in every trial, but "
+                                f"--set latency_batch={batch}")
 
     @property
     def experiment_dir(self) -> str:

@@ -60,8 +60,11 @@ def load_spaces(spec: ExperimentSpec) -> dict:
 
     out = {}
     for arch in spec.archs:
+        path = spec.space_files.get(arch)
+        if path is None and spec.objectives:  # a size-aware search also searches the net's size knobs
+            path = size_space_file(arch)
         try:
-            space = load_space(arch, spec.space_files.get(arch))
+            space = load_space(arch, path)
         except SpaceError as e:
             raise SpecError(f"--space: {e}") from None
         pinned = {k: v for k, v in spec.fixed.items() if k in space.params or k in space.fixed}
@@ -70,6 +73,14 @@ def load_spaces(spec: ExperimentSpec) -> dict:
                                         fixed={**space.fixed, **pinned})
         out[arch] = space
     return out
+
+
+def size_space_file(arch: str) -> str | None:
+    """``spaces/size/<arch>.yaml`` (the net's space plus its size knobs) when shipped, else None."""
+    from spaces import shipped_dir
+
+    path = shipped_dir() / "size" / f"{arch}.yaml"
+    return str(path) if path.exists() else None
 
 
 def trial_resources(spec: ExperimentSpec, resources: dict) -> dict:
@@ -133,12 +144,18 @@ def build_tuner(spec: ExperimentSpec, data, spaces: dict, *, resume: bool = Fals
         total = spec.num_samples * len(spec.archs)
         searcher = MultiArchSearcher({a: s.define_by_run for a, s in spaces.items()}, spec.num_samples, fixed,
                                      storage=spec.study_storage, study_prefix=spec.name, sampler=spec.sampler,
-                                     seed=spec.seed, warm_start=warm or {}, enqueue=spec.enqueue)
+                                     seed=spec.seed, warm_start=warm or {}, enqueue=spec.enqueue,
+                                     objectives=spec.objectives or None)
         param_space = None
     scheduler = (PerArchASHA(spec.archs, spec.max_epochs, spec.grace_period, spec.reduction_factor,
                              state_path=exp_dir / STATE_FILE, epoch_budget=spec.epoch_budget or None,
                              num_samples=spec.num_samples)
                  if spec.scheduler == "asha" and spec.sampler != "grid" else None)
+    if scheduler is not None and spec.objectives:
+        from search.moasha import STATE_FILE as MO_STATE_FILE, PerArchMOASHA
+
+        scheduler = PerArchMOASHA(spec.archs, spec.objectives, spec.max_epochs, spec.grace_period,
+                                  spec.reduction_factor, state_path=exp_dir / MO_STATE_FILE)
     import ray
 
     res = trial_resources(spec, ray.cluster_resources())

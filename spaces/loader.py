@@ -59,7 +59,7 @@ NOT_SEARCHABLE = {
     "val_size": "trials must be scored on the same validation split", "seed": "noise, not a hyperparameter",
     "epochs": "the ASHA budget (--max-epochs), not a hyperparameter",
     "checkpoint_every": "a run setting", "amp": "a speed setting", "channels_last": "a speed setting",
-    "compile": "a speed setting",
+    "compile": "a speed setting", "latency_batch": "a measurement setting",
 }
 # Of those, what a `fixed:` mapping may not set either: the first three belong to the caller, epochs to ASHA.
 NOT_FIXABLE = ("arch", "data_dir", "device", "epochs")

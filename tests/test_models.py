@@ -201,3 +201,83 @@ def test_resnet18_pretrained_loads_weights(monkeypatch):
 def test_resnet18_rejects_inconsistent_options(kwargs):
     with pytest.raises(ValueError):
         create_model("resnet18", **kwargs)
+
+
+# --------------------------------------------------------------------------------------------- size knobs (issue 11)
+
+@pytest.mark.parametrize("name", MODELS)
+def test_width_one_keeps_the_reports_parameter_counts(name):
+    assert count_params(create_model(name, width=1.0)) == EXPECTED_PARAMS[name]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_width_scales_the_net(name):
+    half, double = count_params(create_model(name, width=0.5)), count_params(create_model(name, width=2.0))
+    # Parameters grow roughly with width squared (conv x conv, dense x dense): a quarter to a half at 0.5.
+    assert EXPECTED_PARAMS[name] * 0.2 < half < EXPECTED_PARAMS[name] * 0.5
+    assert double > EXPECTED_PARAMS[name] * 3
+    model = create_model(name, width=0.5).eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_width_rounds_half_up_and_keeps_one_channel():
+    from trainables.models.registry import scaled
+
+    assert [scaled(c, 0.5) for c in (6, 16, 32, 5, 1)] == [3, 8, 16, 3, 1]
+    assert scaled(3, 0.01) == 1
+    with pytest.raises(ValueError, match="width"):
+        scaled(8, 0)
+
+
+# Exact counts of the knobs the reports varied, worked out by hand from the layer shapes.
+EXPECTED_KNOBS = [
+    # OriginNet at width 0.5: convs 3/8/16, MLP 60-42; 2x2 kernels, padding 1, 1, 0 -> 16 x 3 x 3 = 144 flat.
+    ("origin_net", {"width": 0.5},
+     (3 * 3 * 4 + 3) + (8 * 3 * 4 + 8) + (16 * 8 * 4 + 16) + (144 * 60 + 60) + (60 * 42 + 42) + (42 * 10 + 10)),
+    # 3x3 kernels, padding 1, 1, 0: 32 -> 32 -> 16 -> 16 -> 8 -> 6 -> 3, so again 32 x 3 x 3 = 288 flat.
+    ("origin_net", {"kernel": 3}, (6 * 27 + 6) + (16 * 54 + 16) + (32 * 144 + 32) + 48_252 - 78 - 400 - 2_080),
+    ("origin_net", {"pool": "avg"}, 48_252),  # pooling has no parameters
+    # ModifiedNet, 5x5 "same": 8*75+8, 12*200+12, 16*300+16, + BN 2*(8+12+16), then the unchanged MLP.
+    ("modified_net", {"kernel": 5}, 608 + 2_412 + 4_816 + 72 + (256 * 100 + 100) + (100 * 64 + 64) + 650),
+    # keras_cnn, 2 blocks of 16/32 filters: conv 448 + 4,640, BN 32 + 64, flatten 32 x 6 x 6, dense 128.
+    ("keras_cnn", {"depth": 2, "filters": 16}, 448 + 4_640 + 32 + 64 + (1_152 * 128 + 128) + 1_290),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,expected", EXPECTED_KNOBS)
+def test_size_knob_parameter_counts(name, kwargs, expected):
+    assert count_params(create_model(name, **kwargs)) == expected
+
+
+def test_size_knobs_are_validated_config_keys():
+    from trainables.config import ConfigError, resolve_config
+
+    assert resolve_config({"arch": "keras_cnn", "depth": "2", "filters": "16"})["depth"] == 2
+    assert resolve_config({"arch": "origin_net", "width": "0.5", "kernel": 3, "pool": "avg"})["pool"] == "avg"
+    for bad, named in [({"arch": "origin_net", "depth": 2}, "depth"),  # not a knob of this net
+                       ({"arch": "simple_cnn", "width": 0}, "width"),
+                       ({"arch": "origin_net", "pool": "min"}, "pool"),
+                       ({"arch": "modified_net", "kernel": 9}, "kernel"),
+                       ({"arch": "keras_cnn", "depth": 4}, "depth=4")]:  # 32 px allow 3 valid-padded blocks
+        with pytest.raises(ConfigError, match=named):
+            resolve_config(bad)
+    assert resolve_config({"arch": "keras_cnn", "depth": 4, "padding": "same"})["depth"] == 4
+
+
+def test_keras_cnn_dropout_ramp_follows_depth():
+    assert report001.keras_cnn_dropout_schedule(0.3, depth=2) == pytest.approx([0.3, 0.5, 0.5])
+    assert report001.keras_cnn_dropout_schedule(0.3, depth=5) == pytest.approx([0.3, 0.35, 0.4, 0.45, 0.5, 0.5])
+
+
+def test_archs_lists_each_nets_options():
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "search.cli", "archs", "--json"], capture_output=True, text=True)
+    options = {r["name"]: r["options"] for r in json.loads(out.stdout)}
+    assert options["origin_net"] == ["width", "kernel", "pool"]
+    assert options["keras_cnn"] == ["width", "depth", "filters", "padding"]
+    assert options["resnet18"] == ["stem", "pretrained", "freeze", "width"]
+    assert all("width" in o for o in options.values())

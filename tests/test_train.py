@@ -117,3 +117,30 @@ def test_arch_defaults_are_the_reports_own():
     cfg = resolve_config({"arch": "modified_net"})
     assert cfg["optimizer"] == "sgd" and cfg["lr"] == 0.005
     assert resolve_config({"arch": "modified_net", "lr": 0.1})["lr"] == 0.1
+
+
+# --------------------------------------------------------------------------------------------- objectives (issue 11)
+
+def test_every_epoch_reports_size_and_inference_speed_measured_once(cifar):
+    cfg = {**SMALL, "arch": "origin_net", "subset": 256, "val_size": 128, "epochs": 2, "latency_batch": 32,
+           "width": 0.5}
+    _, rows, states = run(cfg, cifar)
+    from trainables.models import count_params, create_model
+
+    model = create_model("origin_net", width=0.5)
+    assert all(r["params"] == count_params(model) for r in rows)
+    assert rows[0]["size_mb"] == pytest.approx(count_params(model) * 4 / 1e6)  # no buffers without BatchNorm
+    for key in ("inference_latency_ms", "inference_images_per_s_b1", "inference_images_per_s"):
+        assert math.isfinite(rows[0][key]) and rows[0][key] > 0
+        assert rows[1][key] == rows[0][key]  # measured once per trial, carried in every report
+    assert rows[0]["inference_batch"] == 32
+    assert states[-1]["inference"]["inference_latency_ms"] == rows[0]["inference_latency_ms"]
+    _, rows, _ = run({**cfg, "epochs": 1, "latency_batch": 0}, cifar)
+    assert "inference_latency_ms" not in rows[0] and rows[0]["size_mb"] > 0
+
+
+def test_measuring_inference_leaves_the_training_trajectory_alone(cifar):
+    cfg = {**SMALL, "subset": 320, "epochs": 2, "augment": True, "dropout": 0.3}
+    measured, _, _ = run({**cfg, "latency_batch": 8}, cifar)
+    unmeasured, _, _ = run({**cfg, "latency_batch": 0}, cifar)
+    assert measured["train_loss"] == unmeasured["train_loss"] and measured[METRIC] == unmeasured[METRIC]

@@ -66,8 +66,22 @@ FIELDS: dict[str, tuple[type, Any, Callable | None, str]] = {
     "stem": (str, None, lambda v: v in ("imagenet", "cifar"), "imagenet or cifar"),
     "pretrained": (bool, None, None, "true or false"),
     "freeze": (int, None, _nonneg, ">= 0"),
+    # Size knobs (issue 11). None: the report's own net. width: every net; kernel, pool: origin_net and
+    # modified_net; depth, filters, padding: keras_cnn.
+    "width": (float, None, lambda v: 0 < v <= 8, "in (0, 8]"),  # multiplier of channels and dense units
+    "kernel": (int, None, lambda v: 1 <= v <= 7, "in [1, 7]"),  # conv kernel side, pixels
+    "pool": (str, None, lambda v: v in ("max", "avg"), "max or avg"),
+    "depth": (int, None, lambda v: 1 <= v <= 6, "in [1, 6]"),  # conv blocks
+    "filters": (int, None, lambda v: 1 <= v <= 512, "in [1, 512]"),  # first block's filters, doubling per block
+    "padding": (str, None, lambda v: v in ("valid", "same"), "valid or same"),
+    # Inference measurement reported by every trial (objectives for a size-aware search): images per forward
+    # pass of the large-batch throughput; 0 skips the measurement.
+    "latency_batch": (int, 256, _nonneg, ">= 0"),
 }
-ARCH_KWARGS = ("stem", "pretrained", "freeze")
+ARCH_KWARGS = ("stem", "pretrained", "freeze", "width", "kernel", "pool", "depth", "filters", "padding")
+# Of those, the ones that change the net's shape: a config setting one is built once (on the meta device, no
+# memory, no compute) when resolved, so e.g. keras_cnn depth=4 with valid padding fails here, not in a trial.
+SHAPE_KWARGS = ("width", "kernel", "pool", "depth", "filters", "padding")
 _TRUE = {"true", "yes", "1", "on"}
 _FALSE = {"false", "no", "0", "off"}
 
@@ -154,7 +168,27 @@ def resolve_config(config: dict) -> dict:
     for key in ARCH_KWARGS:
         if config.get(key) is not None and key not in accepted:
             raise ConfigError(f"{key}: arch {arch!r} has no such option (value {config[key]!r})")
+    shape = {k: out[k] for k in SHAPE_KWARGS if out[k] is not None}
+    if shape:
+        check_buildable(arch, out, shape)
     return out
+
+
+def check_buildable(arch: str, cfg: dict, shape: dict) -> None:
+    """Build ``arch`` with the ``shape`` knobs on the meta device (no memory, no compute); ConfigError if it
+    cannot be built for the config's dataset (e.g. too many valid-padded blocks for the image)."""
+    import torch
+
+    from trainables.models import create_model
+
+    channels, side = (1, 28) if cfg["dataset"] == "fashion_mnist" else (3, 32)
+    try:
+        with torch.device("meta"):
+            create_model(arch, in_channels=channels, image_size=side, dropout=cfg["dropout"], norm=cfg["norm"],
+                         **shape)
+    except (ValueError, RuntimeError) as e:
+        knobs = ", ".join(f"{k}={v!r}" for k, v in shape.items())
+        raise ConfigError(f"{knobs}: arch {arch!r} cannot be built with these values: {e}") from None
 
 
 def parse_assignments(items: list[str]) -> dict:

@@ -20,12 +20,15 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from trainables.config import METRIC, resolve_config
+from trainables.config import ARCH_KWARGS, METRIC, resolve_config
 from trainables.data import Dataset, DeviceBatches, as_shared_tensor, load_dataset
 from trainables.models import count_params, create_model, get_arch
 
 CHECKPOINT_FILE = "checkpoint.pt"
 EVAL_BATCH = 1024  # images per forward pass when evaluating
+# Inference measurement, once per trial (after its first epoch): warm-up passes, then timed passes until at least
+# MIN and at most MAX are done or BUDGET seconds have passed; the median pass time is reported.
+LATENCY_WARMUP, LATENCY_MIN_PASSES, LATENCY_MAX_PASSES, LATENCY_BUDGET_S = 2, 3, 30, 0.25
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -110,6 +113,57 @@ def evaluate(model: nn.Module, batches: DeviceBatches, amp: bool = False) -> dic
             "predictions": pred.cpu().numpy()}
 
 
+def model_size_mb(model: nn.Module) -> float:
+    """MB of the weights and buffers (BatchNorm statistics) as stored, i.e. what a saved state_dict holds."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors) / 1e6
+
+
+@torch.inference_mode()
+def measure_inference(model: nn.Module, device: torch.device, image_shape: tuple[int, int, int], batch: int,
+                      amp: bool = False, channels_last: bool = False) -> dict:
+    """Inference speed of ``model`` on ``device`` the same way for every trial: random images of ``image_shape``
+    (C, H, W), eval mode, the trial's autocast and memory format; median over timed passes (see LATENCY_*).
+
+    Returns ``inference_latency_ms`` and ``inference_images_per_s_b1`` (batch 1) and, for ``batch`` > 1,
+    ``inference_images_per_s`` at ``inference_batch`` = ``batch``. These are measurements, not guarantees: they
+    depend on the device, the threads the trial was given and whatever else runs beside it.
+    """
+    was_training = model.training
+    model.eval()
+
+    def median_seconds(n: int) -> float:
+        # Own generator: the measurement must not move the training RNG (a resumed trial does not measure again).
+        x = torch.randn(n, *image_shape, device=device, generator=torch.Generator(device).manual_seed(0))
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+
+        def one_pass():
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                model(x)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+
+        for _ in range(LATENCY_WARMUP):
+            one_pass()
+        times, start = [], time.perf_counter()
+        while len(times) < LATENCY_MIN_PASSES or (len(times) < LATENCY_MAX_PASSES
+                                                   and time.perf_counter() - start < LATENCY_BUDGET_S):
+            t0 = time.perf_counter()
+            one_pass()
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times))
+
+    try:
+        single = median_seconds(1)
+        out = {"inference_latency_ms": single * 1e3, "inference_images_per_s_b1": 1.0 / single}
+        if batch > 1:
+            out.update(inference_images_per_s=batch / median_seconds(batch), inference_batch=batch)
+        return out
+    finally:
+        model.train(was_training)
+
+
 def print_report(metrics: dict, state: dict | None = None) -> None:
     keys = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_seconds", "images_per_second")
     print(f"epoch {metrics['epoch']:>3}/{metrics['epochs']}  " + "  ".join(
@@ -138,15 +192,15 @@ def train(config: dict, *, report: Callable[[dict, dict | None], None] = print_r
     val_batches = DeviceBatches(images, labels, EVAL_BATCH, index=val_idx, **loader)
 
     spec = get_arch(cfg["arch"])
-    extra = {k: cfg[k] for k in ("stem", "pretrained", "freeze") if cfg[k] is not None}
+    extra = {k: cfg[k] for k in ARCH_KWARGS if cfg[k] is not None}
     model = create_model(cfg["arch"], num_classes=ds.num_classes, in_channels=ds.shape[-1], image_size=ds.shape[0],
                          dropout=cfg["dropout"], norm=cfg["norm"], **extra).to(device)
     if cfg["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
-    params = count_params(model)
+    params, size_mb = count_params(model), model_size_mb(model)
     optimizer = build_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
     schedule = build_schedule(cfg, optimizer, len(train_batches))
-    start_epoch, history = 0, []
+    start_epoch, history, inference = 0, [], None
     if resume_state is not None:
         model.load_state_dict(resume_state["model"])
         optimizer.load_state_dict(resume_state["optimizer"])
@@ -154,6 +208,7 @@ def train(config: dict, *, report: Callable[[dict, dict | None], None] = print_r
         train_batches.generator.set_state(resume_state["batch_rng"])
         torch.set_rng_state(resume_state["torch_rng"])
         start_epoch, history = resume_state["epoch"], list(resume_state.get("history", []))
+        inference = resume_state.get("inference")  # measured once per trial: a resumed trial reports the same
     step_model = torch.compile(model) if cfg["compile"] else model
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg["label_smoothing"])
 
@@ -186,10 +241,14 @@ def train(config: dict, *, report: Callable[[dict, dict | None], None] = print_r
         diverged = diverged or not math.isfinite(train_loss)
         val = evaluate(model, val_batches, cfg["amp"]) if len(val_idx) else {"loss": float("nan"), "accuracy": 0.0}
         status = "diverged" if diverged else ("completed" if epoch == cfg["epochs"] else "running")
+        if inference is None and cfg["latency_batch"] and not diverged:
+            image_shape = (ds.shape[-1], ds.shape[0], ds.shape[1])
+            inference = measure_inference(model, device, image_shape, cfg["latency_batch"], cfg["amp"],
+                                          cfg["channels_last"])
         metrics = {"epoch": epoch, "epochs": cfg["epochs"], "arch": cfg["arch"], "train_loss": train_loss,
                    "train_accuracy": float(correct) / seen, "val_loss": val["loss"], METRIC: val["accuracy"],
                    "epoch_seconds": seconds, "images_per_second": seen / seconds, "lr": schedule.get_last_lr()[0],
-                   "params": params, "status": status}
+                   "params": params, "size_mb": size_mb, **(inference or {}), "status": status}
         history.append({k: metrics[k] for k in ("epoch", "train_loss", "train_accuracy", "val_loss", METRIC)})
         last = status != "running"
         state = None
@@ -197,7 +256,8 @@ def train(config: dict, *, report: Callable[[dict, dict | None], None] = print_r
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "schedule": schedule.state_dict(), "batch_rng": train_batches.generator.get_state(),
                      "torch_rng": torch.get_rng_state(), "epoch": epoch, "config": cfg, "history": history,
-                     "dataset": {"name": ds.name, "checksum": ds.checksum}, "report": spec.report}
+                     "dataset": {"name": ds.name, "checksum": ds.checksum}, "report": spec.report,
+                     "inference": inference}
         report(metrics, state)
         if last:
             break

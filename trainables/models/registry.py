@@ -6,6 +6,7 @@ Its registration carries the report it comes from, the report's own training set
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -116,6 +117,25 @@ def flat_features(features: nn.Module, in_channels: int, image_size: int) -> int
     finally:
         features.train(was_training)
     return out[0].numel()
+
+
+def scaled(channels: int, width: float) -> int:
+    """``channels`` times the ``width`` multiplier, rounded half up, at least 1 (``width=1`` returns ``channels``)."""
+    if not width > 0:
+        raise ValueError(f"width must be > 0, got {width!r}")
+    return max(1, math.floor(channels * width + 0.5))
+
+
+POOLS = ("max", "avg")
+
+
+def pool_layer(pool: str, size: int = 2) -> nn.Module:
+    """``size`` x ``size`` max or average pooling."""
+    if pool == "max":
+        return nn.MaxPool2d(size)
+    if pool == "avg":
+        return nn.AvgPool2d(size)
+    raise ValueError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
 
 
 def check_no_extra(arch: str, extra: dict) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from trainables.models.registry import check_no_extra, default_image_size, flat_features, norm_layer, register
+from trainables.models.registry import check_no_extra, default_image_size, flat_features, norm_layer, register, scaled
 
 
 def _conv_block(cin: int, cout: int, norm: str) -> nn.Sequential:
@@ -43,23 +43,25 @@ def _conv_block(cin: int, cout: int, norm: str) -> nn.Sequential:
     published={"metric": "test_accuracy", "value": 0.7089, "source": "Table II (lr 0.001, batch 20)"},
 )
 def build(num_classes: int = 10, in_channels: int = 3, dropout: float = 0.0, norm: str = "batch",
-          image_size: int | None = None, **extra) -> nn.Module:
+          image_size: int | None = None, width: float = 1.0, **extra) -> nn.Module:
     """Simple CNN of report 000 (Shin), Table I: conv32-pool-conv32-pool-dense64-dense10.
 
     84,586 parameters with ``norm="none"`` (the table), 84,714 with the default ``norm="batch"``.
     ``dropout`` (0 in the report, which avoided it) is applied before each of the two dense layers.
     ``image_size`` sizes the dense head (default: 32, or 28 for one-channel input).
+    ``width`` scales the conv filters (32) and the hidden dense layer (64), rounded half up.
     """
     check_no_extra("simple_cnn", extra)
     size = default_image_size(in_channels, image_size)
-    features = nn.Sequential(_conv_block(in_channels, 32, norm), _conv_block(32, 32, norm), nn.Flatten())
+    c, hidden = scaled(32, width), scaled(64, width)
+    features = nn.Sequential(_conv_block(in_channels, c, norm), _conv_block(c, c, norm), nn.Flatten())
     flat = flat_features(features, in_channels, size)  # 32 * 6 * 6 = 1152 at 32x32
     # The softmax of the Keras model is left to the loss (CrossEntropyLoss takes logits).
     classifier = nn.Sequential(
         nn.Dropout(dropout),
-        nn.Linear(flat, 64),
+        nn.Linear(flat, hidden),
         nn.ReLU(inplace=True),
         nn.Dropout(dropout),
-        nn.Linear(64, num_classes),
+        nn.Linear(hidden, num_classes),
     )
     return nn.Sequential(features, classifier)

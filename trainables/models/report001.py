@@ -22,7 +22,7 @@ import functools
 import torch.nn as nn
 import torchvision
 
-from trainables.models.registry import check_no_extra, default_image_size, flat_features, norm_layer, register
+from trainables.models.registry import check_no_extra, default_image_size, flat_features, norm_layer, register, scaled
 
 # ---------------------------------------------------------------------------------------------------------------
 # keras_cnn
@@ -34,13 +34,19 @@ KERAS_CNN_DROPOUT = (0.3, 0.4, 0.5, 0.5)
 _MAX_RATE = 0.9
 
 
-def keras_cnn_dropout_schedule(dropout: float) -> list[float]:
+def keras_cnn_dropout_schedule(dropout: float, depth: int = 3) -> list[float]:
     """Per-layer rates for base rate ``dropout`` (the first block's rate, the "D/O Rate" of Table 2).
 
     The report's ramp is scaled proportionally: 0.3 gives (0.3, 0.4, 0.5, 0.5), 0.4 gives
-    (0.4, 0.533, 0.667, 0.667), 0 turns all dropout off. Each rate is capped at 0.9.
+    (0.4, 0.533, 0.667, 0.667), 0 turns all dropout off. Each rate is capped at 0.9. One rate per conv block,
+    then the dense one; with ``depth`` blocks other than 3 the ramp runs from 0.3 to 0.5 over those blocks.
     """
-    return [min(dropout * r / KERAS_CNN_DROPOUT[0], _MAX_RATE) for r in KERAS_CNN_DROPOUT]
+    if depth == 3:
+        ramp = KERAS_CNN_DROPOUT
+    else:
+        first, last = KERAS_CNN_DROPOUT[0], KERAS_CNN_DROPOUT[-1]
+        ramp = tuple(first + (last - first) * i / max(1, depth - 1) for i in range(depth)) + (last,)
+    return [min(dropout * r / KERAS_CNN_DROPOUT[0], _MAX_RATE) for r in ramp]
 
 
 @register(
@@ -58,17 +64,23 @@ def keras_cnn_dropout_schedule(dropout: float) -> list[float]:
     published={"metric": "test_accuracy", "value": 0.8075, "source": "Table 1"},
 )
 def build_keras_cnn(num_classes: int = 10, in_channels: int = 3, dropout: float = 0.3, norm: str = "batch",
-                    padding: str = "valid", image_size: int | None = None, **extra) -> nn.Module:
+                    padding: str = "valid", image_size: int | None = None, width: float = 1.0, depth: int = 3,
+                    filters: int = 32, **extra) -> nn.Module:
     """Keras custom CNN of report 001 (Dureja), §2.2: 3 conv blocks 32/64/128, BN, dropout 0.3->0.5, dense 128.
 
     160,650 trainable parameters at the defaults (valid padding, see module docstring).
     ``dropout`` is the first block's rate; the deeper rates scale with it (``keras_cnn_dropout_schedule``).
     ``padding``: "valid" (Keras default, used here) or "same".
+    Size knobs (report 001 varied filters and depth): ``depth`` conv blocks (3) with ``filters`` (32) doubling
+    from block to block, so 32/64/128; ``width`` scales those filters and the dense 128, rounded half up. With
+    valid padding a 32x32 image allows at most 3 blocks, with "same" padding 5.
     """
     check_no_extra("keras_cnn", extra)
     if padding not in ("valid", "same"):
         raise ValueError(f"keras_cnn: padding must be 'valid' or 'same', got {padding!r}")
-    p1, p2, p3, p_dense = keras_cnn_dropout_schedule(dropout)
+    if int(depth) < 1 or int(filters) < 1:
+        raise ValueError(f"keras_cnn: depth and filters must be >= 1, got depth={depth!r}, filters={filters!r}")
+    *p_blocks, p_dense = keras_cnn_dropout_schedule(dropout, int(depth))
     pad = 0 if padding == "valid" else 1
 
     def block(cin: int, cout: int, p: float) -> nn.Sequential:
@@ -76,10 +88,16 @@ def build_keras_cnn(num_classes: int = 10, in_channels: int = 3, dropout: float 
         return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=pad), nn.ReLU(inplace=True), norm_layer(norm, cout),
                              nn.MaxPool2d(2), nn.Dropout(p))
 
-    features = nn.Sequential(block(in_channels, 32, p1), block(32, 64, p2), block(64, 128, p3), nn.Flatten())
+    blocks, cin = [], in_channels
+    for i, p in enumerate(p_blocks):
+        cout = scaled(int(filters) * 2 ** i, width)
+        blocks.append(block(cin, cout, p))
+        cin = cout
+    features = nn.Sequential(*blocks, nn.Flatten())
     flat = flat_features(features, in_channels, default_image_size(in_channels, image_size))
-    classifier = nn.Sequential(nn.Linear(flat, 128), nn.ReLU(inplace=True), nn.Dropout(p_dense),
-                               nn.Linear(128, num_classes))
+    hidden = scaled(128, width)
+    classifier = nn.Sequential(nn.Linear(flat, hidden), nn.ReLU(inplace=True), nn.Dropout(p_dense),
+                               nn.Linear(hidden, num_classes))
     return nn.Sequential(features, classifier)
 
 
@@ -102,11 +120,34 @@ def _load_imagenet_weights():
         ) from e
 
 
-def _stem_conv(in_channels: int, kernel_size: int, stride: int) -> nn.Conv2d:
+def _stem_conv(in_channels: int, kernel_size: int, stride: int, channels: int = 64) -> nn.Conv2d:
     """A replacement first conv, initialised the way torchvision initialises ResNet convs."""
-    conv = nn.Conv2d(in_channels, 64, kernel_size, stride=stride, padding=kernel_size // 2, bias=False)
+    conv = nn.Conv2d(in_channels, channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=False)
     nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
     return conv
+
+
+def _rescale_resnet(model, width: float, in_channels: int, norm: str) -> None:
+    """Rebuild ResNet-18's stem and four stages with ``width`` x (64, 128, 256, 512) channels, in place.
+
+    torchvision's ResNet fixes those widths (its ``width_per_group`` only reaches Bottleneck blocks), so the
+    stages are made again with its own ``_make_layer`` and BasicBlock and initialised as its constructor does.
+    """
+    from torchvision.models.resnet import BasicBlock
+
+    widths = [scaled(c, width) for c in (64, 128, 256, 512)]
+    model.inplanes = widths[0]
+    model.conv1 = nn.Conv2d(in_channels, widths[0], kernel_size=7, stride=2, padding=3, bias=False)
+    model.bn1 = norm_layer(norm, widths[0])
+    for i, (name, c) in enumerate(zip(("layer1", "layer2", "layer3", "layer4"), widths)):
+        setattr(model, name, model._make_layer(BasicBlock, c, 2, stride=1 if i == 0 else 2))
+    model.fc = nn.Linear(widths[-1], model.fc.out_features)
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.constant_(m.weight, 1)
+            nn.init.constant_(m.bias, 0)
 
 
 def _adapt_first_conv(weight, in_channels: int):
@@ -136,7 +177,7 @@ def _adapt_first_conv(weight, in_channels: int):
 )
 def build_resnet18(num_classes: int = 10, in_channels: int = 3, dropout: float = 0.0, norm: str = "batch",
                    stem: str = "imagenet", pretrained: bool = False, freeze: int = 0, image_size: int | None = None,
-                   **extra) -> nn.Module:
+                   width: float = 1.0, **extra) -> nn.Module:
     """torchvision ResNet-18 of report 001 (Dureja), §2.1-2.4, with a ``num_classes`` head.
 
     11,181,642 parameters with the ImageNet stem, 11,173,962 with ``stem="cifar"`` (3x3/1 conv, no max pool).
@@ -145,6 +186,8 @@ def build_resnet18(num_classes: int = 10, in_channels: int = 3, dropout: float =
     Frozen BatchNorm layers keep updating their running statistics in train mode; only the weights are fixed.
     ``dropout`` > 0 puts a dropout layer before the classifier (the report has none).
     ``image_size`` is accepted like everywhere in the zoo but not needed (global average pooling).
+    ``width`` scales the four stages' channels (64/128/256/512) and with them the head's input; not with
+    ``pretrained`` (the ImageNet weights have the original widths).
     """
     check_no_extra("resnet18", extra)
     if stem not in STEMS:
@@ -155,11 +198,15 @@ def build_resnet18(num_classes: int = 10, in_channels: int = 3, dropout: float =
         raise ValueError("resnet18: ImageNet weights fit only stem='imagenet' (the cifar stem is a different conv)")
     if pretrained and norm != "batch":
         raise ValueError(f"resnet18: ImageNet weights come with BatchNorm; norm={norm!r} cannot load them")
+    if pretrained and width != 1:
+        raise ValueError(f"resnet18: ImageNet weights fit only width=1, got width={width!r}")
 
     # torchvision takes the norm as a factory of the channel count, which is what norm_layer gives; a partial
     # (not a lambda) because the ResNet keeps it as an attribute and the model should stay picklable.
     model = torchvision.models.resnet18(weights=None, norm_layer=functools.partial(norm_layer, norm))
-    if in_channels != 3:
+    if width != 1:
+        _rescale_resnet(model, width, in_channels, norm)
+    elif in_channels != 3:
         model.conv1 = _stem_conv(in_channels, kernel_size=7, stride=2)
     if pretrained:
         state = _load_imagenet_weights()
@@ -169,7 +216,7 @@ def build_resnet18(num_classes: int = 10, in_channels: int = 3, dropout: float =
         assert set(missing) == {"fc.weight", "fc.bias"}, missing
     if stem == "cifar":
         # 32x32 images keep their resolution into layer1 (32 -> 32 -> 16 -> 8 -> 4).
-        model.conv1 = _stem_conv(in_channels, kernel_size=3, stride=1)
+        model.conv1 = _stem_conv(in_channels, kernel_size=3, stride=1, channels=model.inplanes if width != 1 else 64)
         model.maxpool = nn.Identity()
 
     # §2.1: replace the final fully connected layer (512 -> num_classes) after global average pooling.

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from trainables.models.registry import check_no_extra, norm_layer, register
+from trainables.models.registry import check_no_extra, norm_layer, register, scaled
 
 
 def _conv(cin: int, cout: int, stride: int, norm: str) -> list[nn.Module]:
@@ -37,28 +37,31 @@ def _conv(cin: int, cout: int, stride: int, norm: str) -> list[nn.Module]:
     published={"metric": "test_accuracy", "value": 0.84, "source": "Results and Discussion (table row 15)"},
 )
 def build(num_classes: int = 10, in_channels: int = 3, dropout: float = 0.2, norm: str = "batch",
-          image_size: int | None = None, **extra) -> nn.Module:
+          image_size: int | None = None, width: float = 1.0, **extra) -> nn.Module:
     """Ghasemi's Net of report 002, Step 3 code: 5 convs 32..512 with BN, adaptive pool 2x2, MLP 512-256.
 
     2,753,546 parameters at the defaults. ``dropout`` is the rate of the single Dropout before conv 5.
     ``image_size`` is accepted like everywhere in the zoo but not needed: the adaptive pooling fits any size.
+    ``width`` scales every conv (32..512) and both hidden dense layers (512, 256), rounded half up.
     """
     check_no_extra("ghasemi_net", extra)
+    c1, c2, c3, c4, c5 = (scaled(c, width) for c in (32, 64, 128, 256, 512))
+    h1, h2 = scaled(512, width), scaled(256, width)
     features = nn.Sequential(
-        *_conv(in_channels, 32, 1, norm),
-        *_conv(32, 64, 2, norm),  # the only downsampling before the pooling: 32 -> 16
-        *_conv(64, 128, 1, norm),
-        *_conv(128, 256, 1, norm),
+        *_conv(in_channels, c1, 1, norm),
+        *_conv(c1, c2, 2, norm),  # the only downsampling before the pooling: 32 -> 16
+        *_conv(c2, c3, 1, norm),
+        *_conv(c3, c4, 1, norm),
         nn.Dropout(dropout),
-        *_conv(256, 512, 1, norm),
+        *_conv(c4, c5, 1, norm),
     )
     classifier = nn.Sequential(
         nn.AdaptiveAvgPool2d((2, 2)),
         nn.Flatten(),
-        nn.Linear(512 * 2 * 2, 512),
+        nn.Linear(c5 * 2 * 2, h1),
         nn.ReLU(inplace=True),
-        nn.Linear(512, 256),
+        nn.Linear(h1, h2),
         nn.ReLU(inplace=True),
-        nn.Linear(256, num_classes),
+        nn.Linear(h2, num_classes),
     )
     return nn.Sequential(features, classifier)

@@ -15,12 +15,18 @@ then 256 -> 100 -> 64 -> 10 with dropout after both hidden layers and no BatchNo
 Training settings the report leaves out (batch size, momentum, epochs, augmentation) are taken from the
 author's repository (Appendix B link): batch 64, SGD momentum 0.9, 300 epochs, random horizontal flip and
 +-10 degree rotation; we note them as such.
+
+Size knobs (issue 11), all at the table's values by default: ``width`` scales every conv's filters and every
+hidden dense layer (rounded half up, at least 1); ``kernel`` is the side of every conv (OriginNet keeps the table's
+padding rule, k // 2 on the first two convs and none on the third, which at k=2 is its 1, 1, 0; ModifiedNet pads
+k // 2, "same" for odd k); ``pool`` is "max" (both tables) or "avg".
 """
 from __future__ import annotations
 
 import torch.nn as nn
 
-from trainables.models.registry import check_no_extra, default_image_size, flat_features, norm_layer, register
+from trainables.models.registry import (check_no_extra, default_image_size, flat_features, norm_layer, pool_layer,
+                                        register, scaled)
 
 # (out_channels, kernel, padding) of OriginNet's three convs, read off Table III.
 ORIGIN_CONVS = ((6, 2, 1), (16, 2, 1), (32, 2, 0))
@@ -28,9 +34,9 @@ ORIGIN_CONVS = ((6, 2, 1), (16, 2, 1), (32, 2, 0))
 ORIGIN_SIDES_32 = (33, 16, 17, 8, 7, 3)
 
 
-def _conv_pool(cin: int, cout: int, kernel: int, padding: int, norm: str) -> nn.Sequential:
+def _conv_pool(cin: int, cout: int, kernel: int, padding: int, norm: str, pool: str = "max") -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, kernel, padding=padding), norm_layer(norm, cout), nn.ReLU(inplace=True),
-                         nn.MaxPool2d(2))
+                         pool_layer(pool))
 
 
 def _mlp(flat: int, hidden: tuple[int, ...], num_classes: int, dropout: float) -> nn.Sequential:
@@ -56,20 +62,24 @@ def _mlp(flat: int, hidden: tuple[int, ...], num_classes: int, dropout: float) -
     published={"metric": "weighted_f1", "value": 0.5521, "source": "Table VII (test set, weighted average)"},
 )
 def build_origin_net(num_classes: int = 10, in_channels: int = 3, dropout: float = 0.0, norm: str = "none",
-                     image_size: int | None = None, **extra) -> nn.Module:
+                     image_size: int | None = None, width: float = 1.0, kernel: int = 2, pool: str = "max",
+                     **extra) -> nn.Module:
     """OriginNet of report 003 (Lai), Table III: three 2x2 convs 6/16/32 with max pooling, MLP 120-84.
 
     48,252 parameters at the defaults; feature map sides 33, 16, 17, 8, 7, 3 on 32x32 input.
     ``dropout`` (0 in the original) follows each hidden dense layer; ``norm`` goes after each conv.
+    ``width``, ``kernel``, ``pool``: the size knobs (module docstring).
     """
     check_no_extra("origin_net", extra)
     layers, cin = [], in_channels
-    for cout, kernel, padding in ORIGIN_CONVS:
-        layers.append(_conv_pool(cin, cout, kernel, padding, norm))
-        cin = cout
+    for cout, table_kernel, padding in ORIGIN_CONVS:
+        # The table's padding (1, 1, 0 for 2x2 kernels) generalised: k // 2 where it pads at all.
+        pad = kernel // 2 if padding else 0
+        layers.append(_conv_pool(cin, scaled(cout, width), kernel, pad, norm, pool))
+        cin = scaled(cout, width)
     features = nn.Sequential(*layers, nn.Flatten())
     flat = flat_features(features, in_channels, default_image_size(in_channels, image_size))  # 288 at 32x32
-    return nn.Sequential(features, _mlp(flat, (120, 84), num_classes, dropout))
+    return nn.Sequential(features, _mlp(flat, tuple(scaled(h, width) for h in (120, 84)), num_classes, dropout))
 
 
 @register(
@@ -87,17 +97,20 @@ def build_origin_net(num_classes: int = 10, in_channels: int = 3, dropout: float
     published={"metric": "test_accuracy", "value": 0.728, "source": "Tables VIII-IX (SGD, lr 0.005)"},
 )
 def build_modified_net(num_classes: int = 10, in_channels: int = 3, dropout: float = 0.5, norm: str = "batch",
-                       image_size: int | None = None, **extra) -> nn.Module:
+                       image_size: int | None = None, width: float = 1.0, kernel: int = 3, pool: str = "max",
+                       **extra) -> nn.Module:
     """ModifiedNet of report 003 (Lai), Tables V-VI: 3x3 convs 8/12/16 + BN + pool, MLP 100-64 with dropout.
 
     35,730 parameters at the defaults (Table V). ``dropout`` is the rate after both hidden dense layers.
+    ``width``, ``kernel``, ``pool``: the size knobs (module docstring).
     """
     check_no_extra("modified_net", extra)
+    c1, c2, c3 = (scaled(c, width) for c in (8, 12, 16))
     features = nn.Sequential(
-        _conv_pool(in_channels, 8, 3, 1, norm),  # 32 -> 16
-        _conv_pool(8, 12, 3, 1, norm),  # 16 -> 8
-        _conv_pool(12, 16, 3, 1, norm),  # 8 -> 4
+        _conv_pool(in_channels, c1, kernel, kernel // 2, norm, pool),  # 32 -> 16
+        _conv_pool(c1, c2, kernel, kernel // 2, norm, pool),  # 16 -> 8
+        _conv_pool(c2, c3, kernel, kernel // 2, norm, pool),  # 8 -> 4
         nn.Flatten(),
     )
     flat = flat_features(features, in_channels, default_image_size(in_channels, image_size))  # 256 at 32x32
-    return nn.Sequential(features, _mlp(flat, (100, 64), num_classes, dropout))
+    return nn.Sequential(features, _mlp(flat, tuple(scaled(h, width) for h in (100, 64)), num_classes, dropout))

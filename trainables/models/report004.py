@@ -16,12 +16,16 @@ E's three dropouts gets which rate is not said; we give the dense one 0.25 and t
 (the usual pattern of lighter dropout on conv features). F gives no rates; it "kept" E's setup, so we reuse
 0.25 for the dense dropout and 0.15 for the spatial dropout. For E and F, ``dropout`` is the dense rate and
 the conv-map rates are 0.6 x ``dropout`` (0.15 at the default 0.25).
+
+``width`` (all three nets) scales every conv's filters and the hidden dense layer, rounded half up, at least 1.
 """
 from __future__ import annotations
 
+import functools
+
 import torch.nn as nn
 
-from trainables.models.registry import check_no_extra, default_image_size, flat_features, norm_layer, register
+from trainables.models.registry import check_no_extra, default_image_size, flat_features, norm_layer, register, scaled
 
 # Conv-map dropout relative to the dense dropout for E and F (0.15 / 0.25, see module docstring).
 CONV_DROPOUT_RATIO = 0.6
@@ -60,19 +64,20 @@ _COMMON = {"augment": False, "label_smoothing": 0.0, "schedule": "constant"}
     published={"metric": "val_accuracy", "value": 0.66, "source": "§4.3 / Table 1 (Val. Set Acc.)"},
 )
 def build_lozano_c(num_classes: int = 10, in_channels: int = 3, dropout: float = 0.5, norm: str = "none",
-                   image_size: int | None = None, **extra) -> nn.Module:
+                   image_size: int | None = None, width: float = 1.0, **extra) -> nn.Module:
     """Model C of report 004 (Lozano), §4.3: convs 7x7/64, 5x5/128, 3x3/128, 3x3/256 with 3 pools, dense 128.
 
     1,182,858 parameters at the defaults. ``dropout`` is the rate before the output layer; ``norm`` (none in
     the report) goes after each conv and after the dense layer.
     """
     check_no_extra("lozano_c", extra)
+    w = functools.partial(scaled, width=width)
     features = nn.Sequential(
-        _conv(in_channels, 64, 7, norm), nn.MaxPool2d(2),  # 32 -> 16
-        _conv(64, 128, 5, norm), _conv(128, 128, 3, norm), nn.MaxPool2d(2),  # 16 -> 8
-        _conv(128, 256, 3, norm), nn.MaxPool2d(2),  # 8 -> 4
+        _conv(in_channels, w(64), 7, norm), nn.MaxPool2d(2),  # 32 -> 16
+        _conv(w(64), w(128), 5, norm), _conv(w(128), w(128), 3, norm), nn.MaxPool2d(2),  # 16 -> 8
+        _conv(w(128), w(256), 3, norm), nn.MaxPool2d(2),  # 8 -> 4
     )
-    return _assemble(features, in_channels, image_size, 128, num_classes, dropout, norm)
+    return _assemble(features, in_channels, image_size, w(128), num_classes, dropout, norm)
 
 
 @register(
@@ -87,23 +92,24 @@ def build_lozano_c(num_classes: int = 10, in_channels: int = 3, dropout: float =
     published={"metric": "val_accuracy", "value": 0.73, "source": "§4.5 / Table 1 (Val. Set Acc.)"},
 )
 def build_lozano_e(num_classes: int = 10, in_channels: int = 3, dropout: float = 0.25, norm: str = "none",
-                   image_size: int | None = None, **extra) -> nn.Module:
+                   image_size: int | None = None, width: float = 1.0, **extra) -> nn.Module:
     """Model E of report 004 (Lozano), §4.5: model C + a 3x3/256 conv and pool, three dropouts (0.15/0.25).
 
     1,379,722 parameters at the defaults. ``dropout`` is the dense rate; the two dropouts on conv maps use
     0.6 x ``dropout``.
     """
     check_no_extra("lozano_e", extra)
+    w = functools.partial(scaled, width=width)
     p_conv = dropout * CONV_DROPOUT_RATIO
     features = nn.Sequential(
-        _conv(in_channels, 64, 7, norm), nn.MaxPool2d(2),  # 32 -> 16
-        _conv(64, 128, 5, norm), _conv(128, 128, 3, norm), nn.MaxPool2d(2),  # 16 -> 8
+        _conv(in_channels, w(64), 7, norm), nn.MaxPool2d(2),  # 32 -> 16
+        _conv(w(64), w(128), 5, norm), _conv(w(128), w(128), 3, norm), nn.MaxPool2d(2),  # 16 -> 8
         nn.Dropout(p_conv),  # Keras Dropout on a feature map: element-wise, as nn.Dropout
-        _conv(128, 256, 3, norm), nn.MaxPool2d(2),  # 8 -> 4
-        _conv(256, 256, 3, norm), nn.MaxPool2d(2),  # 4 -> 2
+        _conv(w(128), w(256), 3, norm), nn.MaxPool2d(2),  # 8 -> 4
+        _conv(w(256), w(256), 3, norm), nn.MaxPool2d(2),  # 4 -> 2
         nn.Dropout(p_conv),
     )
-    return _assemble(features, in_channels, image_size, 128, num_classes, dropout, norm)
+    return _assemble(features, in_channels, image_size, w(128), num_classes, dropout, norm)
 
 
 @register(
@@ -119,17 +125,18 @@ def build_lozano_e(num_classes: int = 10, in_channels: int = 3, dropout: float =
                "source": "§4.6 / Table 1 (Val. Set Acc.; test accuracy also 0.79)"},
 )
 def build_lozano_f(num_classes: int = 10, in_channels: int = 3, dropout: float = 0.25, norm: str = "batch",
-                   image_size: int | None = None, **extra) -> nn.Module:
+                   image_size: int | None = None, width: float = 1.0, **extra) -> nn.Module:
     """Model F of report 004 (Lozano), §4.6: model C with a 5x5 stem, BatchNorm everywhere, spatial dropout, dense 256.
 
     1,705,610 trainable parameters at the defaults. ``dropout`` is the dense rate; the spatial (channel)
     dropout after the second pooling uses 0.6 x ``dropout``.
     """
     check_no_extra("lozano_f", extra)
+    w = functools.partial(scaled, width=width)
     features = nn.Sequential(
-        _conv(in_channels, 64, 5, norm), nn.MaxPool2d(2),  # 32 -> 16
-        _conv(64, 128, 5, norm), _conv(128, 128, 3, norm), nn.MaxPool2d(2),  # 16 -> 8
+        _conv(in_channels, w(64), 5, norm), nn.MaxPool2d(2),  # 32 -> 16
+        _conv(w(64), w(128), 5, norm), _conv(w(128), w(128), 3, norm), nn.MaxPool2d(2),  # 16 -> 8
         nn.Dropout2d(dropout * CONV_DROPOUT_RATIO),  # Keras SpatialDropout2D drops whole channels
-        _conv(128, 256, 3, norm), nn.MaxPool2d(2),  # 8 -> 4
+        _conv(w(128), w(256), 3, norm), nn.MaxPool2d(2),  # 8 -> 4
     )
-    return _assemble(features, in_channels, image_size, 256, num_classes, dropout, norm)
+    return _assemble(features, in_channels, image_size, w(256), num_classes, dropout, norm)

@@ -1,0 +1,165 @@
+"""Multi-objective ASHA per architecture (MOASHA, Schmucker et al. 2021, on Ray Tune), with persisted rungs.
+
+Ray's ASHA ranks by one metric, and Optuna refuses intermediate values (and so pruning) in multi-objective studies.
+:class:`PerArchMOASHA` is ASHA with the comparison replaced: when a trial reaches a rung (epoch ``grace_period * eta^k``
+below ``max_t``), it is ranked among every trial of its net recorded at that rung so far, by non-dominated sorting of
+the objectives observed there (``trainables.objectives``: fronts, then crowding distance, so a front's extremes go
+first) and it trains on only if it is among the top ``ceil(n / eta)`` of those ``n``. Asynchronous like ASHA: a
+trial is judged against those that got to the rung before it, and a decision is never revisited. The first trial at
+a rung always goes on.
+
+A stopped trial ends like an ASHA stop: its last result has ``status="running"``, which
+:class:`~search.searcher.StatusAwareOptunaSearch` tells Optuna as PRUNED (without values: a multi-objective study
+has no intermediate values to rank it by).
+
+Every decision (the rung, the trial's values, its place in the ranking, the population size, kept or stopped) is
+written to ``moasha_state.json`` as it is made and read back on resume, as ``PerArchASHA`` does with
+``asha_state.json``: a resumed search ranks against the same records and a stop made before a crash stands.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+from search.scheduler import TIME_ATTR, PerArchASHA
+from trainables.config import METRIC, MODE
+from trainables.objectives import MOASHA_STATE_FILE, parse_objectives, rank_order, to_loss
+
+STATE_FILE = MOASHA_STATE_FILE
+
+
+def milestones(max_t: int, grace_period: int, reduction_factor: float) -> list[int]:
+    """Rung epochs: grace_period * eta^k, rounded up, below max_t (a trial at max_t is finished anyway)."""
+    out, k = [], 0
+    while True:
+        m = math.ceil(grace_period * reduction_factor ** k - 1e-9)
+        if m >= max_t:
+            return out
+        if not out or m > out[-1]:
+            out.append(m)
+        k += 1
+
+
+class PerArchMOASHA(FIFOScheduler):
+    """One set of multi-objective rungs per architecture (trials carry ``arch`` in their config).
+
+    >>> s = PerArchMOASHA(["origin_net"], [("val_accuracy", "max"), ("params", "min")], max_t=9)
+    >>> s.milestones
+    [1, 3]
+    """
+
+    def __init__(self, archs: list[str], objectives, max_t: int, grace_period: int = 1,
+                 reduction_factor: float = 3, state_path: str | os.PathLike | None = None):
+        super().__init__()
+        self._metric, self._mode = METRIC, MODE
+        if not isinstance(max_t, int) or max_t < 1:
+            raise ValueError(f"max_t must be an integer >= 1, got {max_t!r}")
+        if grace_period < 1 or grace_period > max_t:
+            raise ValueError(f"grace_period must be in [1, max_epochs={max_t}], got {grace_period!r}")
+        if reduction_factor <= 1:
+            raise ValueError(f"reduction_factor must be > 1, got {reduction_factor!r}")
+        if not archs:
+            raise ValueError("archs: at least one architecture is needed")
+        self.objectives = [list(o) for o in parse_objectives(objectives)]
+        self.max_t, self.grace_period, self.reduction_factor = max_t, grace_period, reduction_factor
+        self.milestones = milestones(max_t, grace_period, reduction_factor)
+        # arch -> milestone -> trial_id -> objective values (as reported, not turned into losses)
+        self.rungs: dict[str, dict[int, dict[str, list]]] = {a: {m: {} for m in self.milestones} for a in archs}
+        self.decisions: list[dict] = []  # every ranking made: trial, arch, epoch, values, place, population, kept
+        self.stops: list[dict] = []  # the decisions that stopped a trial
+        self.state_path = Path(state_path) if state_path else None
+        if self.state_path and self.state_path.exists():
+            self.load(self.state_path)
+
+    # Tune pickles the scheduler when fit() begins and unpickles that copy on resume: the rungs on disk are newer.
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.state_path and self.state_path.exists():
+            self.load(self.state_path)
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_staging_checked"}
+
+    _drop_staged_copy = PerArchASHA._drop_staged_copy  # same staging-dir copy problem, same fix
+
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        return True  # the objectives are fixed at construction
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        self._drop_staged_copy(tune_controller)
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        self._drop_staged_copy(tune_controller)
+        action = self.decide(trial.trial_id, trial.config["arch"], result)
+        return action
+
+    def decide(self, trial_id: str, arch: str, result: dict) -> str:
+        """The rung decision for one result (CONTINUE or STOP); recorded and persisted when a rung is reached."""
+        epoch = result.get(TIME_ATTR)
+        stopped_at = next((s["epoch"] for s in self.stops if s["trial_id"] == trial_id), None)
+        if stopped_at is not None and epoch is not None and epoch >= stopped_at:
+            # Stopped before a driver kill that came before Tune saved it: the decision on record stands.
+            return TrialScheduler.STOP
+        if epoch is None or epoch >= self.max_t or result.get("status") == "diverged":
+            return TrialScheduler.CONTINUE  # the trial ends by itself
+        rungs = self.rungs.setdefault(arch, {m: {} for m in self.milestones})
+        milestone = next((m for m in reversed(self.milestones) if epoch >= m and trial_id not in rungs[m]), None)
+        if milestone is None:
+            return TrialScheduler.CONTINUE
+        names = [name for name, _ in self.objectives]
+        values = [result.get(name) for name in names]
+        others = list(rungs[milestone].items())
+        population = [v for _, v in others] + [values]
+        directions = [d for _, d in self.objectives]
+        order = rank_order([to_loss(v, directions) for v in population], prefer=len(population) - 1)
+        place = order.index(len(population) - 1)
+        keep = math.ceil(len(population) / self.reduction_factor)
+        kept = place < keep
+        rungs[milestone][trial_id] = values
+        decision = {"trial_id": trial_id, "arch": arch, "epoch": epoch, "rung": milestone,
+                    "values": dict(zip(names, values)), "place": place + 1, "population": len(population),
+                    "keep": keep, "kept": kept}
+        self.decisions.append(decision)
+        if not kept:
+            self.stops.append(decision)
+        self.persist()
+        return TrialScheduler.CONTINUE if kept else TrialScheduler.STOP
+
+    def debug_string(self) -> str:
+        counts: dict[str, int] = {}
+        for s in self.stops:
+            counts[s["arch"]] = counts.get(s["arch"], 0) + 1
+        return "PerArchMOASHA: " + ", ".join(f"{a} stopped {counts.get(a, 0)}" for a in self.rungs)
+
+    # ------------------------------------------------------------------------------------------- persistence
+    def state(self) -> dict:
+        return {"kind": "moasha", "objectives": self.objectives, "max_t": self.max_t,
+                "grace_period": self.grace_period, "reduction_factor": self.reduction_factor,
+                "milestones": self.milestones,
+                # The same shape as asha_state.json's rungs (milestone, {trial: value}), values being vectors.
+                "rungs": {a: [[m, rec[m]] for m in sorted(rec, reverse=True)] for a, rec in self.rungs.items()},
+                "num_stopped": {a: sum(s["arch"] == a for s in self.stops) for a in self.rungs},
+                "decisions": self.decisions, "stops": self.stops}
+
+    def persist(self) -> None:
+        if self.state_path is None:
+            return
+        tmp = self.state_path.with_name(f".{self.state_path.name}.tmp")
+        tmp.write_text(json.dumps(self.state(), indent=1, sort_keys=True))
+        os.replace(tmp, self.state_path)
+
+    def load(self, path: str | os.PathLike) -> None:
+        state = json.loads(Path(path).read_text())
+        if [list(o) for o in state["objectives"]] != self.objectives:
+            raise ValueError(f"{path}: rungs were recorded for objectives {state['objectives']}, "
+                             f"not {self.objectives}")
+        for arch, rungs in state["rungs"].items():
+            self.rungs[arch] = {int(m): {t: list(v) for t, v in recorded.items()} for m, recorded in rungs}
+            for m in self.milestones:
+                self.rungs[arch].setdefault(m, {})
+        self.decisions = list(state["decisions"])
+        self.stops = list(state["stops"])

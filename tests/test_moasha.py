@@ -1,0 +1,118 @@
+"""MO-ASHA's rung decisions on synthetic results: dominated trials stopped, the front kept, records restored."""
+from __future__ import annotations
+
+import json
+import pickle
+from types import SimpleNamespace
+
+import pytest
+from ray.tune.schedulers import TrialScheduler
+
+from search.moasha import STATE_FILE, PerArchMOASHA, milestones
+
+OBJ = [("val_accuracy", "max"), ("params", "min")]
+CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
+
+
+def trial(tid, arch="origin_net"):
+    return SimpleNamespace(trial_id=tid, config={"arch": arch})
+
+
+def result(epoch, acc, params, status="running"):
+    return {"epoch": epoch, "val_accuracy": acc, "params": params, "status": status}
+
+
+def report(sched, tid, epoch, acc, params, arch="origin_net"):
+    return sched.on_trial_result(None, trial(tid, arch), result(epoch, acc, params))
+
+
+def test_milestones_are_the_asha_rungs_below_max_t():
+    assert milestones(9, 1, 3) == [1, 3]
+    assert milestones(10, 1, 3) == [1, 3, 9]
+    assert milestones(4, 1, 2) == [1, 2]
+    assert milestones(8, 2, 2.5) == [2, 5]
+
+
+def test_dominated_trials_stop_and_the_front_goes_on(tmp_path):
+    s = PerArchMOASHA(["origin_net"], OBJ, max_t=4, grace_period=1, reduction_factor=2,
+                      state_path=tmp_path / STATE_FILE)
+    assert report(s, "a", 1, 0.50, 100) == CONTINUE  # first at the rung: nothing to compare with
+    assert report(s, "b", 1, 0.40, 200) == STOP  # dominated by a; keep 1 of 2
+    assert report(s, "c", 1, 0.60, 300) == CONTINUE  # on the front with a (more accurate, larger); keep 2 of 3
+    assert report(s, "d", 1, 0.30, 50) == CONTINUE  # on the front (smallest); a boundary point; keep 2 of 4
+    assert report(s, "e", 1, 0.45, 150) == STOP  # dominated by a; the front a, c, d fills the 3 kept of 5
+    assert report(s, "a", 2, 0.55, 100) == CONTINUE  # rung 2, first there
+    assert report(s, "c", 2, 0.50, 300) == STOP  # now dominated by a at rung 2
+    assert report(s, "a", 3, 0.60, 100) == CONTINUE  # between rungs: no decision
+    assert [x["trial_id"] for x in s.stops] == ["b", "e", "c"]
+    assert all(x["kept"] is False and x["place"] > x["keep"] for x in s.stops)
+    # A stop the trial makes after its stop (a re-run after a driver kill) is a stop again.
+    assert report(s, "b", 1, 0.99, 1) == STOP
+
+
+def test_the_front_is_ranked_by_crowding_when_it_is_larger_than_the_share_kept():
+    s = PerArchMOASHA(["origin_net"], OBJ, max_t=9, reduction_factor=3)
+    # Three mutually non-dominated trials; keep ceil(3/3) = 1 once the third arrives. The middle one of a front
+    # has a finite crowding distance, its two ends an infinite one: a middle newcomer is stopped.
+    assert report(s, "small", 1, 0.30, 10) == CONTINUE
+    assert report(s, "large", 1, 0.70, 1000) == CONTINUE  # keep 1 of 2, a tie of two ends: it goes on, as in ASHA
+    assert report(s, "mid", 1, 0.50, 500) == STOP
+
+
+def test_architectures_are_ranked_separately():
+    s = PerArchMOASHA(["origin_net", "modified_net"], OBJ, max_t=4, reduction_factor=2)
+    assert report(s, "a", 1, 0.9, 10) == CONTINUE
+    assert report(s, "b", 1, 0.1, 10_000, arch="modified_net") == CONTINUE  # first of its own net
+
+
+def test_missing_or_nan_values_rank_last():
+    s = PerArchMOASHA(["origin_net"], OBJ, max_t=4, reduction_factor=2)
+    assert report(s, "a", 1, 0.2, 500) == CONTINUE
+    assert report(s, "b", 1, 0.3, 600) == CONTINUE
+    # 2 of 3 go on; the smallest net of all, but without an accuracy it ranks after both complete ones
+    assert report(s, "nan", 1, float("nan"), 1) == STOP
+    assert s.on_trial_result(None, trial("gone"), {"epoch": 1, "val_accuracy": 0.9, "status": "running"}) == STOP
+
+
+def test_diverged_and_final_results_are_not_ranked():
+    s = PerArchMOASHA(["origin_net"], OBJ, max_t=2, reduction_factor=2)
+    assert s.on_trial_result(None, trial("x"), result(1, float("nan"), 5, status="diverged")) == CONTINUE
+    assert s.on_trial_result(None, trial("y"), result(2, 0.1, 5, status="completed")) == CONTINUE
+    assert s.decisions == []
+
+
+def test_records_survive_a_restart_and_old_stops_stand(tmp_path):
+    path = tmp_path / STATE_FILE
+    s = PerArchMOASHA(["origin_net"], OBJ, max_t=4, reduction_factor=2, state_path=path)
+    pickled = pickle.dumps(s)  # what Tune saves when fit() begins: no records yet
+    report(s, "a", 1, 0.5, 100)
+    report(s, "b", 1, 0.4, 200)
+    on_disk = json.loads(path.read_text())
+    assert on_disk["rungs"]["origin_net"][-1] == [1, {"a": [0.5, 100], "b": [0.4, 200]}]
+    assert [x["trial_id"] for x in on_disk["stops"]] == ["b"] and on_disk["num_stopped"] == {"origin_net": 1}
+
+    for restored in (pickle.loads(pickled),  # Tune's resume path: unpickled, then the newer file read back
+                     PerArchMOASHA(["origin_net"], OBJ, max_t=4, reduction_factor=2, state_path=path)):
+        assert restored.rungs == s.rungs and restored.stops == s.stops
+        assert report(restored, "b", 1, 0.4, 200) == STOP  # b's stop stands after the restart
+        # Without the records a newcomer would be first at the rung and go on; with them it is dominated by both.
+        assert report(restored, "c", 1, 0.3, 300) == STOP
+    fresh = PerArchMOASHA(["origin_net"], OBJ, max_t=4, reduction_factor=2)
+    assert report(fresh, "c", 1, 0.3, 300) == CONTINUE
+
+
+def test_records_for_other_objectives_are_refused(tmp_path):
+    path = tmp_path / STATE_FILE
+    s = PerArchMOASHA(["origin_net"], OBJ, max_t=4, reduction_factor=2, state_path=path)
+    report(s, "a", 1, 0.5, 100)
+    with pytest.raises(ValueError, match="objectives"):
+        PerArchMOASHA(["origin_net"], [("val_accuracy", "max"), ("size_mb", "min")], max_t=4, state_path=path)
+
+
+@pytest.mark.parametrize("kwargs, named", [({"max_t": 0}, "max_t"), ({"grace_period": 5}, "grace_period"),
+                                           ({"reduction_factor": 1}, "reduction_factor")])
+def test_bad_arguments_are_named(kwargs, named):
+    with pytest.raises(ValueError, match=named):
+        PerArchMOASHA(["origin_net"], OBJ, **{"max_t": 4, **kwargs})
+    with pytest.raises(ValueError, match="unknown objective"):
+        PerArchMOASHA(["origin_net"], [("val_accuracy", "max"), ("flops", "min")], max_t=4)

@@ -1,0 +1,75 @@
+"""Objective parsing and the Pareto arithmetic (fronts, crowding, hypervolume), checked against hand-worked cases and
+against Optuna's own hypervolume."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from trainables.objectives import (ObjectiveError, crowding_distances, hypervolume, nondominated_fronts,
+                                   parse_objectives, rank_order, to_loss)
+
+
+def test_parse_objectives_takes_directions_and_defaults():
+    assert parse_objectives("val_accuracy:max,params:min") == [("val_accuracy", "max"), ("params", "min")]
+    assert parse_objectives("val_accuracy, inference_latency_ms") == [("val_accuracy", "max"),
+                                                                       ("inference_latency_ms", "min")]
+    assert parse_objectives([["val_accuracy", "max"], ["size_mb", "min"]]) == [("val_accuracy", "max"),
+                                                                               ("size_mb", "min")]
+
+
+@pytest.mark.parametrize("text, named", [("val_accuracy:max,flops:min", "'flops'"),
+                                         ("val_accuracy:max,params:smallest", "'smallest'"),
+                                         ("val_accuracy:max", "at least two"),
+                                         ("params:min,params:max", "twice")])
+def test_parse_objectives_names_the_bad_part(text, named):
+    with pytest.raises(ObjectiveError, match=named):
+        parse_objectives(text)
+
+
+def test_fronts_and_crowding():
+    losses = [to_loss(v, ["max", "min"]) for v in [(0.5, 100), (0.4, 200), (0.6, 300), (0.3, 50), (0.45, 150)]]
+    assert nondominated_fronts(losses) == [[0, 2, 3], [4], [1]]
+    crowd = crowding_distances(losses, [0, 2, 3])
+    assert math.isinf(crowd[2]) and math.isinf(crowd[3]) and math.isfinite(crowd[0])
+    assert rank_order(losses)[:3] == [2, 3, 0]
+
+
+@pytest.mark.parametrize("seed, dims", [(0, 2), (1, 2), (2, 3), (3, 4)])
+def test_hypervolume_matches_optuna(seed, dims):
+    from optuna._hypervolume import compute_hypervolume  # private, used here only as an independent check
+
+    rng = np.random.default_rng(seed)
+    points = rng.random((25, dims))
+    ref = np.full(dims, 1.1)
+    assert hypervolume(points.tolist(), ref.tolist()) == pytest.approx(compute_hypervolume(points, ref))
+
+
+def test_hypervolume_by_hand():
+    assert hypervolume([[1, 2], [2, 1]], [3, 3]) == 3.0
+    assert hypervolume([[1, 2], [2, 1], [2.5, 2.5]], [3, 3]) == 3.0  # a dominated point adds nothing
+    assert hypervolume([[4, 0]], [3, 3]) == 0.0  # outside the reference box
+    assert hypervolume([], [1, 1]) == 0.0
+
+
+def _trial(tid, acc, params, status="completed", finished=0.0):
+    return {"trial_id": tid, "arch": "origin_net", "status": status, "epochs": 2, "config": {},
+            "val_accuracy": acc, "params": params, "finished_at": finished}
+
+
+def test_front_hypervolume_history_and_a_common_reference():
+    from analysis.pareto import common_reference, front, hypervolume_history, reference_point
+
+    objectives = [("val_accuracy", "max"), ("params", "min")]
+    trials = [_trial("a", 0.5, 100, finished=3), _trial("b", 0.4, 200, finished=1), _trial("c", 0.6, 300, finished=2),
+              _trial("s", 0.9, 10, status="stopped", finished=0)]  # stopped early: never on the front
+    assert [t["trial_id"] for t in front(trials, objectives)] == ["c", "a"]
+    assert reference_point(trials, objectives) == pytest.approx([0.0, 330.0])
+    history = hypervolume_history(trials, objectives)
+    assert [h["trial_id"] for h in history] == ["b", "c", "a"]  # completion order
+    # b alone: 0.4 x (330 - 200); with c: c's box + the part of b's outside it; a then dominates b
+    assert [h["hypervolume"] for h in history] == pytest.approx([0.4 * 130, 0.6 * 30 + 0.4 * 100,
+                                                                 0.6 * 30 + 0.5 * 200])
+    other = [_trial("x", 0.3, 1000)]
+    assert common_reference([trials, other], objectives) == pytest.approx([0.0, 1100.0])

@@ -1,0 +1,214 @@
+"""A tiny real multi-objective search end to end (embedded Ray, 200 images): MO-ASHA stops, Optuna states with two
+values, the Pareto front in report --json and report.html, hypervolume, evaluate --pareto; and bad --objectives."""
+from __future__ import annotations
+
+import json
+import math
+
+import optuna
+import pytest
+
+from tests.searchrun import kill_session, report, run_cli, saved_trials, start_cli, wait_for
+from trainables.objectives import dominates, to_loss
+
+ARCH = "origin_net"
+NUM_SAMPLES = 4
+OBJECTIVES = [("val_accuracy", "max"), ("params", "min")]
+COMMON = ["--data-dir", None, "--set", "subset=200", "--set", "val_size=100", "--set", "latency_batch=8",
+          "--set", "optimizer=adam", "--set", "lr=0.003"]
+
+
+def common(cifar_path):
+    return [str(cifar_path) if a is None else a for a in COMMON]
+
+
+@pytest.fixture(scope="module")
+def experiment(cifar_path, tmp_path_factory):
+    storage = tmp_path_factory.mktemp("results")
+    out = run_cli(["search", "--arch", ARCH, "--objectives", "val_accuracy:max,params:min",
+                   "--num-samples", NUM_SAMPLES, "--max-epochs", 2, "--reduction-factor", 2, "--seed", 1,
+                   *common(cifar_path), "--storage", storage, "--name", "mo"], timeout=1200)  # slow Ray starts under load
+    assert out.returncode == 0, out.stdout[-4000:]
+    return storage / "mo"
+
+
+@pytest.fixture(scope="module")
+def reported(experiment):
+    out = run_cli(["report", experiment, "--json"])
+    assert out.returncode == 0, out.stdout[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_every_trial_reports_the_objectives_and_searches_size(reported):
+    trials = reported["trials"]
+    assert len(trials) == NUM_SAMPLES and all(t["status"] in ("completed", "stopped") for t in trials)
+    for t in trials:
+        assert t["params"] > 0 and t["size_mb"] > 0 and t["inference_latency_ms"] > 0
+        assert t["inference_images_per_s"] > 0 and t["inference_batch"] == 8
+        assert {"width", "kernel", "pool"} <= set(t["config"])  # spaces/size/origin_net.yaml was used
+    assert len({t["params"] for t in trials}) > 1  # the nets differ in size
+
+
+def test_moasha_stops_and_optuna_records_values_and_pruned_trials(experiment, reported):
+    trials = {t["trial_id"]: t for t in reported["trials"]}
+    state = json.loads((experiment / "moasha_state.json").read_text())
+    assert state["objectives"] == [list(o) for o in OBJECTIVES]
+    at_rung_1 = {d["trial_id"] for d in state["decisions"] if d["rung"] == 1}
+    assert at_rung_1 == set(trials)  # every trial was ranked at the first rung
+    stopped = {i for i, t in trials.items() if t["status"] == "stopped"}
+    assert stopped and stopped == {s["trial_id"] for s in state["stops"]}
+    for d in state["decisions"]:  # each decision is what its ranking said
+        assert d["kept"] == (d["place"] <= d["keep"]) and d["keep"] == math.ceil(d["population"] / 2)
+    study = optuna.load_study(study_name=f"mo-{ARCH}", storage=f"sqlite:///{experiment}/optuna.db")
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert len(study.trials) == NUM_SAMPLES
+    for ot in study.trials:
+        t = trials[ot.user_attrs["tune_trial_id"]]
+        if t["status"] == "completed":
+            assert ot.state == optuna.trial.TrialState.COMPLETE
+            assert ot.values == pytest.approx([t["val_accuracy"], t["params"]])
+        else:
+            assert ot.state == optuna.trial.TrialState.PRUNED and ot.values is None
+            assert ot.user_attrs["last_values"]["params"] == t["params"]
+
+
+def test_pareto_front_is_the_non_dominated_completed_trials(reported):
+    completed = [t for t in reported["trials"] if t["status"] == "completed"]
+    front_ids = {m["trial_id"] for m in reported["pareto"]}
+    assert front_ids and front_ids <= {t["trial_id"] for t in completed}
+    loss = {t["trial_id"]: to_loss([t["val_accuracy"], t["params"]], ["max", "min"]) for t in completed}
+    for t in completed:
+        dominated = any(dominates(loss[o], loss[t["trial_id"]]) for o in loss if o != t["trial_id"])
+        assert (t["trial_id"] in front_ids) == (not dominated)
+    for m in reported["pareto"]:
+        assert m["config"]["arch"] == ARCH and m["size_mb"] > 0 and m["inference_latency_ms"] > 0
+    history = reported["hypervolume"]["history"]
+    assert [h["completed"] for h in history] == list(range(1, len(completed) + 1))
+    volumes = [h["hypervolume"] for h in history]
+    assert all(b >= a for a, b in zip(volumes, volumes[1:])) and volumes[-1] == reported["hypervolume"]["final"] > 0
+
+
+def test_report_html_shows_the_front_and_the_hypervolume(experiment, reported):
+    out = run_cli(["report", experiment])
+    assert out.returncode == 0, out.stdout[-3000:]
+    page = (experiment / "report" / "report.html").read_text()
+    assert "Pareto front of the completed trials" in page and "Hypervolume" in page
+    assert all(m["trial_id"] in page for m in reported["pareto"])
+    assert (experiment / "report" / "pareto.csv").exists()
+
+
+def test_front_members_are_evaluated_on_the_test_split(experiment, reported):
+    out = run_cli(["evaluate", experiment, "--pareto", "--repeats", "1", "--epochs", "1", "--json"])
+    assert out.returncode == 0, out.stdout[-3000:]
+    record = json.loads(out.stdout.strip().splitlines()[-1])
+    assert record["pareto"] is True
+    assert {r["trial_id"] for r in record["results"]} == {m["trial_id"] for m in reported["pareto"]}
+    assert all(0 <= r["test_accuracy"]["mean"] <= 1 for r in record["results"])
+
+
+def test_nsga2_runs_a_multi_objective_study(cifar_path, tmp_path):
+    out = run_cli(["search", "--arch", ARCH, "--objectives", "val_accuracy,size_mb", "--sampler", "nsga2",
+                   "--num-samples", 3, "--max-epochs", 1, *common(cifar_path), "--storage", tmp_path, "--name", "ns"],
+                  timeout=1200)
+    assert out.returncode == 0, out.stdout[-4000:]
+    study = optuna.load_study(study_name=f"ns-{ARCH}", storage=f"sqlite:///{tmp_path}/ns/optuna.db")
+    assert len(study.trials) == 3 and all(len(t.values) == 2 for t in study.trials)
+    spec = json.loads((tmp_path / "ns" / "spec.json").read_text())
+    assert spec["spec"]["sampler"] == "nsga2" and spec["spec"]["objectives"] == [["val_accuracy", "max"],
+                                                                                  ["size_mb", "min"]]
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--objectives", "val_accuracy:max,flops:min"], "'flops'"),
+    (["--objectives", "val_accuracy:best,params:min"], "'best'"),
+    (["--objectives", "params:min"], "at least two"),
+    (["--objectives", "val_accuracy,inference_latency_ms", "--set", "latency_batch=0"], "latency_batch=0"),
+    (["--objectives", "val_accuracy,params", "--sampler", "cmaes"], "--sampler"),
+])
+def test_bad_objectives_are_refused_before_ray(args, named, tmp_path):
+    out = run_cli(["search", "--arch", ARCH, *args, "--storage", tmp_path, "--name", "bad"], timeout=120)
+    assert out.returncode == 2, out.stdout[-2000:]
+    lines = [ln for ln in out.stdout.splitlines() if ln.strip()]
+    assert len(lines) == 1 and named in lines[0], out.stdout
+    assert not (tmp_path / "bad").exists()
+
+
+def test_nsga2_generation_size_follows_the_budget():
+    from search.searcher import make_sampler, nsga2_population
+
+    assert [nsga2_population(n) for n in (3, 16, 64, 1000)] == [4, 4, 16, 50]
+    assert isinstance(make_sampler("nsga2", 0, 8), optuna.samplers.NSGAIISampler)
+
+
+@pytest.mark.slow
+def test_moasha_records_and_stops_survive_a_driver_kill(cifar_path, tmp_path):
+    """SIGKILL the driver once MO-ASHA has stopped a trial, resume: the rung records made before the kill are all
+    there afterwards, unchanged, every stop stands (the trial ended at that rung), and Optuna has one trial per
+    Tune trial in the state the trial ended in."""
+    storage, name = tmp_path / "results", "mokill"
+    exp = storage / name
+    args = ["search", "--arch", ARCH, "--objectives", "val_accuracy:max,params:min", "--num-samples", 6,
+            "--max-epochs", 4, "--reduction-factor", 2, "--max-concurrent", 2, *common(cifar_path),
+            "--storage", storage, "--name", name]
+    log = tmp_path / "first.log"
+    proc = start_cli(args, log)
+
+    def stopped_one():
+        path = exp / "moasha_state.json"
+        try:
+            state = json.loads(path.read_text()) if path.exists() else {}
+        except ValueError:  # being replaced: look again
+            return None
+        return state.get("stops") and saved_trials(exp) and state
+
+    wait_for(stopped_one, 400, proc, log, "a MO-ASHA stop", interval=0.05)
+    kill_session(proc)
+    before = json.loads((exp / "moasha_state.json").read_text())
+    resumed = run_cli(["search", "--resume", "--name", name, "--storage", storage], timeout=1200)
+    assert resumed.returncode == 0, resumed.stdout[-4000:]
+    after = json.loads((exp / "moasha_state.json").read_text())
+    decided = {(d["trial_id"], d["rung"]): d for d in after["decisions"]}
+    for d in before["decisions"]:
+        assert decided[(d["trial_id"], d["rung"])] == d  # made once, never re-made after the resume
+    trials = {t["trial_id"]: t for t in report(exp)}
+    assert len(trials) == 6 and all(t["status"] in ("completed", "stopped") for t in trials.values())
+    before_stops = {s["trial_id"] for s in before["stops"]}
+    for s in after["stops"]:
+        if s["trial_id"] in trials:
+            assert trials[s["trial_id"]]["status"] == "stopped" and trials[s["trial_id"]]["epochs"] == s["epoch"]
+        else:  # stopped, then the driver died before Tune saved the trial at all: the record of it stays, and
+            # its Optuna trial went to the trial that replaced it (checked below: one Optuna trial per Tune trial)
+            assert s["trial_id"] in before_stops
+    assert {s["trial_id"] for s in before["stops"]} <= {s["trial_id"] for s in after["stops"]}
+    study = optuna.load_study(study_name=f"{name}-{ARCH}", storage=f"sqlite:///{exp}/optuna.db")
+    assert sorted(o.user_attrs["tune_trial_id"] for o in study.trials) == sorted(trials)
+    for o in study.trials:
+        expected = "COMPLETE" if trials[o.user_attrs["tune_trial_id"]]["status"] == "completed" else "PRUNED"
+        assert o.state.name == expected
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random"])
+def test_multi_objective_samplers_keep_sampling_past_their_start_with_pruned_trials(sampler):
+    """No Ray cluster: the searcher alone, 24 trials, every third stopped early (PRUNED without values). TPE leaves
+    its 5 random start-up trials and NSGA-II its first generations (6 trials each) behind without tripping over
+    the pruned ones, and every trial ends in the study in the state its status says."""
+    from search.searcher import MultiArchSearcher
+    from search.tuner import size_space_file
+    from spaces import load_space
+
+    space = load_space(ARCH, size_space_file(ARCH))
+    searcher = MultiArchSearcher({ARCH: space.define_by_run}, 24, {}, storage=None, study_prefix="unit",
+                                 sampler=sampler, seed=0, objectives=OBJECTIVES)
+    for i in range(24):
+        config = searcher.suggest(f"t{i}")
+        assert config["arch"] == ARCH and "width" in config
+        status = "running" if i % 3 == 2 else "completed"  # "running" at the end = stopped by the scheduler
+        result = {"epoch": 1 if status == "running" else 2, "val_accuracy": 0.3 + 0.02 * (i % 7),
+                  "params": int(40_000 * config["width"] ** 2), "status": status}
+        searcher.on_trial_result(f"t{i}", result)
+        searcher.on_trial_complete(f"t{i}", result)
+    study = searcher.searchers[ARCH]._ot_study
+    states = [t.state.name for t in study.trials]
+    assert states == ["PRUNED" if i % 3 == 2 else "COMPLETE" for i in range(24)]
+    assert all(t.intermediate_values == {} for t in study.trials)  # nothing reported per epoch
+    assert searcher.suggest("t24") == "FINISHED"
