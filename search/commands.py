@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
+import signal
 import sys
+from pathlib import Path
 
 from search.spec import ExperimentSpec, SpecError
 from trainables.experiment import ExperimentLock, ExperimentLocked, disk_full_cause
@@ -103,17 +103,17 @@ def cmd_search(args) -> int:
     try:
         results = run_search(spec, resume=args.resume)
     except SearchInterrupted as e:
-        print(f"\ncifar-tune search: interrupted ({e.signum and __import__('signal').Signals(e.signum).name}); "
-              f"{e.unfinished} trial(s) unfinished, the experiment state is saved; finish it with: "
-              f"{args.resume_command}", file=sys.stderr, flush=True)
+        print(f"\ncifar-tune search: interrupted ({signal.Signals(e.signum).name}); {e.unfinished} trial(s) "
+              f"unfinished, the experiment state is saved; finish it with: {args.resume_command}",
+              file=sys.stderr, flush=True)
         return 128 + e.signum
+    errors = [r.error for r in results if r.error is not None]
+    full = next((c for c in map(disk_full_cause, errors) if c is not None), None)
+    if full is not None:  # trials lost to a full disk: not a result, whatever the others did; --resume retries them
+        raise DiskFull(full.filename or spec.experiment_dir, args.resume_command)
     finished = [r for r in results if r.error is None and (r.metrics or {}).get("status")]
     if not finished:
-        errors = [r.error for r in results if r.error is not None]
         first = _last_line(errors[0]) if errors else "no trial ran"
-        full = disk_full_cause(errors[0]) if errors else None
-        if full is not None:
-            raise DiskFull(full.filename or spec.experiment_dir, args.resume_command)
         print(f"cifar-tune search: error: no trial finished ({len(errors)} of {len(results)} errored); the first "
               f"error: {first}", file=sys.stderr, flush=True)
         return 1

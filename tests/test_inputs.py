@@ -5,8 +5,10 @@ All in-process and Ray-free (a refusal must come before Ray): fast.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -128,6 +130,53 @@ def test_report_on_a_half_written_file_is_one_line(name, body, tmp_path, capsys,
     (exp / name).write_text(body)
     assert main(["report", str(exp), "--out", str(tmp_path / "out")]) == 2
     one_line_error(capsys, name, "half-written")
+
+
+def stub_experiment(tmp_path, monkeypatch):
+    """An experiment that loads without Ray: spec.json whole, the trials (Tune's part) stubbed."""
+    import analysis.load
+
+    trial = {"trial_id": "a", "arch": "origin_net", "config": {"arch": "origin_net", "lr": 0.01}, "status": "completed",
+             "epochs": 1, "max_epochs": 1, "val_accuracy": 0.3, "val_loss": 2.0, "best_val_accuracy": 0.3,
+             "best_epoch": 1, "best_val_loss": 2.0, "train_accuracy": 0.3, "train_loss": 2.0, "params": 48252,
+             "size_mb": 0.19, "train_time_s": 1.0, "error": None, "path": None,
+             "history": [{"epoch": 1, "train_loss": 2.0, "train_accuracy": 0.3, "val_loss": 2.0,
+                          "val_accuracy": 0.3, "epoch_seconds": 1.0}]}
+    monkeypatch.setattr(analysis.load, "load_trials", lambda exp_dir: [dict(trial)])
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "spec.json").write_text(json.dumps({"spec": {"archs": ["origin_net"], "name": "exp"}}))
+    return exp
+
+
+def test_a_full_disk_while_writing_the_report_is_one_line(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import analysis.tables
+
+    exp = stub_experiment(tmp_path, monkeypatch)
+
+    def full(df, out_dir, name, caption=""):
+        raise OSError(errno.ENOSPC, "No space left on device", str(Path(out_dir) / f"{name}.md"))
+
+    monkeypatch.setattr(analysis.tables, "write_table", full)
+    assert main(["report", str(exp)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "disk full" in err and "free there" in err, err
+    assert str(exp / "report") in err
+
+
+def test_evaluate_refuses_an_experiment_in_use(tmp_path, capsys, monkeypatch):
+    """flock conflicts between two open files even in one process: this test holds it, evaluate must refuse."""
+    from trainables.experiment import ExperimentLock
+
+    exp = stub_experiment(tmp_path, monkeypatch)
+    lock = ExperimentLock(exp, "cifar-tune search").acquire()
+    try:
+        assert main(["evaluate", str(exp)]) == 2
+        one_line_error(capsys, "in use by cifar-tune search", f"pid {os.getpid()}", "since")
+    finally:
+        lock.release()
 
 
 def test_resume_with_address_applies_it_before_validation(tmp_path, capsys):
