@@ -114,7 +114,7 @@ class ExperimentSpec:
             raise SpecError(f"--address must be auto, HOST:PORT or ray://HOST:PORT, got {self.address!r}")
         if self.optuna_storage and not URL.match(self.optuna_storage):
             raise SpecError(f"--optuna-storage must be a database URL such as postgresql+psycopg2://USER@HOST/DB or "
-                            f"sqlite:////path/optuna.db, got {self.optuna_storage!r}")
+                            f"sqlite:////path/to/studies.db, got {self.optuna_storage!r}")
         if self.address and not URL.match(self.storage) and not self.storage_is_shared:
             fs = filesystem_type(self.storage)
             if fs not in SHARED_FS_TYPES:
