@@ -219,6 +219,6 @@ def test_search_without_address_does_not_join_a_cluster_running_here(cluster, tm
     proc = start_cli(["search", "--arch", "origin_net", "--num-samples", 1, "--max-epochs", 1,
                       "--data-dir", cifar_path, "--set", "subset=200", "--set", "val_size=100",
                       "--storage", tmp_path / "r", "--name", "local"], tmp_path / "log")
-    assert proc.wait(timeout=300) == 0, (tmp_path / "log").read_text()[-3000:]
+    assert proc.wait(timeout=600) == 0, (tmp_path / "log").read_text()[-3000:]
     assert proc.pid not in [j["DriverPid"] for j in c.global_state.job_table()]
     assert [t["status"] for t in report(tmp_path / "r" / "local")] == ["completed"]
