@@ -148,6 +148,7 @@ class ExperimentLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
+            self._wait_for_live_holder()
             raise ExperimentLocked(f"experiment {self.exp_dir!r} is in use by {self.holder_text()}; wait for it "
                                    f"to end, or stop that process") from None
         except OSError as e:  # ENOLCK etc.: a filesystem without locks; go on unlocked rather than refuse
@@ -176,6 +177,18 @@ class ExperimentLock:
         except (OSError, ValueError):
             return {}
 
+    def _wait_for_live_holder(self, seconds: float = 10.0) -> None:
+        """The holder writes its body just after taking the lock; until then the file is empty or still names a
+        dead earlier holder. Wait (briefly) for the body of a live holder, so the refusal names the right one."""
+        import time
+
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            h = self.holder()
+            if h and (h.get("host") != socket.gethostname() or _pid_alive(h.get("pid"))):
+                return
+            time.sleep(0.05)
+
     def holder_text(self) -> str:
         h = self.holder()
         if not h:
@@ -197,3 +210,13 @@ class ExperimentLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _pid_alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (TypeError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
