@@ -362,11 +362,9 @@ def _record(plan, nets, root: Path, state: dict, evaluations: dict, repeats: int
 
 def milestones(spec: dict) -> list[int]:
     """ASHA's rungs for a spec (grace x eta^k below max_epochs, as Ray places them), then max_epochs."""
-    out, m = [], spec["grace_period"]
-    while m < spec["max_epochs"]:
-        out.append(int(m))
-        m *= spec["reduction_factor"]
-    return out + [spec["max_epochs"]]
+    from search.moasha import milestones as rung_epochs
+
+    return [*rung_epochs(spec["max_epochs"], spec["grace_period"], spec["reduction_factor"]), spec["max_epochs"]]
 
 
 def _outcomes(trials: list[dict]) -> dict:

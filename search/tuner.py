@@ -126,6 +126,7 @@ def build_tuner(spec: ExperimentSpec, data, spaces: dict, *, resume: bool = Fals
                 warm: dict | None = None):
     from ray import tune
 
+    from search.moasha import milestones as rung_epochs
     from search.progress import ProgressCallback
     from search.history import CheckpointedResults
     from search.scheduler import STATE_FILE, PerArchASHA
@@ -168,7 +169,9 @@ def build_tuner(spec: ExperimentSpec, data, spaces: dict, *, resume: bool = Fals
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=3),
         callbacks=[ProgressCallback(total, spec.max_epochs,
-                                    milestones=scheduler.milestones() if scheduler else None,
+                                    milestones=[*rung_epochs(spec.max_epochs, spec.grace_period,
+                                                             spec.reduction_factor), spec.max_epochs]
+                                    if scheduler else None,
                                     reduction_factor=spec.reduction_factor,
                                     epoch_budget=spec.epoch_budget * len(spec.archs) or None),
                    CheckpointedResults(), keep_results_on_retry(), *callbacks])
