@@ -49,7 +49,7 @@ class PerArchASHA(FIFOScheduler):
             raise ValueError(f"epoch_budget {epoch_budget!r} cannot pay every trial's first rung "
                              f"({num_samples!r} trials x grace period {grace_period})")
         self.epoch_budget, self.num_samples = epoch_budget, num_samples
-        self.allowed: dict[str, int] = {}  # trial id -> the epoch it is cleared to train to (budget mode)
+        self.allowed: dict[str, tuple[str, int]] = {}  # trial id -> (arch, epoch it is cleared to train to)
         self.state_path = Path(state_path) if state_path else None
         if self.state_path and self.state_path.exists():
             self.load(self.state_path)
