@@ -24,7 +24,7 @@ from analysis.load import EVALUATION_FILE, ExperimentError, load
 from analysis.stats import mean_ci, paired_comparison
 from analysis.tables import fmt_ci, grid_points, ranked
 from trainables.config import METRIC
-from trainables.experiment import without_test_split
+from trainables.experiment import without_test_split, write_json
 
 TRAIN_ON = ("train", "trainval")
 
@@ -102,9 +102,7 @@ def _run_path(exp_dir: Path, config: dict) -> Path:
 def _save_run(exp_dir: Path, config: dict, result: dict) -> None:
     path = _run_path(exp_dir, config)
     path.parent.mkdir(exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({"config": config, "result": result}, default=str))
-    os.replace(tmp, path)
+    write_json(path, {"config": config, "result": result}, indent=None)
 
 
 def _load_run(exp_dir: Path, config: dict) -> dict | None:
@@ -316,9 +314,7 @@ def save(record: dict, exp_dir: str | Path) -> None:
         for name in (EVALUATION_FILE, "evaluation.csv"):
             if (exp / name).exists():
                 os.replace(exp / name, exp / name.replace("evaluation.", f"evaluation-{stamp}."))
-    tmp = exp / f".{EVALUATION_FILE}.tmp"
-    tmp.write_text(json.dumps(record, indent=1, default=str))
-    os.replace(tmp, exp / EVALUATION_FILE)
+    write_json(exp / EVALUATION_FILE, record)
     rows = [{"arch": g["arch"], "rank": g.get("rank"), "label": g.get("label"), "trial_id": g["trial_id"],
              "train_on": g["train_on"], **{k: v for k, v in run.items() if k not in ("arch", "rank", "label",
                                                                                    "trial_id")}}

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainables.config import METRIC
-from trainables.experiment import ASHA_FILE, EVALUATION_FILE, SPEC_FILE, trial_outcome
-from trainables.objectives import MOASHA_STATE_FILE
+from trainables.experiment import ASHA_FILE, EVALUATION_FILE, MOASHA_FILE, SPEC_FILE, trial_outcome
 
 BYTES_PER_PARAM = 4  # float32 weights: model size in MB = params * 4 / 1e6
 # Inference speed each trial measured once (trainables.train.measure_inference); absent in older experiments.
@@ -213,7 +212,7 @@ def load(exp_dir: str | Path) -> Experiment:
     if not trials:
         raise ExperimentError(f"{str(exp)!r} holds no trials yet")
     asha = (read_json(exp, ASHA_FILE, "ASHA state", ("rungs", "stops"))
-            or read_json(exp, MOASHA_STATE_FILE, "MO-ASHA state"))
+            or read_json(exp, MOASHA_FILE, "MO-ASHA state"))
     return Experiment(path=exp, record=record, trials=trials, asha=asha,
                       evaluation=read_json(exp, EVALUATION_FILE, "evaluation", ("results",)),
                       frame=trials_frame(trials), history=history_frame(trials))

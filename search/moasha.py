@@ -25,11 +25,10 @@ from pathlib import Path
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from search.scheduler import TIME_ATTR, PerArchASHA
+from search.scheduler import TIME_ATTR, PersistedRungs
 from trainables.config import METRIC, MODE
-from trainables.objectives import MOASHA_STATE_FILE, parse_objectives, rank_order, to_loss
-
-STATE_FILE = MOASHA_STATE_FILE
+from trainables.experiment import MOASHA_FILE as STATE_FILE  # noqa: F401 (the file PerArchMOASHA writes)
+from trainables.objectives import parse_objectives, rank_order, to_loss
 
 
 def milestones(max_t: int, grace_period: int, reduction_factor: float) -> list[int]:
@@ -44,7 +43,7 @@ def milestones(max_t: int, grace_period: int, reduction_factor: float) -> list[i
         k += 1
 
 
-class PerArchMOASHA(FIFOScheduler):
+class PerArchMOASHA(PersistedRungs, FIFOScheduler):
     """One set of multi-objective rungs per architecture (trials carry ``arch`` in their config).
 
     >>> s = PerArchMOASHA(["origin_net"], [("val_accuracy", "max"), ("params", "min")], max_t=9)
@@ -71,20 +70,7 @@ class PerArchMOASHA(FIFOScheduler):
         self.rungs: dict[str, dict[int, dict[str, list]]] = {a: {m: {} for m in self.milestones} for a in archs}
         self.decisions: list[dict] = []  # every ranking made: trial, arch, epoch, values, place, population, kept
         self.stops: list[dict] = []  # the decisions that stopped a trial
-        self.state_path = Path(state_path) if state_path else None
-        if self.state_path and self.state_path.exists():
-            self.load(self.state_path)
-
-    # Tune pickles the scheduler when fit() begins and unpickles that copy on resume: the rungs on disk are newer.
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        if self.state_path and self.state_path.exists():
-            self.load(self.state_path)
-
-    def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "_staging_checked"}
-
-    _drop_staged_copy = PerArchASHA._drop_staged_copy  # same staging-dir copy problem, same fix
+        self._open_state(state_path)
 
     def set_search_properties(self, metric, mode, **spec) -> bool:
         return True  # the objectives are fixed at construction
@@ -144,13 +130,6 @@ class PerArchMOASHA(FIFOScheduler):
                 "rungs": {a: [[m, rec[m]] for m in sorted(rec, reverse=True)] for a, rec in self.rungs.items()},
                 "num_stopped": {a: sum(s["arch"] == a for s in self.stops) for a in self.rungs},
                 "decisions": self.decisions, "stops": self.stops}
-
-    def persist(self) -> None:
-        if self.state_path is None:
-            return
-        tmp = self.state_path.with_name(f".{self.state_path.name}.tmp")
-        tmp.write_text(json.dumps(self.state(), indent=1, sort_keys=True))
-        os.replace(tmp, self.state_path)
 
     def load(self, path: str | os.PathLike) -> None:
         state = json.loads(Path(path).read_text())

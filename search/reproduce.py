@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from search.spec import ExperimentSpec, SpecError
-from trainables.experiment import OUTCOMES_ENDED, SPEC_FILE, ExperimentLock, ExperimentLocked
+from trainables.experiment import OUTCOMES_ENDED, SPEC_FILE, ExperimentLock, ExperimentLocked, write_json
 
 STATE_FILE = "reproduce.json"
 TABLE_FILE = "reproduce.md"
@@ -158,9 +158,7 @@ def _read_state(root: Path) -> dict:
 
 
 def _write_state(root: Path, state: dict) -> None:
-    tmp = root / f".{STATE_FILE}.tmp"
-    tmp.write_text(json.dumps(state, indent=1, default=str))
-    os.replace(tmp, root / STATE_FILE)
+    write_json(root / STATE_FILE, state)
 
 
 class _Clock:
@@ -319,7 +317,6 @@ def _run_stages(plan, nets, specs, root, state, lock, repeats, max_epochs, final
 
 
 def _record(plan, nets, root: Path, state: dict, evaluations: dict, repeats: int) -> dict:
-    import platform
 
     from analysis.load import load_trials
     from analysis.rungs import rung_agreement
@@ -406,8 +403,8 @@ def markdown_table(record: dict) -> str:
             rungs.append(f"| {n['arch']} | {r['from_epoch']} -> {r['to_epoch']} | {r['trials']} | {tau} | {kept} |")
     return (f"# {record['title']}: reproduced with cifar-tune\n\nTest split touched once (final runs trained on "
             f"{record['train_on']}). {record['caveat']}.\n\n" + "\n".join(rows) + "\n\nDoes ASHA keep what wins "
-            f"later? Validation-accuracy rank agreement between consecutive rungs, among the trials that reached "
-            f"both:\n\n" + "\n".join(rungs) + "\n")
+            "later? Validation-accuracy rank agreement between consecutive rungs, among the trials that reached "
+            "both:\n\n" + "\n".join(rungs) + "\n")
 
 
 # --------------------------------------------------------------------------------------------- CLI

@@ -24,12 +24,60 @@ from pathlib import Path
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
 from trainables.config import METRIC, MODE
-from trainables.experiment import ASHA_FILE as STATE_FILE
+from trainables.experiment import ASHA_FILE as STATE_FILE  # noqa: F401 (the file PerArchASHA writes; tuner reads it)
+from trainables.experiment import write_json
 
 TIME_ATTR = "epoch"  # reported by the trainable; equals Tune's training_iteration, also after a resume
 
 
-class PerArchASHA(FIFOScheduler):
+class PersistedRungs:
+    """Rung records kept in a JSON file in the experiment dir (``state_path``), for ASHA and MO-ASHA alike.
+
+    A subclass gives ``state()`` (what to write) and ``load(path)`` (how to put it back), and calls
+    ``_open_state(state_path)`` at the end of ``__init__``. The records are read back when the scheduler is built
+    and when Tune unpickles it on resume (from the tuner pickled when ``fit()`` began: the file is newer), written
+    by ``persist()`` after every decision, and protected from Tune's staging copy by ``_drop_staged_copy``.
+    """
+
+    state_path: Path | None = None
+
+    def _open_state(self, state_path: str | os.PathLike | None) -> None:
+        self.state_path = Path(state_path) if state_path else None
+        if self.state_path and self.state_path.exists():
+            self.load(self.state_path)
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.state_path and self.state_path.exists():
+            self.load(self.state_path)
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_staging_checked"}
+
+    def _drop_staged_copy(self, tune_controller) -> None:
+        """Tune's restore copies every ``*.json`` of the experiment dir into its driver staging dir and uploads that
+        dir back at each save: its copy of our file would overwrite the live one with the rungs as they were at the
+        resume. Delete that copy (once per controller) so the file ``persist`` writes is the only one."""
+        if self.state_path is None or getattr(self, "_staging_checked", None) is tune_controller:
+            return
+        self._staging_checked = tune_controller
+        staging = getattr(getattr(tune_controller, "_storage", None), "experiment_driver_staging_path", None)
+        copy = Path(staging) / self.state_path.name if staging else None
+        if copy is not None and copy.exists() and copy.resolve() != self.state_path.resolve():
+            copy.unlink()
+
+    def persist(self) -> None:
+        if self.state_path is not None:
+            write_json(self.state_path, self.state(), sort_keys=True)
+
+    def state(self) -> dict:
+        raise NotImplementedError
+
+    def load(self, path: str | os.PathLike) -> None:
+        raise NotImplementedError
+
+
+class PerArchASHA(PersistedRungs, FIFOScheduler):
     def __init__(self, archs: list[str], max_t: int, grace_period: int = 1, reduction_factor: float = 3,
                  state_path: str | os.PathLike | None = None, epoch_budget: int | None = None,
                  num_samples: int | None = None):
@@ -50,36 +98,13 @@ class PerArchASHA(FIFOScheduler):
                              f"({num_samples!r} trials x grace period {grace_period})")
         self.epoch_budget, self.num_samples = epoch_budget, num_samples
         self.allowed: dict[str, tuple[str, int]] = {}  # trial id -> (arch, epoch it is cleared to train to)
-        self.state_path = Path(state_path) if state_path else None
-        if self.state_path and self.state_path.exists():
-            self.load(self.state_path)
-
-    def __setstate__(self, state: dict) -> None:
-        # Tune unpickles the scheduler from the tuner saved when fit() began: the rungs on disk are newer.
-        self.__dict__.update(state)
-        if self.state_path and self.state_path.exists():
-            self.load(self.state_path)
+        self._open_state(state_path)
 
     def _sched(self, trial) -> AsyncHyperBandScheduler:
         return self.schedulers[trial.config["arch"]]
 
     def set_search_properties(self, metric, mode, **spec) -> bool:
         return True  # metric and mode are fixed: METRIC, MODE
-
-    def _drop_staged_copy(self, tune_controller) -> None:
-        """Tune's restore copies every ``*.json`` of the experiment dir into its driver staging dir and uploads that
-        dir back at each save: its copy of our file would overwrite the live one with the rungs as they were at the
-        resume. Delete that copy (once per controller) so the file ``persist`` writes is the only one."""
-        if self.state_path is None or getattr(self, "_staging_checked", None) is tune_controller:
-            return
-        self._staging_checked = tune_controller
-        staging = getattr(getattr(tune_controller, "_storage", None), "experiment_driver_staging_path", None)
-        copy = Path(staging) / self.state_path.name if staging else None
-        if copy is not None and copy.exists() and copy.resolve() != self.state_path.resolve():
-            copy.unlink()
-
-    def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "_staging_checked"}
 
     def on_trial_add(self, tune_controller, trial) -> None:
         self._drop_staged_copy(tune_controller)
@@ -175,13 +200,6 @@ class PerArchASHA(FIFOScheduler):
                 "num_stopped": {a: s._num_stopped for a, s in self.schedulers.items()},
                 "stops": self.stops, "epoch_budget": self.epoch_budget, "num_samples": self.num_samples,
                 "allowed": self.allowed}
-
-    def persist(self) -> None:
-        if self.state_path is None:
-            return
-        tmp = self.state_path.with_name(f".{self.state_path.name}.tmp")
-        tmp.write_text(json.dumps(self.state(), indent=1, sort_keys=True))
-        os.replace(tmp, self.state_path)
 
     def load(self, path: str | os.PathLike) -> None:
         state = json.loads(Path(path).read_text())

@@ -21,6 +21,9 @@ from ray.tune.search.optuna import OptunaSearch
 from trainables.config import METRIC, MODE
 from trainables.experiment import study_name
 
+# Study user attribute: Tune ids of trials Optuna was told of that Tune's saved state lost in a driver kill.
+LOST_ATTR = "lost_tune_trials"
+
 
 class StatusAwareOptunaSearch(OptunaSearch):
     """OptunaSearch that maps our trial statuses onto Optuna trial states (see module docstring).
@@ -180,6 +183,11 @@ class MultiArchSearcher(Searcher):
         (or reported to) Optuna again. A RUNNING study trial this searcher never handed out (asked after Tune's
         last save) is an orphan: the next suggestion for its net takes it over instead of asking a new one, so the
         study ends with exactly one trial per Tune trial.
+
+        A *finished* study trial this searcher never handed out is a trial that started and ended between Tune's
+        last save and the kill: Tune lost it and runs a new trial in its place, but Optuna's verdict on it cannot be
+        taken back (and the sampler learned from it). It stays, and its Tune id is listed in the study's
+        ``LOST_ATTR`` user attribute, so the study holds one trial per Tune trial plus one per listed lost trial.
         """
         self.orphans = {}
         for arch, s in self.searchers.items():
@@ -190,6 +198,11 @@ class MultiArchSearcher(Searcher):
                     s._completed_trials.add(tune_id)
             self.orphans[arch] = sorted(i for i, t in stored.items()
                                         if i not in known and t.state == optuna.trial.TrialState.RUNNING)
+            lost = {t.user_attrs.get("tune_trial_id") for i, t in stored.items()
+                    if i not in known and t.state.is_finished()} - {None}
+            listed = set(s._ot_study.user_attrs.get(LOST_ATTR, []))
+            if lost - listed:
+                s._ot_study.set_user_attr(LOST_ATTR, sorted(listed | lost))
 
 
 def finished_trials(storage: str, study_name: str) -> list[optuna.trial.FrozenTrial]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from search.spec import ExperimentSpec, SpecError
 from trainables.config import METRIC, MODE
 from trainables.experiment import (LOCK_FILE, OPTUNA_DB, SPEC_FILE, ExperimentLock, ExperimentLocked, sqlite_url,
-                                  study_name, without_test_split)
+                                  study_name, without_test_split, write_json)
 
 
 def trial_dirname(trial) -> str:
@@ -193,9 +193,7 @@ def write_spec(spec: ExperimentSpec, data, spaces: dict, resources: dict) -> Non
               "ray": ray.__version__, "optuna": __import__("optuna").__version__,
               "data": {"name": data.name, "source": data.source, "checksum": data.checksum,
                        "train_val": int(len(data.train_y)), "test": int(len(data.test_y))}}
-    tmp = exp_dir / f".{SPEC_FILE}.tmp"
-    tmp.write_text(json.dumps(record, indent=1, default=str))
-    os.replace(tmp, exp_dir / SPEC_FILE)
+    write_json(exp_dir / SPEC_FILE, record)
 
 
 def warm_start_trials(spec: ExperimentSpec) -> dict:

@@ -165,6 +165,22 @@ def saved_trials(exp: Path) -> dict[str, dict]:
         return {}
 
 
+def lost_tune_trials(storage: str, name: str, archs: list[str]) -> dict[str, set[str]]:
+    """arch -> the Tune ids the searcher listed as lost in a driver kill (search.searcher.LOST_ATTR)."""
+    import optuna
+
+    from search.searcher import LOST_ATTR
+
+    out = {}
+    for arch in archs:
+        try:
+            study = optuna.load_study(study_name=f"{name}-{arch}", storage=storage)
+        except KeyError:
+            study = None
+        out[arch] = set(study.user_attrs.get(LOST_ATTR, [])) if study else set()
+    return out
+
+
 def optuna_by_tune_id(storage: str, name: str, archs: list[str]) -> dict[str, list]:
     """arch -> the study's trials (FrozenTrial), for the experiment ``name``."""
     out = {}

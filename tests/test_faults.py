@@ -15,8 +15,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.searchrun import (PostgresServer, asha_stops, epochs_of, kill_session, optuna_by_tune_id, report, results,
-                             run_cli, saved_trials, start_cli, trial_dirs, wait_for)
+from tests.searchrun import (PostgresServer, asha_stops, epochs_of, kill_session, lost_tune_trials, optuna_by_tune_id,
+                             report, results, run_cli, saved_trials, start_cli, trial_dirs, wait_for)
 
 ARCHS = ["origin_net", "simple_cnn"]
 OPTUNA_STATE = {"completed": "COMPLETE", "stopped": "PRUNED", "diverged": "PRUNED", "errored": "FAIL"}
@@ -83,7 +83,8 @@ def kill_and_resume(tmp: Path, cifar_path, name: str, optuna_url: str | None = N
     resumed = run_cli(["search", "--resume", "--name", name, "--storage", storage], timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-4000:]
     return {"exp": exp, "url": url, "name": name, "window": window, "before": before, "resume_log": resumed.stdout,
-            "trials": report(exp), "optuna": optuna_by_tune_id(url, name, ARCHS)}
+            "trials": report(exp), "optuna": optuna_by_tune_id(url, name, ARCHS),
+            "lost": lost_tune_trials(url, name, ARCHS)}
 
 
 @pytest.fixture(scope="module")
@@ -106,12 +107,18 @@ def assert_nothing_lost(run: dict) -> None:
     # the report keeps the newest report of each).
     for t in trials:
         assert [h["epoch"] for h in t["history"]] == list(range(1, t["epochs"] + 1)), t["trial_id"]
-    # Optuna: one trial per Tune trial, the same ids, each finished in the state the trial ended in.
+    # Optuna: one trial per Tune trial, the same ids, each finished in the state the trial ended in; plus one
+    # finished trial per trial that ran and ended between Tune's last save and the kill (Tune lost it), listed.
     by_id = {t["trial_id"]: t for t in trials}
     for arch, studied in run["optuna"].items():
         tune_ids = sorted(t["trial_id"] for t in trials if t["arch"] == arch)
-        assert sorted(o.user_attrs.get("tune_trial_id") for o in studied) == tune_ids, arch
+        lost = run["lost"][arch]
+        assert not lost & set(by_id), arch
+        assert sorted(o.user_attrs.get("tune_trial_id") for o in studied) == sorted([*tune_ids, *lost]), arch
         for o in studied:
+            if o.user_attrs["tune_trial_id"] in lost:
+                assert o.state.is_finished(), (arch, o.number)
+                continue
             t = by_id[o.user_attrs["tune_trial_id"]]
             assert o.state.name == OPTUNA_STATE[t["status"]], (arch, o.number, o.state, t["status"])
             for key, value in o.params.items():

@@ -165,6 +165,40 @@ def test_stopped_and_diverged_trials_reach_optuna_as_pruned():
     assert s._ot_study.trials[2].user_attrs["status"] == "diverged"
 
 
+def lr_space(trial):
+    trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+
+
+def test_restored_searcher_accounts_for_trials_asked_or_ended_after_tunes_last_save(tmp_path):
+    """The window a driver kill can hit: Tune saved the searcher after trial a; then b was asked (RUNNING in the
+    study) and c was asked and stopped (PRUNED). Restored from that save, the searcher hands b's Optuna trial to the
+    next Tune trial (same params, no new Optuna trial) and lists c as lost, leaving c's verdict as it was."""
+    from search.searcher import LOST_ATTR, MultiArchSearcher
+
+    space = lr_space  # module level: the searcher's state is pickled
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    first = MultiArchSearcher({"origin_net": space}, 4, {}, storage=url, study_prefix="win", seed=0)
+    first.suggest("a")
+    first.on_trial_complete("a", {"val_accuracy": 0.4, "epoch": 2, "status": "completed"})
+    first.save(str(tmp_path / "searcher.pkl"))  # Tune's last save
+    asked_b = first.suggest("b")
+    first.suggest("c")
+    first.on_trial_complete("c", {"val_accuracy": 0.2, "epoch": 1, "status": "running"})  # ASHA stopped c
+
+    resumed = MultiArchSearcher({"origin_net": space}, 4, {}, storage=url, study_prefix="win", seed=0)
+    resumed.restore(str(tmp_path / "searcher.pkl"))
+    study = resumed.searchers["origin_net"]._ot_study
+    assert study.user_attrs[LOST_ATTR] == ["c"]
+    assert resumed.suggest("b2")["lr"] == asked_b["lr"]  # takes b's RUNNING Optuna trial over
+    assert len(study.trials) == 3
+    resumed.suggest("d")
+    assert len(study.trials) == 4
+    states = {t.user_attrs["tune_trial_id"]: t.state.name for t in study.trials}
+    assert states == {"a": "COMPLETE", "b2": "RUNNING", "c": "PRUNED", "d": "RUNNING"}
+    resumed.restore(str(tmp_path / "searcher.pkl"))  # a second resume lists c once
+    assert study.user_attrs[LOST_ATTR] == ["c"]
+
+
 def test_result_files_reach_a_trial_folder_the_storage_does_not_have_yet(tmp_path):
     """A trial that fails before Tune first synced it (an OOM in its first epoch) has no storage folder yet: the
     retry callback creates it instead of crashing the search; a storage that cannot be written is only logged."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
 import trainables.data as data
 from trainables.config import ConfigError, METRIC, parse_assignments, resolve_config

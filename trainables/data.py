@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from trainables.experiment import write_json
+
 DEFAULT_VAL_SIZE = 5000
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp")
 CACHE_FORMAT = 1  # bump when the cache layout changes
@@ -377,9 +379,7 @@ def source_checksum(paths: list[Path]) -> str:
         h.update(f.name.encode() + b"\0" + digest.encode())
     if changed:
         memo_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo_path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(memo))
-        os.replace(tmp, memo_path)
+        write_json(memo_path, memo, indent=None)
     return h.hexdigest()
 
 

@@ -5,6 +5,7 @@ both (it imports neither, as the design guide asks). An experiment directory ``S
 
     spec.json           the resolved search (command, spaces, versions, hardware, data checksum)   SPEC_FILE
     asha_state.json     ASHA's rung records and stops, written as they are made                      ASHA_FILE
+    moasha_state.json   the same for MO-ASHA (a multi-objective search), with every ranking      MOASHA_FILE
     optuna.db           one Optuna study per net, named NAME-ARCH (unless --optuna-storage)        OPTUNA_DB
     evaluation.json     the final test-set evaluation (and evaluation.csv)                     EVALUATION_FILE
     .cifar-tune.lock    who uses the experiment now (host, pid, since), see ExperimentLock        LOCK_FILE
@@ -22,6 +23,7 @@ from pathlib import Path
 
 SPEC_FILE = "spec.json"
 ASHA_FILE = "asha_state.json"
+MOASHA_FILE = "moasha_state.json"
 OPTUNA_DB = "optuna.db"
 EVALUATION_FILE = "evaluation.json"
 EVALUATION_CSV = "evaluation.csv"
@@ -41,6 +43,19 @@ def study_name(experiment_name: str, arch: str) -> str:
 def sqlite_url(exp_dir: str | os.PathLike) -> str:
     """The default Optuna storage of an experiment: ``sqlite:///EXP/optuna.db`` (absolute)."""
     return f"sqlite:///{Path(exp_dir).resolve()}/{OPTUNA_DB}"
+
+
+def write_json(path: str | os.PathLike, obj, *, indent: int | None = 1, sort_keys: bool = False) -> None:
+    """Write ``obj`` as JSON atomically: to a hidden temporary file beside ``path`` (named by this process, so two
+    writers never share one), then renamed over it. A reader sees the old file or the whole new one, never half."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(obj, indent=indent, sort_keys=sort_keys, default=str))
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
 
 
 def trial_outcome(tune_status: str, last_result: dict | None) -> str:

@@ -27,7 +27,6 @@ OBJECTIVES: dict[str, tuple[str, str]] = {
     "inference_images_per_s_b1": ("max", "images/s at batch 1, trial's device"),
     "inference_images_per_s": ("max", "images/s at batch latency_batch, trial's device"),
 }
-MOASHA_STATE_FILE = "moasha_state.json"  # MO-ASHA's rung records in the experiment folder (search writes, analysis reads)
 MEASURED = ("inference_latency_ms", "inference_images_per_s_b1", "inference_images_per_s")  # need latency_batch > 0
 DIRECTIONS = ("max", "min")
 
