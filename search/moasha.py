@@ -15,6 +15,10 @@ has no intermediate values to rank it by).
 Every decision (the rung, the trial's values, its place in the ranking, the population size, kept or stopped) is
 written to ``moasha_state.json`` as it is made and read back on resume, as ``PerArchASHA`` does with
 ``asha_state.json``: a resumed search ranks against the same records and a stop made before a crash stands.
+
+An epoch budget (``epoch_budget``, per net) works as in ``PerArchASHA``, by the same reservation code
+(:class:`~search.scheduler.PersistedRungs`): a trial the ranking keeps is stopped with ``"reason": "budget"`` when the
+epochs to its next rung no longer fit.
 """
 from __future__ import annotations
 
@@ -52,7 +56,8 @@ class PerArchMOASHA(PersistedRungs, FIFOScheduler):
     """
 
     def __init__(self, archs: list[str], objectives, max_t: int, grace_period: int = 1,
-                 reduction_factor: float = 3, state_path: str | os.PathLike | None = None):
+                 reduction_factor: float = 3, state_path: str | os.PathLike | None = None,
+                 epoch_budget: int | None = None, num_samples: int | None = None):
         super().__init__()
         self._metric, self._mode = METRIC, MODE
         if not isinstance(max_t, int) or max_t < 1:
@@ -69,8 +74,12 @@ class PerArchMOASHA(PersistedRungs, FIFOScheduler):
         # arch -> milestone -> trial_id -> objective values (as reported, not turned into losses)
         self.rungs: dict[str, dict[int, dict[str, list]]] = {a: {m: {} for m in self.milestones} for a in archs}
         self.decisions: list[dict] = []  # every ranking made: trial, arch, epoch, values, place, population, kept
-        self.stops: list[dict] = []  # the decisions that stopped a trial
+        self.stops: list[dict] = []  # the decisions that stopped a trial (and budget stops, "reason": "budget")
+        self._set_budget(epoch_budget, num_samples, grace_period)
         self._open_state(state_path)
+
+    def judged_epochs(self) -> list[int]:
+        return [*self.milestones, self.max_t]
 
     def set_search_properties(self, metric, mode, **spec) -> bool:
         return True  # the objectives are fixed at construction
@@ -110,10 +119,11 @@ class PerArchMOASHA(PersistedRungs, FIFOScheduler):
                     "values": dict(zip(names, values)), "place": place + 1, "population": len(population),
                     "keep": keep, "kept": kept}
         self.decisions.append(decision)
-        if not kept:
-            self.stops.append(decision)
+        over_budget = kept and self.epoch_budget is not None and not self._promote(trial_id, arch, epoch)
+        if not kept or over_budget:  # kept by its rank but the budget cannot pay its next rung: stopped anyway
+            self.stops.append({**decision, "reason": "budget"} if over_budget else decision)
         self.persist()
-        return TrialScheduler.CONTINUE if kept else TrialScheduler.STOP
+        return TrialScheduler.CONTINUE if kept and not over_budget else TrialScheduler.STOP
 
     def debug_string(self) -> str:
         counts: dict[str, int] = {}
@@ -129,7 +139,7 @@ class PerArchMOASHA(PersistedRungs, FIFOScheduler):
                 # The same shape as asha_state.json's rungs (milestone, {trial: value}), values being vectors.
                 "rungs": {a: [[m, rec[m]] for m in sorted(rec, reverse=True)] for a, rec in self.rungs.items()},
                 "num_stopped": {a: sum(s["arch"] == a for s in self.stops) for a in self.rungs},
-                "decisions": self.decisions, "stops": self.stops}
+                "decisions": self.decisions, "stops": self.stops, **self._budget_state()}
 
     def load(self, path: str | os.PathLike) -> None:
         state = json.loads(Path(path).read_text())
@@ -142,3 +152,4 @@ class PerArchMOASHA(PersistedRungs, FIFOScheduler):
                 self.rungs[arch].setdefault(m, {})
         self.decisions = list(state["decisions"])
         self.stops = list(state["stops"])
+        self._load_budget(state)

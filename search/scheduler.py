@@ -13,7 +13,7 @@ each beat the ones before is promoted all the way), so a budget is enforced by r
 is reserved its first rung (``num_samples x grace_period``, which the spec checks fits); a trial that ASHA would
 promote is promoted only if the epochs to its next milestone still fit in what is left, otherwise it is stopped
 with ``"reason": "budget"`` in its stop record. The epochs the search trains per net are then at most the budget,
-plus only what a retried trial re-trains after a failure.
+plus only what a retried trial re-trains after a failure. The same code caps MO-ASHA (``search/moasha.py``).
 """
 from __future__ import annotations
 
@@ -31,15 +31,18 @@ TIME_ATTR = "epoch"  # reported by the trainable; equals Tune's training_iterati
 
 
 class PersistedRungs:
-    """Rung records kept in a JSON file in the experiment dir (``state_path``), for ASHA and MO-ASHA alike.
+    """What ASHA and MO-ASHA share: rung records in a JSON file of the experiment dir, and the epoch budget.
 
-    A subclass gives ``state()`` (what to write) and ``load(path)`` (how to put it back), and calls
-    ``_open_state(state_path)`` at the end of ``__init__``. The records are read back when the scheduler is built
-    and when Tune unpickles it on resume (from the tuner pickled when ``fit()`` began: the file is newer), written
-    by ``persist()`` after every decision, and protected from Tune's staging copy by ``_drop_staged_copy``.
+    A subclass gives ``state()`` (what to write), ``load(path)`` (how to put it back) and ``judged_epochs()``, and
+    calls ``_set_budget(...)`` then ``_open_state(state_path)`` at the end of ``__init__``. The records are read back
+    when the scheduler is built and when Tune unpickles it on resume (from the tuner pickled when ``fit()`` began:
+    the file is newer), written by ``persist()`` after every decision, and protected from Tune's staging copy by
+    ``_drop_staged_copy``. The budget (module docstring) is ``_promote``, asked whenever the rungs let a trial go on.
     """
 
     state_path: Path | None = None
+    epoch_budget: int | None = None
+    num_samples: int | None = None
 
     def _open_state(self, state_path: str | os.PathLike | None) -> None:
         self.state_path = Path(state_path) if state_path else None
@@ -76,6 +79,46 @@ class PersistedRungs:
     def load(self, path: str | os.PathLike) -> None:
         raise NotImplementedError
 
+    # ------------------------------------------------------------------------------------------ epoch budget
+    def judged_epochs(self) -> list[int]:
+        """Epochs at which a trial is judged, ascending, ending with max_t (the rungs below max_t)."""
+        raise NotImplementedError
+
+    def _set_budget(self, epoch_budget: int | None, num_samples: int | None, grace_period: int) -> None:
+        if epoch_budget is not None and (num_samples is None or num_samples * grace_period > epoch_budget):
+            raise ValueError(f"epoch_budget {epoch_budget!r} cannot pay every trial's first rung "
+                             f"({num_samples!r} trials x grace period {grace_period})")
+        self.epoch_budget, self.num_samples = epoch_budget, num_samples
+        self.allowed: dict[str, tuple[str, int]] = {}  # trial id -> (arch, epoch it is cleared to train to)
+
+    def _budget_state(self) -> dict:
+        return {"epoch_budget": self.epoch_budget, "num_samples": self.num_samples, "allowed": self.allowed}
+
+    def _load_budget(self, state: dict) -> None:
+        self.allowed = {t: (a, e) for t, (a, e) in state.get("allowed", {}).items()}
+
+    def reserved(self, arch: str) -> int:
+        """Epochs promised to ``arch``'s trials: what each is cleared to reach, and a first rung for each trial
+        not yet seen (of ``num_samples``)."""
+        mine = [t for t, (a, _) in self.allowed.items() if a == arch]
+        return (sum(e for a, e in self.allowed.values() if a == arch)
+                + max(0, self.num_samples - len(mine)) * self.judged_epochs()[0])
+
+    def _promote(self, trial_id: str, arch: str, epoch: int) -> bool:
+        """Budget mode: may the trial, which the rungs let go on at ``epoch``, train on? Reserves the epochs if so."""
+        judged = self.judged_epochs()
+        if trial_id not in self.allowed:
+            self.allowed[trial_id] = (arch, judged[0])  # its first rung was reserved when the budget was set
+        cleared = self.allowed[trial_id][1]
+        if epoch < cleared or cleared >= self.max_t:
+            return True
+        nxt = next(m for m in judged if m > cleared)
+        if self.reserved(arch) + (nxt - cleared) > self.epoch_budget:
+            return False
+        self.allowed[trial_id] = (arch, nxt)
+        self.persist()
+        return True
+
 
 class PerArchASHA(PersistedRungs, FIFOScheduler):
     def __init__(self, archs: list[str], max_t: int, grace_period: int = 1, reduction_factor: float = 3,
@@ -93,11 +136,7 @@ class PerArchASHA(PersistedRungs, FIFOScheduler):
                                                       brackets=1)
                            for a in archs}
         self.stops: list[dict] = []  # {"trial_id", "arch", "epoch", "value", "cutoff"[, "reason": "budget"]}
-        if epoch_budget is not None and (num_samples is None or num_samples * grace_period > epoch_budget):
-            raise ValueError(f"epoch_budget {epoch_budget!r} cannot pay every trial's first rung "
-                             f"({num_samples!r} trials x grace period {grace_period})")
-        self.epoch_budget, self.num_samples = epoch_budget, num_samples
-        self.allowed: dict[str, tuple[str, int]] = {}  # trial id -> (arch, epoch it is cleared to train to)
+        self._set_budget(epoch_budget, num_samples, grace_period)
         self._open_state(state_path)
 
     def _sched(self, trial) -> AsyncHyperBandScheduler:
@@ -127,7 +166,7 @@ class PerArchASHA(PersistedRungs, FIFOScheduler):
         action = sched.on_trial_result(tune_controller, trial, result)
         reason = None
         if action == TrialScheduler.CONTINUE and self.epoch_budget is not None:
-            if not self._promote(trial, result.get(TIME_ATTR, 0)):
+            if not self._promote(trial.trial_id, trial.config["arch"], result.get(TIME_ATTR, 0)):
                 action, reason = TrialScheduler.STOP, "budget"
         if action == TrialScheduler.STOP and result.get(TIME_ATTR, 0) < self.max_t:
             self.stops.append({"trial_id": trial.trial_id, "arch": trial.config["arch"], "epoch": result[TIME_ATTR],
@@ -137,32 +176,9 @@ class PerArchASHA(PersistedRungs, FIFOScheduler):
             self.persist()
         return action
 
-    def milestones(self) -> list[int]:
-        """Epochs at which a trial is judged, ascending, ending with max_t (ASHA's rungs below max_t)."""
+    def judged_epochs(self) -> list[int]:
         rungs = sorted(m for m, _ in next(iter(self.schedulers.values()))._brackets[0]._rungs)
         return [int(m) for m in rungs if m < self.max_t] + [self.max_t]
-
-    def reserved(self, arch: str) -> int:
-        """Epochs promised to ``arch``'s trials: what each is cleared to reach, and a first rung for each trial
-        not yet seen (of ``num_samples``)."""
-        mine = [t for t, (a, _) in self.allowed.items() if a == arch]
-        return (sum(e for a, e in self.allowed.values() if a == arch)
-                + max(0, self.num_samples - len(mine)) * self.milestones()[0])
-
-    def _promote(self, trial, epoch: int) -> bool:
-        """Budget mode: may ``trial``, which ASHA lets continue at ``epoch``, train on? Reserves the epochs if so."""
-        arch, first = trial.config["arch"], self.milestones()[0]
-        if trial.trial_id not in self.allowed:
-            self.allowed[trial.trial_id] = (arch, first)  # its first rung was reserved when the budget was set
-        cleared = self.allowed[trial.trial_id][1]
-        if epoch < cleared or cleared >= self.max_t:
-            return True
-        nxt = next(m for m in self.milestones() if m > cleared)
-        if self.reserved(arch) + (nxt - cleared) > self.epoch_budget:
-            return False
-        self.allowed[trial.trial_id] = (arch, nxt)
-        self.persist()
-        return True
 
     @staticmethod
     def _rung_for(sched, result):
@@ -198,8 +214,7 @@ class PerArchASHA(PersistedRungs, FIFOScheduler):
                 "rungs": {a: [[m, recorded] for m, recorded in s._brackets[0]._rungs]
                           for a, s in self.schedulers.items()},
                 "num_stopped": {a: s._num_stopped for a, s in self.schedulers.items()},
-                "stops": self.stops, "epoch_budget": self.epoch_budget, "num_samples": self.num_samples,
-                "allowed": self.allowed}
+                "stops": self.stops, **self._budget_state()}
 
     def load(self, path: str | os.PathLike) -> None:
         state = json.loads(Path(path).read_text())
@@ -209,4 +224,4 @@ class PerArchASHA(PersistedRungs, FIFOScheduler):
                 bracket._rungs = [(m, dict(recorded)) for m, recorded in rungs]
                 self.schedulers[arch]._num_stopped = state["num_stopped"].get(arch, 0)
         self.stops = list(state["stops"])
-        self.allowed = {t: (a, e) for t, (a, e) in state.get("allowed", {}).items()}
+        self._load_budget(state)

@@ -156,7 +156,8 @@ def build_tuner(spec: ExperimentSpec, data, spaces: dict, *, resume: bool = Fals
         from search.moasha import STATE_FILE as MO_STATE_FILE, PerArchMOASHA
 
         scheduler = PerArchMOASHA(spec.archs, spec.objectives, spec.max_epochs, spec.grace_period,
-                                  spec.reduction_factor, state_path=exp_dir / MO_STATE_FILE)
+                                  spec.reduction_factor, state_path=exp_dir / MO_STATE_FILE,
+                                  epoch_budget=spec.epoch_budget or None, num_samples=spec.num_samples)
     import ray
 
     res = trial_resources(spec, ray.cluster_resources())

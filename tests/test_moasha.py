@@ -116,3 +116,31 @@ def test_bad_arguments_are_named(kwargs, named):
         PerArchMOASHA(["origin_net"], OBJ, **{"max_t": 4, **kwargs})
     with pytest.raises(ValueError, match="unknown objective"):
         PerArchMOASHA(["origin_net"], [("val_accuracy", "max"), ("flops", "min")], max_t=4)
+
+
+def test_epoch_budget_caps_what_the_rungs_would_promote_and_survives_a_restart(tmp_path):
+    """Each trial dominates every earlier one (more accurate and smaller), so the rungs alone promote all of them to
+    max_t; with an epoch budget the scheduler stops them where the budget ends ("reason": "budget"), as PerArchASHA
+    does, and the reservations come back on restart."""
+    def feed(sched, trials=10, epochs=27):
+        spent = 0
+        for i in range(trials):
+            for epoch in range(1, epochs + 1):
+                spent += 1
+                if report(sched, f"t{i}", epoch, 0.1 + 0.01 * i + 0.001 * epoch, 50_000 - 1000 * i) == STOP:
+                    break
+        return spent
+
+    assert feed(PerArchMOASHA(["origin_net"], OBJ, max_t=27, grace_period=1)) == 10 * 27
+    state = tmp_path / STATE_FILE
+    capped = PerArchMOASHA(["origin_net"], OBJ, max_t=27, grace_period=1, state_path=state, epoch_budget=60,
+                           num_samples=10)
+    assert 10 <= feed(capped) <= 60
+    budget_stops = [s for s in capped.stops if s.get("reason") == "budget"]
+    assert budget_stops and all(s["kept"] for s in budget_stops)  # the ranking kept them; the budget did not
+    restored = PerArchMOASHA(["origin_net"], OBJ, max_t=27, grace_period=1, state_path=state, epoch_budget=60,
+                             num_samples=10)
+    assert restored.allowed == capped.allowed and restored.stops == capped.stops
+    assert restored.reserved("origin_net") == capped.reserved("origin_net") <= 60
+    with pytest.raises(ValueError, match="cannot pay every trial's first rung"):
+        PerArchMOASHA(["origin_net"], OBJ, max_t=9, grace_period=3, epoch_budget=10, num_samples=4)
