@@ -164,7 +164,8 @@ def _init_ray(address: str | None) -> bool:
 
 def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, train_on: str = "train",
                         epochs: int | None = None, archs: list[str] | None = None, svm_subset: int = 0,
-                        svm_k: int = 448, address: str | None = None, progress=None, pareto: bool = False) -> dict:
+                        svm_k: int = 448, address: str | None = None, progress=None, pareto: bool = False,
+                        trials: list[str] | None = None) -> dict:
     """Run the final evaluation of an experiment (see the module docstring); returns and saves the results.
 
     Every retrained run is saved in ``EXP/eval-runs/`` as it ends, keyed by its full config (seed and epochs
@@ -173,6 +174,7 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
     ``progress``: called with a line of text as runs end.
     ``pareto``: retrain the members of the experiment's Pareto front (``analysis.pareto``) instead of each net's
     top-k; each keeps its per-net validation rank as its label.
+    ``trials``: retrain exactly these trials (ids as in ``report``), e.g. the front members a user picked.
     """
     if train_on not in TRAIN_ON:
         raise ValueError(f"--train-on must be one of {', '.join(TRAIN_ON)}, got {train_on!r}")
@@ -181,7 +183,15 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
         raise ValueError(f"--epochs must be an integer >= 1, got {epochs!r}")
+    if trials is not None and pareto:
+        raise ValueError("--trials and --pareto choose the configs two ways: give one of them")
     exp = load(exp_dir)
+    if trials is not None:
+        scored = set(ranked(exp)["trial_id"])
+        missing = [t for t in trials if t not in scored]
+        if missing or not trials:
+            raise ValueError(f"--trials {','.join(missing) or '(empty)'}: not a trial of {str(exp_dir)!r} with a "
+                             f"validation score (see: cifar-tune report {exp_dir})")
     unknown = sorted(set(archs or []) - set(exp.spec["archs"]))
     if unknown:
         raise ValueError(f"--archs {','.join(unknown)} not in the experiment (it has {','.join(exp.spec['archs'])})")
@@ -195,6 +205,9 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
     train_only = without_test_split(data)
 
     jobs, results, grid_mode = [], [], bool(grid_points(exp))
+    if grid_mode and (trials is not None or pareto):
+        raise ValueError("a grid experiment is scored from every grid point's checkpoints: --trials and --pareto "
+                         "do not apply to it")
     if grid_mode:  # scoring finished checkpoints is inference only: it runs here, no retraining
         from trainables.train import load_state
 
@@ -212,6 +225,8 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
             from analysis.pareto import front, objectives_of
 
             chosen = top["trial_id"].isin([t["trial_id"] for t in front(exp.trials, objectives_of(exp.record))])
+        if trials is not None:
+            chosen = top["trial_id"].isin(trials)
         for _, row in top[chosen & top["arch"].isin(wanted)].iterrows():
             trial = next(t for t in exp.trials if t["trial_id"] == row["trial_id"])
             config = {**trial["config"], **({"epochs": epochs} if epochs else {})}
@@ -278,7 +293,7 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
 
     record = {"experiment": str(Path(exp_dir).resolve()), "created": _dt.datetime.now().isoformat(timespec="seconds"),
               "mode": "grid checkpoints" if grid_mode else "retrain", "train_on": "train" if grid_mode else train_on,
-              "top_k": top_k, "pareto": pareto, "repeats": repeats, "epochs": epochs, "classes": list(data.classes),
+              "top_k": top_k, "pareto": pareto, "trials": trials, "repeats": repeats, "epochs": epochs, "classes": list(data.classes),
               "test_images": int(len(test[1])), "results": [] if grid_mode else summaries,
               "grid": summaries if grid_mode else []}
     if grid_mode:  # the comparison table's row per net: the grid point with the best validation accuracy
@@ -346,7 +361,8 @@ def cmd_evaluate(args) -> int:
     try:
         record = evaluate_experiment(args.experiment, top_k=args.top_k, repeats=args.repeats, train_on=args.train_on,
                                      epochs=args.epochs, archs=archs, svm_subset=args.svm_subset, svm_k=args.svm_k,
-                                     address=args.address, pareto=getattr(args, "pareto", False))
+                                     address=args.address, pareto=getattr(args, "pareto", False),
+                                     trials=[t.strip() for t in args.trials.split(",")] if args.trials else None)
     except ValueError as e:  # the CLI prints an ExperimentError as one line, exit status 2
         raise ExperimentError(str(e)) from None
     if args.json:

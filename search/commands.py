@@ -292,6 +292,7 @@ def add_commands(sub) -> None:
     e.add_argument("--address", help="Ray cluster: auto or HOST:PORT, or local for a new embedded one")
     e.add_argument("--pareto", action="store_true",
                    help="evaluate the Pareto front's members (see report) instead of the top-k per net")
+    e.add_argument("--trials", help="evaluate exactly these trials (comma-separated ids, as in report)")
     e.add_argument("--json", action="store_true", help="print the saved record")
     e.set_defaults(func=cmd_evaluate)
 

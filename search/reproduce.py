@@ -211,7 +211,7 @@ def net_spec(plan: ReproductionPlan, net: NetPlan, root: Path, fixed: dict, num_
                           enqueue={net.arch: [dict(p) for p in net.enqueue]}, max_concurrent=0)
 
 
-def _search_done(exp_dir: Path, spec: ExperimentSpec) -> bool:
+def search_done(exp_dir: Path, spec: ExperimentSpec) -> bool:
     from analysis.load import ExperimentError, load_trials
 
     try:
@@ -222,7 +222,7 @@ def _search_done(exp_dir: Path, spec: ExperimentSpec) -> bool:
     return len(ended) >= spec.num_samples
 
 
-def _search_epochs(exp_dir: Path) -> int:
+def search_epochs(exp_dir: Path) -> int:
     """Epochs the search trained: every reported epoch of every trial (a re-trained epoch counts again)."""
     from analysis.load import load_trials
 
@@ -278,10 +278,10 @@ def _run_stages(plan, nets, specs, root, state, lock, repeats, max_epochs, final
             f"budget {spec.epoch_budget} epochs (report: {net.report_epochs}){' [resumed]' if resume else ''}")
         with _Clock(root, state, (net.arch, "search"), lock):
             run_search(spec, resume=resume)
-        if not _search_done(exp_dir, spec):
+        if not search_done(exp_dir, spec):
             raise SpecError(f"reproduce: the search of {net.arch} ended unfinished; run the same command again")
         with lock:
-            state["searches"][net.arch] = {"done": True, "epochs": _search_epochs(exp_dir),
+            state["searches"][net.arch] = {"done": True, "epochs": search_epochs(exp_dir),
                                            "experiment": str(exp_dir)}
             _write_state(root, state)
 

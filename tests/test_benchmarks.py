@@ -40,3 +40,24 @@ def test_gpu_suite_smoke(cifar_path, tmp_path):
         assert steps[name]["exit"] == 0 and "| " in steps[name]["tail"] and "device:" in steps[name]["tail"], name
     assert json.loads((tmp_path / "suite" / "results" / "reproduce-report003" / "reproduce.json").read_text())["result"]
     assert (doc.read_text() if doc.exists() else None) == before
+
+
+def test_size_front_smoke_runs_and_continues(cifar_path, tmp_path):
+    """Issue 11's full-scale comparison in smoke mode: MO-TPE and random searches at one epoch budget, hypervolume at
+    a common reference point, the joint front, a front member's test run; run again, it keeps all of it."""
+    cmd = [sys.executable, "-m", "benchmarks.size_front", "--smoke", "--data-dir", str(cifar_path),
+           "--storage", str(tmp_path)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, cwd=REPO, env=env)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    record = json.loads((tmp_path / "size_front.json").read_text())
+    rows = record["summary"]["searches"]
+    assert sorted(r["sampler"] for r in rows) == ["random", "tpe"]
+    assert all(r["epochs"] <= record["settings"]["epoch_budget"] for r in rows)  # MO-ASHA kept to the budget
+    assert len({tuple(r["reference"]) for r in rows}) == 1 and all(r["hypervolume"] > 0 for r in rows)
+    (pick,) = record["summary"]["targets"]
+    assert pick["member"]["trial_id"] and 0 <= pick["test"]["test_accuracy"]["mean"] <= 1
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, cwd=REPO, env=env)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert again.stdout.count("finished earlier, kept") == 2 and "1 of 1 runs finished earlier" in again.stdout
+    assert json.loads((tmp_path / "size_front.json").read_text())["summary"]["targets"][0]["test"] == pick["test"]

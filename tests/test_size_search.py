@@ -104,6 +104,16 @@ def test_front_members_are_evaluated_on_the_test_split(experiment, reported):
     assert record["pareto"] is True
     assert {r["trial_id"] for r in record["results"]} == {m["trial_id"] for m in reported["pareto"]}
     assert all(0 <= r["test_accuracy"]["mean"] <= 1 for r in record["results"])
+    # One member picked by id: the same config, seed and epochs, so its saved run is taken, not retrained.
+    picked = record["results"][0]
+    out = run_cli(["evaluate", experiment, "--trials", picked["trial_id"], "--repeats", "1", "--epochs", "1",
+                   "--json"])
+    assert out.returncode == 0, out.stdout[-3000:]
+    again = json.loads(out.stdout.strip().splitlines()[-1])
+    assert [r["trial_id"] for r in again["results"]] == [picked["trial_id"]]
+    assert again["results"][0]["test_accuracy"] == picked["test_accuracy"]
+    out = run_cli(["evaluate", experiment, "--trials", f"{picked['trial_id']},nope"])
+    assert out.returncode != 0 and "--trials nope" in out.stdout and "Traceback" not in out.stdout
 
 
 def test_nsga2_runs_a_multi_objective_study(cifar_path, tmp_path):
