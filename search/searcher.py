@@ -112,7 +112,19 @@ def nsga2_population(num_samples: int) -> int:
     return max(4, min(50, num_samples // 4))
 
 
-class MultiArchSearcher(Searcher):
+class PickledSearcher(Searcher):
+    """A searcher whose whole state is its ``__dict__``, pickled into Tune's experiment checkpoint."""
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))
+
+
+class MultiArchSearcher(PickledSearcher):
     """One StatusAwareOptunaSearch per architecture, ``num_samples`` trials each, suggested round-robin.
 
     ``spaces`` maps arch -> define-by-run function; ``fixed`` values go into every trial's config.
@@ -166,13 +178,8 @@ class MultiArchSearcher(Searcher):
         if trial_id in self.trial_arch:
             self.searchers[self.trial_arch[trial_id]].on_trial_complete(trial_id, result, error)
 
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
-
     def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
+        super().restore(checkpoint_path)
         self.reconcile()
 
     def reconcile(self) -> None:
@@ -214,7 +221,7 @@ def finished_trials(storage: str, study_name: str) -> list[optuna.trial.FrozenTr
             for t in study.get_trials(deepcopy=False, states=keep)]
 
 
-class RowSearcher(Searcher):
+class RowSearcher(PickledSearcher):
     """Hands out a fixed list of configs in order (a preset's grid), then reports FINISHED."""
 
     def __init__(self, rows: list[dict]):
@@ -230,11 +237,3 @@ class RowSearcher(Searcher):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         pass
-
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))

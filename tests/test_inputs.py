@@ -115,18 +115,7 @@ def test_a_quoted_number_in_a_config_file_is_refused(value, tmp_path, capsys):
                                         ("evaluation.json", "[]")])
 def test_report_on_a_half_written_file_is_one_line(name, body, tmp_path, capsys, monkeypatch):
     """Only the file under test is broken: spec.json is whole and the trials (Tune's part) are stubbed."""
-    import analysis.load
-
-    trial = {"trial_id": "a", "arch": "origin_net", "config": {"arch": "origin_net", "lr": 0.01}, "status": "completed",
-             "epochs": 1, "max_epochs": 1, "val_accuracy": 0.3, "val_loss": 2.0, "best_val_accuracy": 0.3,
-             "best_epoch": 1, "best_val_loss": 2.0, "train_accuracy": 0.3, "train_loss": 2.0, "params": 48252,
-             "size_mb": 0.19, "train_time_s": 1.0, "error": None, "path": None,
-             "history": [{"epoch": 1, "train_loss": 2.0, "train_accuracy": 0.3, "val_loss": 2.0,
-                          "val_accuracy": 0.3, "epoch_seconds": 1.0}]}
-    monkeypatch.setattr(analysis.load, "load_trials", lambda exp_dir: [dict(trial)])
-    exp = tmp_path / "exp"
-    exp.mkdir()
-    (exp / "spec.json").write_text(json.dumps({"spec": {"archs": ["origin_net"], "name": "exp"}}))
+    exp = stub_experiment(tmp_path, monkeypatch)
     (exp / name).write_text(body)
     assert main(["report", str(exp), "--out", str(tmp_path / "out")]) == 2
     one_line_error(capsys, name, "half-written")
