@@ -59,5 +59,5 @@ def test_size_front_smoke_runs_and_continues(cifar_path, tmp_path):
     assert pick["member"]["trial_id"] and 0 <= pick["test"]["test_accuracy"]["mean"] <= 1
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, cwd=REPO, env=env)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert again.stdout.count("finished earlier, kept") == 2 and "1 of 1 runs finished earlier" in again.stdout
+    assert again.stdout.count(": finished earlier, kept") == 2 and "1 of 1 runs finished earlier" in again.stdout
     assert json.loads((tmp_path / "size_front.json").read_text())["summary"]["targets"][0]["test"] == pick["test"]
