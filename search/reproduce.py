@@ -37,6 +37,7 @@ from pathlib import Path
 
 from search.spec import ExperimentSpec, SpecError
 from trainables.experiment import OUTCOMES_ENDED, SPEC_FILE, ExperimentLock, ExperimentLocked, write_json
+from trainables.presets import get_preset
 
 STATE_FILE = "reproduce.json"
 TABLE_FILE = "reproduce.md"
@@ -54,11 +55,17 @@ class NetPlan:
     report_epochs: int  # what the report spent tuning this net (all its runs x epochs)
     final_epochs: int  # epochs of each final run
     metric: str  # the published metric to beat
-    published: float
+    published_row: tuple[str, str]  # (preset, grid label): the cell of trainables.presets that holds the number
     published_note: str
     reduction_factor: float = 3.0
     enqueue: tuple = ()  # configs tried first (the report's own setting, a regularised one)
     why: str = ""
+
+    @property
+    def published(self) -> float:
+        """The number to beat, read from the report's preset (trainables/presets.py owns every published number)."""
+        preset, label = self.published_row
+        return float(get_preset(preset).published[label][self.metric])
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,10 @@ class ReproductionPlan:
     settings: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        for net, record in zip(self.nets, out["nets"]):
+            record["published"] = net.published
+        return out
 
 
 _HAND_TUNED = {"lr": 0.05, "batch_size": 128, "weight_decay": 5e-4, "dropout": 0.3, "label_smoothing": 0.1,
@@ -82,7 +92,8 @@ _PLANS = {p.report: p for p in (
         report="report003", title="Report 003 (Lai): OriginNet and ModifiedNet, Tables VII-IX",
         nets=(
             NetPlan("modified_net", num_samples=24, max_epochs=50, grace_period=5, epoch_budget=480,
-                    report_epochs=8 * 300, final_epochs=50, metric="test_accuracy", published=0.728,
+                    report_epochs=8 * 300, final_epochs=50, metric="test_accuracy",
+                    published_row=("report003", "arch=modified_net, optimizer=sgd, lr=0.005"),
                     published_note="test accuracy, SGD lr 0.005, 300 epochs (Table VIII)",
                     enqueue=({"lr": 0.005, "batch_size": 64, "weight_decay": 1e-4, "dropout": 0.5,
                               "label_smoothing": 0.0, "warmup_epochs": 0.0}, _HAND_TUNED),
@@ -92,7 +103,8 @@ _PLANS = {p.report: p for p in (
                         "within a point of their plateau by then under cosine annealing (a 30-epoch hand run "
                         "reached 0.701), not the report's 300."),
             NetPlan("origin_net", num_samples=12, max_epochs=20, grace_period=2, epoch_budget=60,
-                    report_epochs=300, final_epochs=50, metric="weighted_f1", published=0.5521,
+                    report_epochs=300, final_epochs=50, metric="weighted_f1",
+                    published_row=("report003", "arch=origin_net"),
                     published_note="weighted F1, its own setting, 300 epochs (Table VII)",
                     enqueue=({"lr": 0.005, "batch_size": 64, "weight_decay": 1e-4, "dropout": 0.0,
                               "label_smoothing": 0.0, "warmup_epochs": 0.0}, _HAND_TUNED),
@@ -104,7 +116,8 @@ _PLANS = {p.report: p for p in (
         report="report000", title="Report 000 (Shin): simple CNN, Table II",
         nets=(
             NetPlan("simple_cnn", num_samples=24, max_epochs=30, grace_period=3, epoch_budget=225,
-                    report_epochs=9 * 5 * 25, final_epochs=30, metric="test_accuracy", published=0.7089,
+                    report_epochs=9 * 5 * 25, final_epochs=30, metric="test_accuracy",
+                    published_row=("report000", "lr=0.001, batch_size=20"),
                     published_note="test accuracy, lr 1e-3, batch 20, 25 epochs (Table II)",
                     enqueue=({"lr": 1e-3, "batch_size": 20, "weight_decay": 5e-5, "dropout": 0.0,
                               "label_smoothing": 0.0, "warmup_epochs": 0.0}, {**_HAND_TUNED, "batch_size": 64}),
@@ -116,7 +129,8 @@ _PLANS = {p.report: p for p in (
         report="report001", title="Report 001 (Dureja): Keras CNN, Table 2",
         nets=(
             NetPlan("keras_cnn", num_samples=8, max_epochs=30, grace_period=2, epoch_budget=40,
-                    report_epochs=4 * 50, final_epochs=50, metric="test_accuracy", published=0.858,
+                    report_epochs=4 * 50, final_epochs=50, metric="test_accuracy",
+                    published_row=("report001", "batch_size=64, dropout=0.4"),
                     published_note="test accuracy, batch 64, dropout 0.4, Adam 1e-3, <= 50 epochs (Table 2)",
                     enqueue=({"optimizer": "adam", "lr": 1e-3, "batch_size": 64, "weight_decay": 1e-5,
                               "dropout": 0.4, "label_smoothing": 0.0, "warmup_epochs": 0.0},),

@@ -24,6 +24,8 @@ def test_every_plan_obeys_its_budget_rule(report, net):
     # what the report spent tuning this net is its preset's grid, not a number typed twice
     assert net.report_epochs == arch_grid_cost(get_preset(report))[net.arch]
     assert net.epoch_budget <= net.report_epochs // 5
+    # and the number to beat is a cell of the same preset's published table
+    assert net.published_row[0] == report and 0 < net.published < 1
     # every trial's first rung is paid for, with at least half the budget left for promotions; and there are as
     # many trials as a third of the budget pays first rungs for, up to the 24 TPE needs
     assert net.num_samples * net.grace_period <= net.epoch_budget // 2
