@@ -186,17 +186,22 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
     if trials is not None and pareto:
         raise ValueError("--trials and --pareto choose the configs two ways: give one of them")
     exp = load(exp_dir)
-    if trials is not None:
-        scored = set(ranked(exp)["trial_id"])
-        missing = [t for t in trials if t not in scored]
-        if missing or not trials:
-            raise ValueError(f"--trials {','.join(missing) or '(empty)'}: not a trial of {str(exp_dir)!r} with a "
-                             f"validation score (see: cifar-tune report {exp_dir})")
     unknown = sorted(set(archs or []) - set(exp.spec["archs"]))
     if unknown:
         raise ValueError(f"--archs {','.join(unknown)} not in the experiment (it has {','.join(exp.spec['archs'])})")
     wanted = archs or exp.spec["archs"]
     fixed = exp.spec.get("fixed", {})
+    points = grid_points(exp)
+    grid_mode = bool(points)
+    if grid_mode and (trials is not None or pareto):
+        raise ValueError("a grid experiment is scored from every grid point's checkpoints: --trials and --pareto "
+                         "do not apply to it")
+    top = None if grid_mode else ranked(exp)
+    if trials is not None:
+        missing = [t for t in trials if t not in set(top["trial_id"])]
+        if missing or not trials:
+            raise ValueError(f"--trials {','.join(missing) or '(empty)'}: not a trial of {str(exp_dir)!r} with a "
+                             f"validation score (see: cifar-tune report {exp_dir})")
 
     from trainables.data import load_dataset
 
@@ -204,22 +209,18 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
     test = data.split("test")  # the one read of the test split
     train_only = without_test_split(data)
 
-    jobs, results, grid_mode = [], [], bool(grid_points(exp))
-    if grid_mode and (trials is not None or pareto):
-        raise ValueError("a grid experiment is scored from every grid point's checkpoints: --trials and --pareto "
-                         "do not apply to it")
+    jobs, results = [], []
     if grid_mode:  # scoring finished checkpoints is inference only: it runs here, no retraining
         from trainables.train import load_state
 
-        for label, _, trials in grid_points(exp):
-            for t in trials:
+        for label, _, point_trials in points:
+            for t in point_trials:
                 cps = sorted(Path(t["path"]).glob("checkpoint_*")) if t["path"] else []
                 if t["arch"] in wanted and cps:
                     jobs.append(({"label": label, "arch": t["arch"], "trial_id": t["trial_id"],
                                   "seed": t["config"].get("seed", 0), METRIC: t[METRIC]}, None))
                     results.append(_from_checkpoint(load_state(cps[-1]), train_only, test))
     else:
-        top = ranked(exp)
         chosen = top["rank"] <= top_k
         if pareto:
             from analysis.pareto import front, objectives_of

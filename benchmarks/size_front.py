@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import sys
 import time
 from pathlib import Path
@@ -192,8 +193,6 @@ def main(argv=None) -> int:
     root = Path(args.storage)
     root.mkdir(parents=True, exist_ok=True)
     path = root / STATE
-    import json
-
     state = json.loads(path.read_text()) if path.exists() else {"searches": {}}
     state.setdefault("commands", []).append({"command": " ".join(["python -m benchmarks.size_front", *sys.argv[1:]]),
                                             "at": dt.datetime.now().isoformat(timespec="seconds")})
