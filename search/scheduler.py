@@ -105,7 +105,8 @@ class PersistedRungs:
                 + max(0, self.num_samples - len(mine)) * self.judged_epochs()[0])
 
     def _promote(self, trial_id: str, arch: str, epoch: int) -> bool:
-        """Budget mode: may the trial, which the rungs let go on at ``epoch``, train on? Reserves the epochs if so."""
+        """Budget mode: may the trial, which the rungs let go on at ``epoch``, train on? Reserves the epochs if so.
+        Called at a rung result, after which the caller persists (the reservation goes to disk with the decision)."""
         judged = self.judged_epochs()
         if trial_id not in self.allowed:
             self.allowed[trial_id] = (arch, judged[0])  # its first rung was reserved when the budget was set
@@ -116,7 +117,6 @@ class PersistedRungs:
         if self.reserved(arch) + (nxt - cleared) > self.epoch_budget:
             return False
         self.allowed[trial_id] = (arch, nxt)
-        self.persist()
         return True
 
 
