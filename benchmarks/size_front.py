@@ -201,11 +201,23 @@ def main(argv=None) -> int:
                          "max_epochs": args.max_epochs, "grace_period": args.grace_period, "reduction_factor": 3,
                          "epoch_budget": args.epoch_budget, "repeats": args.repeats,
                          "final_epochs": args.final_epochs, "fixed": fixed, "smoke": args.smoke}
-    for run in searches(args):
-        run_one(args, run, fixed, state)
-    state["summary"] = summarise(args, state)
-    if not args.no_test:
-        test_runs(args, state["summary"], state)
+    import shlex
+    import signal
+
+    from search.tuner import SearchInterrupted
+
+    try:
+        for run in searches(args):
+            run_one(args, run, fixed, state)
+        state["summary"] = summarise(args, state)
+        if not args.no_test:
+            test_runs(args, state["summary"], state)
+    except (SearchInterrupted, KeyboardInterrupt) as e:  # as cifar-tune reproduce: one line, the command to continue
+        signum = getattr(e, "signum", None) or signal.SIGINT
+        again = " ".join(shlex.quote(a) for a in ["python", "-m", "benchmarks.size_front", *sys.argv[1:]])
+        print(f"\nsize_front: interrupted ({signal.Signals(signum).name}); finished searches and test runs are "
+              f"saved; continue with: {again}", file=sys.stderr, flush=True)
+        return 128 + signum
     state["machine"] = machine()
     from search.reproduce import JPEG_CAVEAT
 
