@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -194,17 +195,15 @@ def main(argv=None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     path = root / STATE
     state = json.loads(path.read_text()) if path.exists() else {"searches": {}}
-    state.setdefault("commands", []).append({"command": " ".join(["python -m benchmarks.size_front", *sys.argv[1:]]),
+    again = " ".join(shlex.quote(a) for a in ["python", "-m", "benchmarks.size_front", *sys.argv[1:]])
+    state.setdefault("commands", []).append({"command": again,
                                             "at": dt.datetime.now().isoformat(timespec="seconds")})
     state["settings"] = {"arch": ARCH, "space": str(SPACE.relative_to(REPO)), "objectives": OBJECTIVES,
                          "samplers": args.samplers.split(","), "seeds": args.seeds, "num_samples": args.num_samples,
                          "max_epochs": args.max_epochs, "grace_period": args.grace_period, "reduction_factor": 3,
                          "epoch_budget": args.epoch_budget, "repeats": args.repeats,
                          "final_epochs": args.final_epochs, "fixed": fixed, "smoke": args.smoke}
-    import shlex
-    import signal
-
-    from search.tuner import SearchInterrupted
+    from search.tuner import SearchInterrupted, interrupted_exit
 
     try:
         for run in searches(args):
@@ -213,11 +212,7 @@ def main(argv=None) -> int:
         if not args.no_test:
             test_runs(args, state["summary"], state)
     except (SearchInterrupted, KeyboardInterrupt) as e:  # as cifar-tune reproduce: one line, the command to continue
-        signum = getattr(e, "signum", None) or signal.SIGINT
-        again = " ".join(shlex.quote(a) for a in ["python", "-m", "benchmarks.size_front", *sys.argv[1:]])
-        print(f"\nsize_front: interrupted ({signal.Signals(signum).name}); finished searches and test runs are "
-              f"saved; continue with: {again}", file=sys.stderr, flush=True)
-        return 128 + signum
+        return interrupted_exit(e, "size_front", "finished searches and test runs are saved", again)
     state["machine"] = machine()
     from search.reproduce import JPEG_CAVEAT
 

@@ -448,9 +448,7 @@ def cmd_reproduce(args) -> int:
     archs = [a.strip() for a in args.archs.split(",")] if args.archs else None
     if archs is not None and not all(archs):
         raise SpecError(f"--archs {args.archs!r}: an empty name")
-    import signal
-
-    from search.tuner import SearchInterrupted
+    from search.tuner import SearchInterrupted, interrupted_exit
 
     again = " ".join(shlex.quote(a) for a in ["cifar-tune", *sys.argv[1:]]) if sys.argv[1:2] == ["reproduce"] \
         else f"cifar-tune reproduce {args.report} (with the same options)"
@@ -459,10 +457,7 @@ def cmd_reproduce(args) -> int:
                                   repeats=args.repeats, fixed=fixed, archs=archs, num_samples=args.num_samples,
                                   max_epochs=args.max_epochs, final_epochs=args.final_epochs)
     except (SearchInterrupted, KeyboardInterrupt) as e:
-        signum = getattr(e, "signum", None) or signal.SIGINT
-        print(f"\ncifar-tune reproduce: interrupted ({signal.Signals(signum).name}); finished trials and final runs "
-              f"are saved; continue with: {again}", file=sys.stderr, flush=True)
-        return 128 + signum
+        return interrupted_exit(e, "cifar-tune reproduce", "finished trials and final runs are saved", again)
     print("\n" + markdown_table(record))
     root = Path(args.storage or default_storage()).expanduser().resolve() / (args.name or f"reproduce-{args.report}")
     print(f"wrote {root / STATE_FILE}, {root / TABLE_FILE} and each net's report/report.html")

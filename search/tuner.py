@@ -259,6 +259,17 @@ class SearchInterrupted(Exception):
         super().__init__(f"interrupted by {signal.Signals(signum).name}")
 
 
+def interrupted_exit(error: BaseException, prog: str, saved: str, again: str) -> int:
+    """One line for a stop by Ctrl-C or SIGTERM (``SearchInterrupted`` or ``KeyboardInterrupt``): which signal, what
+    is saved, the command that continues; returns the exit status, 128 + the signal's number."""
+    import signal
+
+    signum = getattr(error, "signum", None) or signal.SIGINT
+    print(f"\n{prog}: interrupted ({signal.Signals(signum).name}); {saved}; continue with: {again}", file=sys.stderr,
+          flush=True)
+    return 128 + signum
+
+
 class _Interrupts:
     """SIGINT and SIGTERM stop the search the way Tune stops on its own SIGINT: no new trials, the running ones
     stopped, the experiment state saved. Tune only catches SIGINT (and SIGUSR1) and then ends as if the search had
