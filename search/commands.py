@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
 from pathlib import Path
 
@@ -81,9 +80,7 @@ def spec_from_args(args) -> ExperimentSpec:
 
 def cmd_search(args) -> int:
     from search.spec import default_storage
-    from search.tuner import run_search, spec_from_dir
-
-    from search.tuner import SearchInterrupted
+    from search.tuner import SearchInterrupted, interrupted_exit, run_search, spec_from_dir
 
     if args.resume:
         if not args.name:
@@ -103,10 +100,8 @@ def cmd_search(args) -> int:
     try:
         results = run_search(spec, resume=args.resume)
     except SearchInterrupted as e:
-        print(f"\ncifar-tune search: interrupted ({signal.Signals(e.signum).name}); {e.unfinished} trial(s) "
-              f"unfinished, the experiment state is saved; finish it with: {args.resume_command}",
-              file=sys.stderr, flush=True)
-        return 128 + e.signum
+        return interrupted_exit(e, "cifar-tune search", f"{e.unfinished} trial(s) unfinished, the experiment state "
+                                "is saved", args.resume_command)
     errors = [r.error for r in results if r.error is not None]
     full = next((c for c in map(disk_full_cause, errors) if c is not None), None)
     if full is not None:  # trials lost to a full disk: not a result, whatever the others did; --resume retries them
