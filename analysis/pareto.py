@@ -107,6 +107,23 @@ def hypervolume_history(trials: list[dict], objectives, reference=None) -> list[
     return out
 
 
+def hypervolume_at_epoch(trials: list[dict], objectives, epoch: int, reference) -> dict:
+    """Hypervolume of every trial that trained ``epoch`` epochs, stopped ones included, each at its values after that
+    epoch (per-epoch metrics from its history, fixed ones such as params from the trial). Samplers compared at equal
+    fidelity: the final hypervolume sees only the few trials an epoch budget lets finish, which can be the same
+    start-up draws for two samplers with one seed."""
+    names, directions = [n for n, _ in objectives], [d for _, d in objectives]
+    losses = []
+    for t in trials:
+        row = next((h for h in t.get("history") or [] if h.get("epoch") == epoch), None)
+        if row is None:
+            continue
+        values = [row.get(n, t.get(n)) for n in names]
+        if all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+            losses.append(to_loss(values, directions))
+    return {"epoch": epoch, "trials": len(losses), "hypervolume": hypervolume(losses, reference) if losses else 0.0}
+
+
 def member_record(t: dict) -> dict:
     return {"trial_id": t["trial_id"], "arch": t["arch"], "epochs": t["epochs"], "config": t["config"],
             **{c: t.get(c) for c in COLUMNS}, "inference_batch": t.get("inference_batch")}

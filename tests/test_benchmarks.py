@@ -55,6 +55,8 @@ def test_size_front_smoke_runs_and_continues(cifar_path, tmp_path):
     assert sorted(r["sampler"] for r in rows) == ["random", "tpe"]
     assert all(r["epochs"] <= record["settings"]["epoch_budget"] for r in rows)  # MO-ASHA kept to the budget
     assert len({tuple(r["reference"]) for r in rows}) == 1 and all(r["hypervolume"] > 0 for r in rows)
+    # equal fidelity: every trial that trained to the first rung counts there, stopped ones too
+    assert all(r["at_first_rung"]["epoch"] == 1 and r["at_first_rung"]["trials"] >= r["completed"] for r in rows)
     (pick,) = record["summary"]["targets"]
     assert pick["member"]["trial_id"] and 0 <= pick["test"]["test_accuracy"]["mean"] <= 1
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, cwd=REPO, env=env)

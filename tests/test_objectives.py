@@ -73,3 +73,20 @@ def test_front_hypervolume_history_and_a_common_reference():
                                                                  0.6 * 30 + 0.5 * 200])
     other = [_trial("x", 0.3, 1000)]
     assert common_reference([trials, other], objectives) == pytest.approx([0.0, 1100.0])
+
+
+def test_hypervolume_at_an_epoch_counts_stopped_trials_at_that_epoch():
+    from analysis.pareto import hypervolume_at_epoch
+
+    objectives = [("val_accuracy", "max"), ("params", "min")]
+    trials = [{**_trial("a", 0.7, 100), "history": [{"epoch": 1, "val_accuracy": 0.3}, {"epoch": 2, "val_accuracy": 0.5}]},
+              {**_trial("s", 0.4, 50, status="stopped"), "history": [{"epoch": 1, "val_accuracy": 0.2},
+                                                                     {"epoch": 2, "val_accuracy": 0.4}]},
+              {**_trial("e", 0.1, 10, status="stopped"), "history": [{"epoch": 1, "val_accuracy": 0.1}]},
+              {**_trial("n", 0.9, 20), "history": [{"epoch": 2, "val_accuracy": float("nan")}]}]
+    at2 = hypervolume_at_epoch(trials, objectives, 2, [0.0, 200.0])
+    # a at its epoch-2 accuracy (0.5, not its final 0.7) and the stopped s; e never reached epoch 2, n's value is NaN
+    assert at2["trials"] == 2 and at2["hypervolume"] == pytest.approx(0.4 * 150 + 0.1 * 100)
+    at1 = hypervolume_at_epoch(trials, objectives, 1, [0.0, 200.0])
+    assert at1["trials"] == 3 and at1["hypervolume"] == pytest.approx(0.3 * 100 + 0.2 * 50 + 0.1 * 40)
+    assert hypervolume_at_epoch(trials, objectives, 3, [0.0, 200.0]) == {"epoch": 3, "trials": 0, "hypervolume": 0.0}
