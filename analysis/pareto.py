@@ -35,9 +35,12 @@ def objectives_of(record: dict) -> list[tuple[str, str]]:
     return parse_objectives(given) if given else list(DEFAULT_OBJECTIVES)
 
 
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
 def _usable(trial: dict, names: list[str]) -> bool:
-    return trial["status"] == "completed" and all(
-        isinstance(trial.get(n), (int, float)) and math.isfinite(trial[n]) for n in names)
+    return trial["status"] == "completed" and all(_finite(trial.get(n)) for n in names)
 
 
 def candidates(trials: list[dict], objectives) -> list[dict]:
@@ -119,7 +122,7 @@ def hypervolume_at_epoch(trials: list[dict], objectives, epoch: int, reference) 
         if row is None:
             continue
         values = [row.get(n, t.get(n)) for n in names]
-        if all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+        if all(map(_finite, values)):
             losses.append(to_loss(values, directions))
     return {"epoch": epoch, "trials": len(losses), "hypervolume": hypervolume(losses, reference) if losses else 0.0}
 

@@ -82,13 +82,14 @@ def summarise(args, state: dict) -> dict:
 
     done = [r for r in state["searches"].values() if r.get("done")]
     rows = compare([r["experiment"] for r in done])
+    trials = {r["experiment"]: load_trials(r["experiment"]) for r in done}  # read once: first rung and joint front
     by_exp = {r["experiment"]: r for r in done}
     for row in rows:  # normalised: the share of the box from (accuracy 1, 0 params) to the reference point
         row.update(epochs=by_exp[row["experiment"]]["epochs"],
                    wall_seconds=round(by_exp[row["experiment"]]["wall_seconds"]),
                    normalised=row["hypervolume"] / row["reference"][1])
         # Equal fidelity: every trial (stopped ones too) at the first rung, which all of them trained to.
-        at = hypervolume_at_epoch(load_trials(row["experiment"]), OBJECTIVES, args.grace_period, row["reference"])
+        at = hypervolume_at_epoch(trials[row["experiment"]], OBJECTIVES, args.grace_period, row["reference"])
         row["at_first_rung"] = {**at, "normalised": at["hypervolume"] / row["reference"][1]}
     samplers = {}
     for s in dict.fromkeys(r["sampler"] for r in rows):
@@ -99,7 +100,7 @@ def summarise(args, state: dict) -> dict:
                        "epochs": [r["epochs"] for r in mine], "seeds": [r["seed"] for r in mine]}
     pool = []
     for r in done:
-        for t in load_trials(r["experiment"]):
+        for t in trials[r["experiment"]]:
             pool.append({**t, "experiment": r["experiment"], "sampler": r["sampler"], "seed": r["seed"]})
     joint = [{**member_record(t), "experiment": t["experiment"], "sampler": t["sampler"], "seed": t["seed"]}
              for t in front(pool, OBJECTIVES)]
@@ -135,6 +136,8 @@ def test_runs(args, summary: dict, state: dict) -> None:
 
 
 def markdown(record: dict) -> str:
+    from analysis.tables import fmt_ci
+
     s = record["summary"]
     ref = s["reference"]
     lines = [f"Reference point (common to all searches): accuracy {ref[0]}, {ref[1]:,.0f} params; hypervolume "
@@ -149,12 +152,9 @@ def markdown(record: dict) -> str:
                      f"{r['epochs']} ({record['settings']['epoch_budget']}) | {r['wall_seconds'] / 60:.0f} min |")
     lines += ["", "| sampler | normalised hypervolume: mean ± 95% CI (seeds) | at the first rung, all trials |",
               "|---|---:|---:|"]
-
-    def band(v):
-        return f"{v['mean']:.4f}" + (f" ± {(v['ci95'][1] - v['ci95'][0]) / 2:.4f}" if v["ci95"] else "") + f" ({v['n']})"
-
     for name, v in s["samplers"].items():
-        lines.append(f"| {name} | {band(v['normalised'])} | {band(v['at_first_rung'])} |")
+        lines.append(f"| {name} | {fmt_ci(v['normalised'])} ({v['normalised']['n']}) | "
+                     f"{fmt_ci(v['at_first_rung'])} ({v['at_first_rung']['n']}) |")
     lines += ["", "| joint front: params | val accuracy | width | kernel | pool | sampler, seed |",
               "|---:|---:|---:|---:|---|---|"]
     for m in s["front"]:
@@ -170,8 +170,7 @@ def markdown(record: dict) -> str:
                          f"| no |")
             continue
         acc = t["test_accuracy"] if t else None
-        ci = f" ± {(acc['ci95'][1] - acc['ci95'][0]) / 2:.4f}" if acc and acc["ci95"] else ""
-        test = (f"{acc['mean']:.4f}{ci} ({', '.join(f'{v:.4f}' for v in t['per_seed'])})" if acc else "not run")
+        test = (f"{fmt_ci(acc)} ({', '.join(f'{v:.4f}' for v in t['per_seed'])})" if acc else "not run")
         lines.append(f"| <= {p['max_params']:,} params, >= {p['target_test_accuracy']} | {m['trial_id']} "
                      f"({m['params']:,}, {m['val_accuracy']:.4f}) | {test} | "
                      f"{'yes' if p.get('met') else 'no' if t else ''} |")

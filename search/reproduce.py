@@ -398,12 +398,13 @@ def _cpu_name() -> str:
 
 
 def markdown_table(record: dict) -> str:
+    from analysis.tables import fmt_ci
+
     rows = ["| net | metric | ours: mean ± 95% CI (seeds) | published | search epochs (budget) | final epochs | "
             "report's tuning epochs | wall: search + final |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for n in record["nets"]:
-        ci = f" ± {(n['ci95'][1] - n['ci95'][0]) / 2:.4f}" if n["ci95"] else ""
         mark = "**" if n["beats_published"] else ""
-        rows.append(f"| {n['arch']} | {n['metric']} | {mark}{n['mean']:.4f}{ci}{mark} ({len(n['seeds'])}) | "
+        rows.append(f"| {n['arch']} | {n['metric']} | {mark}{fmt_ci(n)}{mark} ({len(n['seeds'])}) | "
                     f"{n['published']:.4f} ({n['published_note']}) | {n['search_epochs']:,} "
                     f"({n['search_epoch_budget']:,}) | {n['final_epochs']:,} ({n['repeats']} x "
                     f"{n['final_epochs_per_run']}) | {n['report_epochs']:,} | "
