@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import REPO, data_dir, machine
+from trainables.objectives import RANKINGS
 
 ARCH = "modified_net"
 SPACE = REPO / "spaces" / "reproduce" / "size" / "modified_net.yaml"
@@ -53,6 +54,7 @@ def run_one(args, run: dict, fixed: dict, state: dict) -> None:
     spec = ExperimentSpec(archs=[ARCH], num_samples=args.num_samples, max_epochs=args.max_epochs,
                           grace_period=args.grace_period, reduction_factor=3, sampler=run["sampler"],
                           seed=run["seed"], objectives=OBJECTIVES, epoch_budget=args.epoch_budget, fixed=fixed,
+                          rung_ranking=args.rung_ranking,
                           space_files={ARCH: str(SPACE)}, storage=args.storage, name=run["name"])
     exp = Path(spec.experiment_dir)
     record = state["searches"].setdefault(run["name"], {**run, "wall_seconds": 0.0})
@@ -187,6 +189,9 @@ def main(argv=None) -> int:
     p.add_argument("--max-epochs", type=int, default=20)
     p.add_argument("--grace-period", type=int, default=2)
     p.add_argument("--epoch-budget", type=int, default=100, help="per search: what MO-ASHA may spend")
+    p.add_argument("--rung-ranking", choices=RANKINGS, default=None,
+                   help="MO-ASHA's order within a rung's front (default: hypervolume for a new storage, what the "
+                        "storage's searches used for an old one; crowding was the first full-scale run's)")
     p.add_argument("--repeats", type=int, default=3, help="test runs per target member")
     p.add_argument("--final-epochs", type=int, default=50)
     p.add_argument("--no-test", action="store_true", help="searches and hypervolumes only")
@@ -205,12 +210,17 @@ def main(argv=None) -> int:
     path = root / STATE
     state = json.loads(path.read_text()) if path.exists() else {"searches": {}}
     again = " ".join(shlex.quote(a) for a in ["python", "-m", "benchmarks.size_front", *sys.argv[1:]])
+    used = state.get("settings", {}).get("rung_ranking", "crowding" if state["searches"] else None)
+    if used and args.rung_ranking and args.rung_ranking != used:
+        p.error(f"--rung-ranking {args.rung_ranking}: the searches in {root} were ranked by {used}; "
+                f"use another --storage")
+    args.rung_ranking = args.rung_ranking or used or RANKINGS[0]
     state.setdefault("commands", []).append({"command": again,
                                             "at": dt.datetime.now().isoformat(timespec="seconds")})
     state["settings"] = {"arch": ARCH, "space": str(SPACE.relative_to(REPO)), "objectives": OBJECTIVES,
                          "samplers": args.samplers.split(","), "seeds": args.seeds, "num_samples": args.num_samples,
                          "max_epochs": args.max_epochs, "grace_period": args.grace_period, "reduction_factor": 3,
-                         "epoch_budget": args.epoch_budget, "repeats": args.repeats,
+                         "epoch_budget": args.epoch_budget, "rung_ranking": args.rung_ranking, "repeats": args.repeats,
                          "final_epochs": args.final_epochs, "fixed": fixed, "smoke": args.smoke}
     from search.tuner import SearchInterrupted, interrupted_exit
 

@@ -33,7 +33,8 @@ def spec_from_args(args) -> ExperimentSpec:
               warm_start=args.warm_start or "", address=args.address or "", storage_is_shared=args.storage_is_shared,
               max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
               gpus_per_trial=args.gpus_per_trial, max_failures=args.max_failures, fixed=fixed,
-              epoch_budget=args.epoch_budget, objectives=getattr(args, "objectives", None) or [])
+              epoch_budget=args.epoch_budget, objectives=getattr(args, "objectives", None) or [],
+              **({"rung_ranking": args.rung_ranking} if getattr(args, "rung_ranking", None) else {}))
     archs = _csv(args.arch) if args.arch else []
     if args.preset:
         if archs:
@@ -247,6 +248,9 @@ def add_commands(sub) -> None:
     s.add_argument("--objectives", help="multi-objective search, e.g. val_accuracy:max,params:min (metrics: "
                                         "val_accuracy val_loss params size_mb inference_latency_ms "
                                         "inference_images_per_s_b1 inference_images_per_s); early stopping by MO-ASHA")
+    s.add_argument("--rung-ranking", help="MO-ASHA's order among a rung's non-dominated trials: hypervolume (each "
+                                          "one's exclusive contribution: knees first; the default) or crowding "
+                                          "(NSGA-II: the front's ends first)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--space", help="your own YAML search space (applies to every --arch)")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="fix a config value in every trial")

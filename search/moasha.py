@@ -3,10 +3,18 @@
 Ray's ASHA ranks by one metric, and Optuna refuses intermediate values (and so pruning) in multi-objective studies.
 :class:`PerArchMOASHA` is ASHA with the comparison replaced: when a trial reaches a rung (epoch ``grace_period * eta^k``
 below ``max_t``), it is ranked among every trial of its net recorded at that rung so far, by non-dominated sorting of
-the objectives observed there (``trainables.objectives``: fronts, then crowding distance, so a front's extremes go
-first) and it trains on only if it is among the top ``ceil(n / eta)`` of those ``n``. Asynchronous like ASHA: a
-trial is judged against those that got to the rung before it, and a decision is never revisited. The first trial at
-a rung always goes on.
+the objectives observed there and then, within a front, by ``ranking`` (``trainables.objectives.rank_order``), and it
+trains on only if it is among the top ``ceil(n / eta)`` of those ``n``. Asynchronous like ASHA: a trial is judged
+against those that got to the rung before it, and a decision is never revisited. The first trial at a rung always
+goes on.
+
+The order within a front matters more than it looks: when accuracy rises with size, nearly every trial at a rung is
+on its front, and the order decides alone. ``"crowding"`` (NSGA-II; the only rule until the option existed) puts a
+front's two ends first, and the first trials at a rung are usually such ends: at full scale (docs/results.md,
+"Size-aware search at full scale") they held the kept places and every later trial between them was stopped.
+``"hypervolume"`` (the default) orders a front by each member's exclusive hypervolume contribution, objectives scaled
+to the rung's range: the far ends (the tiniest net with the worst accuracy, the largest with the best) add a thin
+slab and go last, the knees go first.
 
 A stopped trial ends like an ASHA stop: its last result has ``status="running"``, which
 :class:`~search.searcher.StatusAwareOptunaSearch` tells Optuna as PRUNED (without values: a multi-objective study
@@ -32,7 +40,9 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from search.scheduler import TIME_ATTR, PersistedRungs
 from trainables.config import METRIC, MODE
 from trainables.experiment import MOASHA_FILE as STATE_FILE  # noqa: F401 (the file PerArchMOASHA writes)
-from trainables.objectives import parse_objectives, rank_order, to_loss
+from trainables.objectives import RANKINGS, parse_objectives, rank_order, to_loss
+
+LEGACY_RANKING = "crowding"  # what a moasha_state.json without "ranking" was made with
 
 
 def milestones(max_t: int, grace_period: int, reduction_factor: float) -> list[int]:
@@ -55,9 +65,11 @@ class PerArchMOASHA(PersistedRungs, FIFOScheduler):
     [1, 3]
     """
 
+    ranking = LEGACY_RANKING  # a scheduler Tune pickled before the option existed; __init__ sets its own
+
     def __init__(self, archs: list[str], objectives, max_t: int, grace_period: int = 1,
                  reduction_factor: float = 3, state_path: str | os.PathLike | None = None,
-                 epoch_budget: int | None = None, num_samples: int | None = None):
+                 epoch_budget: int | None = None, num_samples: int | None = None, ranking: str = "hypervolume"):
         super().__init__()
         self._metric, self._mode = METRIC, MODE
         if not isinstance(max_t, int) or max_t < 1:
@@ -68,6 +80,9 @@ class PerArchMOASHA(PersistedRungs, FIFOScheduler):
             raise ValueError(f"reduction_factor must be > 1, got {reduction_factor!r}")
         if not archs:
             raise ValueError("archs: at least one architecture is needed")
+        if ranking not in RANKINGS:
+            raise ValueError(f"ranking must be one of {', '.join(RANKINGS)}, got {ranking!r}")
+        self.ranking = ranking
         self.objectives = [list(o) for o in parse_objectives(objectives)]
         self.max_t, self.grace_period, self.reduction_factor = max_t, grace_period, reduction_factor
         self.milestones = milestones(max_t, grace_period, reduction_factor)
@@ -110,7 +125,8 @@ class PerArchMOASHA(PersistedRungs, FIFOScheduler):
         others = list(rungs[milestone].items())
         population = [v for _, v in others] + [values]
         directions = [d for _, d in self.objectives]
-        order = rank_order([to_loss(v, directions) for v in population], prefer=len(population) - 1)
+        order = rank_order([to_loss(v, directions) for v in population], prefer=len(population) - 1,
+                           by=self.ranking)
         place = order.index(len(population) - 1)
         keep = math.ceil(len(population) / self.reduction_factor)
         kept = place < keep
@@ -133,7 +149,7 @@ class PerArchMOASHA(PersistedRungs, FIFOScheduler):
 
     # ------------------------------------------------------------------------------------------- persistence
     def state(self) -> dict:
-        return {"kind": "moasha", "objectives": self.objectives, "max_t": self.max_t,
+        return {"kind": "moasha", "objectives": self.objectives, "ranking": self.ranking, "max_t": self.max_t,
                 "grace_period": self.grace_period, "reduction_factor": self.reduction_factor,
                 "milestones": self.milestones,
                 # The same shape as asha_state.json's rungs (milestone, {trial: value}), values being vectors.
@@ -146,6 +162,9 @@ class PerArchMOASHA(PersistedRungs, FIFOScheduler):
         if [list(o) for o in state["objectives"]] != self.objectives:
             raise ValueError(f"{path}: rungs were recorded for objectives {state['objectives']}, "
                              f"not {self.objectives}")
+        if state.get("ranking", LEGACY_RANKING) != self.ranking:  # one search, one rule: no mixed decisions
+            raise ValueError(f"{path}: rungs were ranked by {state.get('ranking', LEGACY_RANKING)!r}, "
+                             f"not {self.ranking!r}")
         for arch, rungs in state["rungs"].items():
             self.rungs[arch] = {int(m): {t: list(v) for t, v in recorded.items()} for m, recorded in rungs}
             for m in self.milestones:

@@ -56,6 +56,7 @@ class ExperimentSpec:
     epoch_budget: int = 0  # per architecture, enforced by the scheduler (0: none); see search/scheduler.py
     enqueue: dict = field(default_factory=dict)  # arch -> configs every study tries first (e.g. the report's own)
     objectives: list = field(default_factory=list)  # [[metric, max|min], ...]: empty = val_accuracy alone
+    rung_ranking: str = "hypervolume"  # MO-ASHA's order within a front (trainables.objectives.RANKINGS)
 
     def __post_init__(self):
         from trainables.models import list_models
@@ -137,8 +138,10 @@ class ExperimentSpec:
 
     def _check_objectives(self) -> None:
         from trainables.config import FIELDS
-        from trainables.objectives import MEASURED, ObjectiveError, parse_objectives
+        from trainables.objectives import MEASURED, RANKINGS, ObjectiveError, parse_objectives
 
+        if self.rung_ranking not in RANKINGS:
+            raise SpecError(f"--rung-ranking must be one of {', '.join(RANKINGS)}, got {self.rung_ranking!r}")
         if not self.objectives:
             return
         try:

@@ -157,7 +157,8 @@ def build_tuner(spec: ExperimentSpec, data, spaces: dict, *, resume: bool = Fals
 
         scheduler = PerArchMOASHA(spec.archs, spec.objectives, spec.max_epochs, spec.grace_period,
                                   spec.reduction_factor, state_path=exp_dir / MO_STATE_FILE,
-                                  epoch_budget=spec.epoch_budget or None, num_samples=spec.num_samples)
+                                  epoch_budget=spec.epoch_budget or None, num_samples=spec.num_samples,
+                                  ranking=spec.rung_ranking)
     import ray
 
     res = trial_resources(spec, ray.cluster_resources())
@@ -406,4 +407,8 @@ def spec_from_dir(exp_dir: str | os.PathLike, **override) -> ExperimentSpec:
         saved = json.loads(path.read_text())["spec"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise SpecError(f"{str(path)!r} is half-written or corrupt ({type(e).__name__}: {e})") from None
+    if isinstance(saved, dict) and "rung_ranking" not in saved:  # saved before the option: ranked as it was then
+        from search.moasha import LEGACY_RANKING
+
+        saved["rung_ranking"] = LEGACY_RANKING
     return ExperimentSpec(**{**saved, **override})

@@ -63,3 +63,9 @@ def test_size_front_smoke_runs_and_continues(cifar_path, tmp_path):
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert again.stdout.count(": finished earlier, kept") == 2 and "1 of 1 runs finished earlier" in again.stdout
     assert json.loads((tmp_path / "size_front.json").read_text())["summary"]["targets"][0]["test"] == pick["test"]
+    assert record["settings"]["rung_ranking"] == "hypervolume"  # the default, kept by the rerun
+    # The storage's searches were ranked one way: asking for the other is one line, before anything runs.
+    other = subprocess.run(cmd + ["--rung-ranking", "crowding"], capture_output=True, text=True, timeout=300,
+                           cwd=REPO, env=env)
+    assert other.returncode == 2 and "ranked by hypervolume" in other.stderr.strip().splitlines()[-1], other.stderr
+    assert "Traceback" not in other.stderr

@@ -179,6 +179,21 @@ def test_resume_with_address_applies_it_before_validation(tmp_path, capsys):
     one_line_error(capsys, "node-local")
 
 
+def test_a_multi_objective_experiment_from_before_rung_ranking_resumes_as_crowding(tmp_path):
+    """spec.json files written before --rung-ranking existed: their MO-ASHA ranked by crowding distance, so the
+    resumed search must too (the scheduler refuses to mix rules); new searches default to hypervolume."""
+    from search.tuner import spec_from_dir
+
+    exp = tmp_path / "r" / "x"
+    exp.mkdir(parents=True)
+    spec = {"archs": ["origin_net"], "name": "x", "storage": str(tmp_path / "r"),
+            "objectives": [["val_accuracy", "max"], ["params", "min"]]}
+    (exp / "spec.json").write_text(json.dumps({"spec": spec}))
+    assert spec_from_dir(exp).rung_ranking == "crowding"
+    (exp / "spec.json").write_text(json.dumps({"spec": {**spec, "rung_ranking": "hypervolume"}}))
+    assert spec_from_dir(exp).rung_ranking == "hypervolume"
+
+
 def test_evaluate_starts_its_own_ray_unless_given_an_address(monkeypatch):
     """A bare ray.init() joins any cluster `ray start` left on the machine; evaluate must not (search does not)."""
     import ray
@@ -197,6 +212,7 @@ def test_evaluate_starts_its_own_ray_unless_given_an_address(monkeypatch):
     (["--address", "not an address"], "not an address"),
     (["--optuna-storage", "optuna.db"], "optuna.db"),
     (["--optuna-storage", "sqlite:////no/such/dir/optuna.db"], "/no/such/dir/optuna.db"),
+    (["--objectives", "val_accuracy:max,params:min", "--rung-ranking", "knee"], "--rung-ranking must be one of"),
 ])
 def test_a_bad_address_or_study_database_is_refused_before_ray(extra, named, tmp_path, capsys, cifar_path):
     import ray

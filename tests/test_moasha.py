@@ -35,7 +35,7 @@ def test_milestones_are_the_asha_rungs_below_max_t():
 
 def test_dominated_trials_stop_and_the_front_goes_on(tmp_path):
     s = PerArchMOASHA(["origin_net"], OBJ, max_t=4, grace_period=1, reduction_factor=2,
-                      state_path=tmp_path / STATE_FILE)
+                      state_path=tmp_path / STATE_FILE, ranking="crowding")
     assert report(s, "a", 1, 0.50, 100) == CONTINUE  # first at the rung: nothing to compare with
     assert report(s, "b", 1, 0.40, 200) == STOP  # dominated by a; keep 1 of 2
     assert report(s, "c", 1, 0.60, 300) == CONTINUE  # on the front with a (more accurate, larger); keep 2 of 3
@@ -50,13 +50,29 @@ def test_dominated_trials_stop_and_the_front_goes_on(tmp_path):
     assert report(s, "b", 1, 0.99, 1) == STOP
 
 
-def test_the_front_is_ranked_by_crowding_when_it_is_larger_than_the_share_kept():
-    s = PerArchMOASHA(["origin_net"], OBJ, max_t=9, reduction_factor=3)
-    # Three mutually non-dominated trials; keep ceil(3/3) = 1 once the third arrives. The middle one of a front
-    # has a finite crowding distance, its two ends an infinite one: a middle newcomer is stopped.
+@pytest.mark.parametrize("ranking, mid", [("crowding", STOP), ("hypervolume", CONTINUE)])
+def test_the_order_within_a_front_decides_when_it_is_larger_than_the_share_kept(ranking, mid):
+    s = PerArchMOASHA(["origin_net"], OBJ, max_t=9, reduction_factor=3, ranking=ranking)
+    # Three mutually non-dominated trials; keep ceil(3/3) = 1 once the third arrives. Crowding: the middle one of a
+    # front has a finite distance, its two ends an infinite one, so a middle newcomer is stopped. Hypervolume: the
+    # ends add thin slabs (0.05 and 0.0495 of the scaled box), the knee 0.25, so it goes on.
     assert report(s, "small", 1, 0.30, 10) == CONTINUE
     assert report(s, "large", 1, 0.70, 1000) == CONTINUE  # keep 1 of 2, a tie of two ends: it goes on, as in ASHA
-    assert report(s, "mid", 1, 0.50, 500) == STOP
+    assert report(s, "mid", 1, 0.50, 500) == mid
+    assert s.decisions[-1]["place"] == (3 if mid == STOP else 1)
+
+
+def test_hypervolume_ranking_lets_later_knees_past_the_first_arrivals():
+    # The full-scale pattern (docs/results.md): the first three at a rung were the ends (the tiniest net, the two
+    # largest), and later, mid-sized trials met them. Crowding kept the ends; the hypervolume order keeps the knees.
+    arrivals = [("big", 0.597, 106_729), ("bigger", 0.701, 159_834), ("tiny", 0.296, 2_454),
+                ("mid", 0.568, 51_843), ("upper", 0.657, 90_478), ("small", 0.432, 9_222)]
+    kept = {}
+    for ranking in ("crowding", "hypervolume"):
+        s = PerArchMOASHA(["modified_net"], OBJ, max_t=20, grace_period=2, reduction_factor=3, ranking=ranking)
+        kept[ranking] = [t for t, acc, p in arrivals if report(s, t, 6, acc, p, arch="modified_net") == CONTINUE]
+    assert kept["crowding"] == ["big", "bigger", "tiny"]  # what the first full-scale run decided at rung 6
+    assert kept["hypervolume"] == ["big", "bigger", "mid", "upper", "small"]
 
 
 def test_architectures_are_ranked_separately():
@@ -101,12 +117,32 @@ def test_records_survive_a_restart_and_old_stops_stand(tmp_path):
     assert report(fresh, "c", 1, 0.3, 300) == CONTINUE
 
 
-def test_records_for_other_objectives_are_refused(tmp_path):
+def test_records_for_other_objectives_or_another_ranking_are_refused(tmp_path):
     path = tmp_path / STATE_FILE
     s = PerArchMOASHA(["origin_net"], OBJ, max_t=4, reduction_factor=2, state_path=path)
     report(s, "a", 1, 0.5, 100)
+    assert json.loads(path.read_text())["ranking"] == "hypervolume"  # the default, on record
     with pytest.raises(ValueError, match="objectives"):
         PerArchMOASHA(["origin_net"], [("val_accuracy", "max"), ("size_mb", "min")], max_t=4, state_path=path)
+    with pytest.raises(ValueError, match="ranked by 'hypervolume', not 'crowding'"):
+        PerArchMOASHA(["origin_net"], OBJ, max_t=4, reduction_factor=2, state_path=path, ranking="crowding")
+
+
+def test_records_from_before_the_ranking_option_resume_as_crowding(tmp_path):
+    path = tmp_path / STATE_FILE
+    s = PerArchMOASHA(["origin_net"], OBJ, max_t=4, reduction_factor=2, state_path=path, ranking="crowding")
+    report(s, "a", 1, 0.5, 100)
+    old = json.loads(path.read_text())
+    del old["ranking"]  # a file written before the option
+    path.write_text(json.dumps(old))
+    assert PerArchMOASHA(["origin_net"], OBJ, max_t=4, reduction_factor=2, state_path=path,
+                         ranking="crowding").rungs == s.rungs
+    with pytest.raises(ValueError, match="ranked by 'crowding'"):
+        PerArchMOASHA(["origin_net"], OBJ, max_t=4, reduction_factor=2, state_path=path)
+    # A scheduler Tune pickled before the option has no ranking attribute: it ranks as it did then.
+    legacy = pickle.loads(pickle.dumps(s))
+    del legacy.__dict__["ranking"]
+    assert legacy.ranking == "crowding"
 
 
 @pytest.mark.parametrize("kwargs, named", [({"max_t": 0}, "max_t"), ({"grace_period": 5}, "grace_period"),
@@ -116,6 +152,8 @@ def test_bad_arguments_are_named(kwargs, named):
         PerArchMOASHA(["origin_net"], OBJ, **{"max_t": 4, **kwargs})
     with pytest.raises(ValueError, match="unknown objective"):
         PerArchMOASHA(["origin_net"], [("val_accuracy", "max"), ("flops", "min")], max_t=4)
+    with pytest.raises(ValueError, match="'knee'"):
+        PerArchMOASHA(["origin_net"], OBJ, max_t=4, ranking="knee")
 
 
 def test_epoch_budget_caps_what_the_rungs_would_promote_and_survives_a_restart(tmp_path):

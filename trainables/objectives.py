@@ -4,8 +4,10 @@ Every trial reports these metrics (``trainables.train``); ``cifar-tune search --
 picks two or more of them. The search (study directions, MO-ASHA) and the analysis (Pareto table, hypervolume) both
 need the names, their directions and the ranking, so they live here, below both.
 
-Ranking is NSGA-II's: non-dominated sorting into fronts, then crowding distance within a front (boundary points
-first). Values are turned into "smaller is better" by :func:`to_loss` before any comparison.
+Ranking is non-dominated sorting into fronts, then, within a front, one of two orders (``RANKINGS``):
+``"hypervolume"`` (each member's exclusive hypervolume contribution, objectives scaled to the population's range:
+a front's knees first, its far ends last) or ``"crowding"`` (NSGA-II's crowding distance: boundary points first).
+Values are turned into "smaller is better" by :func:`to_loss` before any comparison.
 
 >>> parse_objectives("val_accuracy:max,params:min")
 [('val_accuracy', 'max'), ('params', 'min')]
@@ -29,6 +31,8 @@ OBJECTIVES: dict[str, tuple[str, str]] = {
 }
 MEASURED = ("inference_latency_ms", "inference_images_per_s_b1", "inference_images_per_s")  # need latency_batch > 0
 DIRECTIONS = ("max", "min")
+RANKINGS = ("hypervolume", "crowding")  # the order within a front: rank_order(by=...)
+REFERENCE_MARGIN = 0.1  # hypervolume ranking: the reference point sits this far beyond the scaled worst values
 
 
 class ObjectiveError(ValueError):
@@ -110,10 +114,38 @@ def crowding_distances(losses: Sequence[Sequence[float]], front: Sequence[int]) 
     return dist
 
 
-def rank_order(losses: Sequence[Sequence[float]], prefer: int | None = None) -> list[int]:
-    """Indices best first: by front, then by crowding distance (larger first); exact ties go to ``prefer``, then
-    to the lower index. A point with a missing or NaN value (an infinite loss) ranks after every complete one,
-    however good its other values: a run without an accuracy is no trade-off."""
+def hypervolume_contributions(losses: Sequence[Sequence[float]], front: Sequence[int]) -> dict[int, float]:
+    """Each member of ``front`` (mutually non-dominated, finite): the hypervolume only it dominates, with every
+    objective scaled to [0, 1] over ``losses`` (the whole population) and the reference point at
+    ``1 + REFERENCE_MARGIN`` in each. A far end of the front (best in one objective, worst in another) adds a thin
+    slab, a knee a large box; duplicates add nothing. Exact: two objectives by the sorted-staircase formula, more by
+    differences of :func:`hypervolume`."""
+    k = len(losses[front[0]]) if front else 0
+    low = [min(p[j] for p in losses) for j in range(k)]
+    high = [max(p[j] for p in losses) for j in range(k)]
+    scaled = {i: [(losses[i][j] - low[j]) / (high[j] - low[j]) if high[j] > low[j] else 0.0 for j in range(k)]
+              for i in front}
+    ref = [1.0 + REFERENCE_MARGIN] * k
+    if k != 2:
+        total = hypervolume(list(scaled.values()), ref)
+        return {i: total - hypervolume([scaled[j] for j in front if j != i], ref) for i in front}
+    order = sorted(front, key=lambda i: (scaled[i][0], scaled[i][1]))  # first objective up, so the second goes down
+    out = {}
+    for n, i in enumerate(order):
+        x, y = scaled[i]
+        right = scaled[order[n + 1]][0] if n + 1 < len(order) else ref[0]
+        above = scaled[order[n - 1]][1] if n > 0 else ref[1]
+        out[i] = max(0.0, right - x) * max(0.0, above - y)
+    return out
+
+
+def rank_order(losses: Sequence[Sequence[float]], prefer: int | None = None, by: str = "crowding") -> list[int]:
+    """Indices best first: by front, then within a front by ``by`` (``RANKINGS``: hypervolume contribution or
+    crowding distance, larger first); exact ties go to ``prefer``, then to the lower index. A point with a missing
+    or NaN value (an infinite loss) ranks after every complete one, however good its other values: a run without an
+    accuracy is no trade-off."""
+    if by not in RANKINGS:
+        raise ValueError(f"ranking must be one of {', '.join(RANKINGS)}, got {by!r}")
     key = {}
     complete = [i for i, v in enumerate(losses) if all(math.isfinite(x) for x in v)]
     incomplete = [i for i in range(len(losses)) if i not in set(complete)]
@@ -122,10 +154,13 @@ def rank_order(losses: Sequence[Sequence[float]], prefer: int | None = None) -> 
         sub = [losses[i] for i in group]
         fronts = nondominated_fronts(sub)
         for f, front in enumerate(fronts):
-            crowd = crowding_distances(sub, front)
+            if by == "hypervolume" and group is complete:
+                score = hypervolume_contributions(sub, front)
+            else:  # incomplete points: infinite losses cannot be scaled; crowding orders them as before
+                score = crowding_distances(sub, front)
             for j in front:
                 i = group[j]
-                key[i] = (offset + f, -crowd[j], 0 if i == prefer else 1, i)
+                key[i] = (offset + f, -score[j], 0 if i == prefer else 1, i)
         offset += len(fronts)
     return sorted(range(len(losses)), key=key.__getitem__)
 
