@@ -22,11 +22,11 @@ import pandas as pd
 from analysis.load import Experiment
 from trainables.config import METRIC
 from trainables.objectives import OBJECTIVES, hypervolume, parse_objectives, pareto_indices, to_loss
+from trainables.objectives import reference_point as _loss_reference
 
 DEFAULT_OBJECTIVES = [(METRIC, "max"), ("params", "min")]
 # What the table shows for every member, whatever the objectives were.
 COLUMNS = (METRIC, "params", "size_mb", "inference_latency_ms", "inference_images_per_s_b1", "inference_images_per_s")
-SLACK = 0.1  # reference point: the worst value pushed this fraction further out
 
 
 def objectives_of(record: dict) -> list[tuple[str, str]]:
@@ -61,16 +61,11 @@ def front(trials: list[dict], objectives) -> list[dict]:
 
 
 def reference_point(trials: list[dict], objectives) -> list[float]:
-    """Accuracy 0 (the worst it can be); every other objective: its worst completed value, 10% further out."""
-    pool = candidates(trials, objectives)
-    ref = []
-    for k, (name, direction) in enumerate(objectives):
-        if name == METRIC:
-            ref.append(0.0)
-            continue
-        worst = max((to_loss([t[name]], [direction])[0] for t in pool), default=1.0)
-        ref.append(worst + SLACK * abs(worst) if worst else 1e-12)
-    return ref
+    """Accuracy 0 (the worst it can be); every other objective: its worst completed value, 10% further out (the
+    rule of ``trainables.objectives.reference_point``, which MO-ASHA's hypervolume ranking uses too)."""
+    directions = [d for _, d in objectives]
+    losses = [to_loss([t[n] for n, _ in objectives], directions) for t in candidates(trials, objectives)]
+    return _loss_reference(losses, [n for n, _ in objectives])
 
 
 def common_reference(trial_lists: list[list[dict]], objectives) -> list[float]:

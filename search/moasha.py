@@ -12,9 +12,10 @@ The order within a front matters more than it looks: when accuracy rises with si
 on its front, and the order decides alone. ``"crowding"`` (NSGA-II; the only rule until the option existed) puts a
 front's two ends first, and the first trials at a rung are usually such ends: at full scale (docs/results.md,
 "Size-aware search at full scale") they held the kept places and every later trial between them was stopped.
-``"hypervolume"`` (the default) orders a front by each member's exclusive hypervolume contribution, objectives scaled
-to the rung's range: the far ends (the tiniest net with the worst accuracy, the largest with the best) add a thin
-slab and go last, the knees go first.
+``"hypervolume"`` (the default) orders a front by each member's exclusive contribution to the hypervolume of the
+rung's trials, at the reference point the analysis uses (accuracy 0, every other objective 10% beyond the rung's
+worst): the rung keeps the trials the reported hypervolume would miss most. A small net that is accurate for its
+size goes first, not because it is an end; the largest net counts for its margin over the next.
 
 A stopped trial ends like an ASHA stop: its last result has ``status="running"``, which
 :class:`~search.searcher.StatusAwareOptunaSearch` tells Optuna as PRUNED (without values: a multi-objective study
@@ -126,7 +127,7 @@ class PerArchMOASHA(PersistedRungs, FIFOScheduler):
         population = [v for _, v in others] + [values]
         directions = [d for _, d in self.objectives]
         order = rank_order([to_loss(v, directions) for v in population], prefer=len(population) - 1,
-                           by=self.ranking)
+                           by=self.ranking, names=names)
         place = order.index(len(population) - 1)
         keep = math.ceil(len(population) / self.reduction_factor)
         kept = place < keep

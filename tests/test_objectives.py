@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from trainables.objectives import (ObjectiveError, crowding_distances, hypervolume, hypervolume_contributions,
-                                   nondominated_fronts, parse_objectives, rank_order, to_loss)
+                                   nondominated_fronts, parse_objectives, rank_order, reference_point, to_loss)
 
 
 def test_parse_objectives_takes_directions_and_defaults():
@@ -36,20 +36,20 @@ def test_fronts_and_crowding():
     assert rank_order(losses)[:3] == [2, 3, 0]
 
 
-def test_hypervolume_contributions_by_hand_and_the_knee_first():
-    # Scaled to the population's range: accuracy loss -0.6..-0.3 and params 50..300 -> [0, 1]; reference 1.1.
+def test_hypervolume_contributions_by_hand_and_the_reference_point():
+    names = ["val_accuracy", "params"]
     losses = [to_loss(v, ["max", "min"]) for v in [(0.5, 100), (0.4, 200), (0.6, 300), (0.3, 50), (0.45, 150)]]
-    contrib = hypervolume_contributions(losses, [0, 2, 3])  # a (1/3, 0.2), c (0, 1), d (1, 0)
-    assert contrib[2] == pytest.approx((1 / 3) * 0.1)  # c: to a's accuracy, up to the reference
-    assert contrib[0] == pytest.approx((1 - 1 / 3) * (1 - 0.2))  # a: the knee, a box to d and c
-    assert contrib[3] == pytest.approx(0.1 * 0.2)  # d: a thin slab to the reference
-    assert rank_order(losses, by="hypervolume")[:3] == [0, 2, 3]  # the knee first, where crowding puts it last
+    assert reference_point(losses, names) == pytest.approx([0.0, 330.0])  # accuracy 0; largest + 10%
+    contrib = hypervolume_contributions(losses, [0, 2, 3], [0.0, 330.0])  # a (0.5, 100), c (0.6, 300), d (0.3, 50)
+    assert contrib[2] == pytest.approx(0.1 * 30)  # c: 0.1 more accurate than a, 30 params to the reference
+    assert contrib[0] == pytest.approx(0.2 * 200)  # a: 0.2 over d, 200 params below c
+    assert contrib[3] == pytest.approx(0.3 * 50)  # d: down to accuracy 0, 50 params below a
+    assert rank_order(losses, by="hypervolume", names=names)[:3] == [0, 3, 2]  # crowding: [2, 3, 0]
     # More objectives go through hypervolume differences; a duplicate adds nothing, so both copies score 0.
-    three = [[0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [0.5, 0.5, 0.0], [0.5, 0.5, 0.0]]  # each objective spans 0..1
-    c3 = hypervolume_contributions(three, [0, 1, 2, 3])
+    three = [[0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [0.5, 0.5, 0.0], [0.5, 0.5, 0.0]]
+    c3 = hypervolume_contributions(three, [0, 1, 2, 3], [1.1] * 3)
     assert c3[2] == c3[3] == 0.0 and c3[0] > 0 and c3[1] > 0
-    total = hypervolume(three, [1.1] * 3)
-    assert c3[0] == pytest.approx(total - hypervolume([three[i] for i in (1, 2, 3)], [1.1] * 3))
+    assert c3[0] == pytest.approx(hypervolume(three, [1.1] * 3) - hypervolume(three[1:], [1.1] * 3))
     # Missing values still rank last under either rule; an unknown rule is named.
     assert rank_order([[math.inf, 1.0], [-0.2, 5.0]], by="hypervolume") == [1, 0]
     with pytest.raises(ValueError, match="'volume'"):
@@ -61,13 +61,11 @@ def test_two_objective_contributions_match_the_general_formula(seed):
     rng = np.random.default_rng(seed)
     pts = rng.random((12, 2)).tolist()
     front = nondominated_fronts(pts)[0]
-    fast = hypervolume_contributions(pts, front)
-    lo = [min(p[k] for p in pts) for k in range(2)]
-    hi = [max(p[k] for p in pts) for k in range(2)]
-    scaled = {i: [(pts[i][k] - lo[k]) / (hi[k] - lo[k]) for k in range(2)] for i in front}
-    whole = hypervolume(list(scaled.values()), [1.1, 1.1])
+    ref = [1.05, 0.9]  # a point beyond the reference in one objective adds only what is inside the box
+    fast = hypervolume_contributions(pts, front, ref)
+    whole = hypervolume([pts[i] for i in front], ref)
     for i in front:
-        assert fast[i] == pytest.approx(whole - hypervolume([scaled[j] for j in front if j != i], [1.1, 1.1]))
+        assert fast[i] == pytest.approx(whole - hypervolume([pts[j] for j in front if j != i], ref))
 
 
 @pytest.mark.parametrize("seed, dims", [(0, 2), (1, 2), (2, 3), (3, 4)])

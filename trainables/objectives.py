@@ -5,8 +5,8 @@ picks two or more of them. The search (study directions, MO-ASHA) and the analys
 need the names, their directions and the ranking, so they live here, below both.
 
 Ranking is non-dominated sorting into fronts, then, within a front, one of two orders (``RANKINGS``):
-``"hypervolume"`` (each member's exclusive hypervolume contribution, objectives scaled to the population's range:
-a front's knees first, its far ends last) or ``"crowding"`` (NSGA-II's crowding distance: boundary points first).
+``"hypervolume"`` (each member's exclusive contribution to the hypervolume the analysis reports, at the same kind of
+reference point, :func:`reference_point`) or ``"crowding"`` (NSGA-II's crowding distance: boundary points first).
 Values are turned into "smaller is better" by :func:`to_loss` before any comparison.
 
 >>> parse_objectives("val_accuracy:max,params:min")
@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import math
 from typing import Sequence
+
+from trainables.config import METRIC  # val_accuracy: its reference is 0
 
 # metric -> (natural direction, what it is)
 OBJECTIVES: dict[str, tuple[str, str]] = {
@@ -32,7 +34,7 @@ OBJECTIVES: dict[str, tuple[str, str]] = {
 MEASURED = ("inference_latency_ms", "inference_images_per_s_b1", "inference_images_per_s")  # need latency_batch > 0
 DIRECTIONS = ("max", "min")
 RANKINGS = ("hypervolume", "crowding")  # the order within a front: rank_order(by=...)
-REFERENCE_MARGIN = 0.1  # hypervolume ranking: the reference point sits this far beyond the scaled worst values
+SLACK = 0.1  # reference point: each objective's worst value pushed this fraction further out (accuracy: 0)
 
 
 class ObjectiveError(ValueError):
@@ -114,36 +116,48 @@ def crowding_distances(losses: Sequence[Sequence[float]], front: Sequence[int]) 
     return dist
 
 
-def hypervolume_contributions(losses: Sequence[Sequence[float]], front: Sequence[int]) -> dict[int, float]:
-    """Each member of ``front`` (mutually non-dominated, finite): the hypervolume only it dominates, with every
-    objective scaled to [0, 1] over ``losses`` (the whole population) and the reference point at
-    ``1 + REFERENCE_MARGIN`` in each. A far end of the front (best in one objective, worst in another) adds a thin
-    slab, a knee a large box; duplicates add nothing. Exact: two objectives by the sorted-staircase formula, more by
+def reference_point(losses: Sequence[Sequence[float]], names: Sequence[str]) -> list[float]:
+    """The hypervolume reference point for ``losses`` (finite, "smaller is better") of the objectives ``names``:
+    accuracy 0 (the worst it can be), every other objective its worst value pushed ``SLACK`` further out. The rung
+    ranking and the analysis (``analysis.pareto``) both take it from here."""
+    ref = []
+    for k, name in enumerate(names):
+        if name == METRIC:
+            ref.append(0.0)
+            continue
+        worst = max((p[k] for p in losses), default=1.0)
+        ref.append(worst + SLACK * abs(worst) if worst else 1e-12)
+    return ref
+
+
+def hypervolume_contributions(losses: Sequence[Sequence[float]], front: Sequence[int],
+                              reference: Sequence[float]) -> dict[int, float]:
+    """Each member of ``front`` (mutually non-dominated, finite): the hypervolume only it dominates, bounded by
+    ``reference``. With accuracy against size, a small net's box reaches down to accuracy 0 and the largest net's
+    only to the reference size, so a small net that is accurate for its size counts for much, the largest for its
+    margin over the next; duplicates add nothing. Exact: two objectives by the sorted-staircase formula, more by
     differences of :func:`hypervolume`."""
-    k = len(losses[front[0]]) if front else 0
-    low = [min(p[j] for p in losses) for j in range(k)]
-    high = [max(p[j] for p in losses) for j in range(k)]
-    scaled = {i: [(losses[i][j] - low[j]) / (high[j] - low[j]) if high[j] > low[j] else 0.0 for j in range(k)]
-              for i in front}
-    ref = [1.0 + REFERENCE_MARGIN] * k
-    if k != 2:
-        total = hypervolume(list(scaled.values()), ref)
-        return {i: total - hypervolume([scaled[j] for j in front if j != i], ref) for i in front}
-    order = sorted(front, key=lambda i: (scaled[i][0], scaled[i][1]))  # first objective up, so the second goes down
+    ref = [float(r) for r in reference]
+    if len(ref) != 2:
+        total = hypervolume([losses[i] for i in front], ref)
+        return {i: total - hypervolume([losses[j] for j in front if j != i], ref) for i in front}
+    order = sorted(front, key=lambda i: (losses[i][0], losses[i][1]))  # first objective up, so the second goes down
     out = {}
     for n, i in enumerate(order):
-        x, y = scaled[i]
-        right = scaled[order[n + 1]][0] if n + 1 < len(order) else ref[0]
-        above = scaled[order[n - 1]][1] if n > 0 else ref[1]
-        out[i] = max(0.0, right - x) * max(0.0, above - y)
+        x, y = losses[i]
+        right = losses[order[n + 1]][0] if n + 1 < len(order) else ref[0]
+        above = losses[order[n - 1]][1] if n > 0 else ref[1]
+        out[i] = max(0.0, min(right, ref[0]) - x) * max(0.0, min(above, ref[1]) - y)
     return out
 
 
-def rank_order(losses: Sequence[Sequence[float]], prefer: int | None = None, by: str = "crowding") -> list[int]:
-    """Indices best first: by front, then within a front by ``by`` (``RANKINGS``: hypervolume contribution or
-    crowding distance, larger first); exact ties go to ``prefer``, then to the lower index. A point with a missing
-    or NaN value (an infinite loss) ranks after every complete one, however good its other values: a run without an
-    accuracy is no trade-off."""
+def rank_order(losses: Sequence[Sequence[float]], prefer: int | None = None, by: str = "crowding",
+               names: Sequence[str] | None = None) -> list[int]:
+    """Indices best first: by front, then within a front by ``by`` (``RANKINGS``: hypervolume contribution at
+    :func:`reference_point` of the complete points, ``names`` naming the objectives, or crowding distance; larger
+    first); exact ties go to ``prefer``, then to the lower index. A point with a missing or NaN value (an infinite
+    loss) ranks after every complete one, however good its other values: a run without an accuracy is no
+    trade-off."""
     if by not in RANKINGS:
         raise ValueError(f"ranking must be one of {', '.join(RANKINGS)}, got {by!r}")
     key = {}
@@ -155,7 +169,7 @@ def rank_order(losses: Sequence[Sequence[float]], prefer: int | None = None, by:
         fronts = nondominated_fronts(sub)
         for f, front in enumerate(fronts):
             if by == "hypervolume" and group is complete:
-                score = hypervolume_contributions(sub, front)
+                score = hypervolume_contributions(sub, front, reference_point(sub, names or [""] * len(sub[0])))
             else:  # incomplete points: infinite losses cannot be scaled; crowding orders them as before
                 score = crowding_distances(sub, front)
             for j in front:
