@@ -186,7 +186,9 @@ def main(argv=None) -> int:
     p.add_argument("--samplers", default="tpe,random")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--num-samples", type=int, default=16)
-    p.add_argument("--max-epochs", type=int, default=20)
+    p.add_argument("--max-epochs", type=int, default=18,
+                   help="grace x eta^k, so the last rung (6) leaves a full step; at 20 (the first full-scale run) a "
+                        "rung at 18 stopped trials 2 epochs before they would have completed")
     p.add_argument("--grace-period", type=int, default=2)
     p.add_argument("--epoch-budget", type=int, default=100, help="per search: what MO-ASHA may spend")
     p.add_argument("--rung-ranking", choices=RANKINGS, default=None,

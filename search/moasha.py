@@ -13,8 +13,8 @@ on its front, and the order decides alone. ``"crowding"`` (NSGA-II; the only rul
 front's two ends first, and the first trials at a rung are usually such ends: at full scale (docs/results.md,
 "Size-aware search at full scale") they held the kept places and every later trial between them was stopped.
 ``"hypervolume"`` (the default) orders a front by each member's exclusive contribution to the hypervolume of the
-rung's trials, at the reference point the analysis uses (accuracy 0, every other objective 10% beyond the rung's
-worst): the rung keeps the trials the reported hypervolume would miss most. A small net that is accurate for its
+rung's trials, at the kind of reference point the analysis uses (accuracy 0, every other objective 10% beyond the
+worst value the net has recorded at any rung): the rung keeps the trials the reported hypervolume would miss most. A small net that is accurate for its
 size goes first, not because it is an end; the largest net counts for its margin over the next.
 
 A stopped trial ends like an ASHA stop: its last result has ``status="running"``, which
@@ -41,7 +41,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from search.scheduler import TIME_ATTR, PersistedRungs
 from trainables.config import METRIC, MODE
 from trainables.experiment import MOASHA_FILE as STATE_FILE  # noqa: F401 (the file PerArchMOASHA writes)
-from trainables.objectives import RANKINGS, parse_objectives, rank_order, to_loss
+from trainables.objectives import RANKINGS, parse_objectives, rank_order, reference_point, to_loss
 
 LEGACY_RANKING = "crowding"  # what a moasha_state.json without "ranking" was made with
 
@@ -126,8 +126,9 @@ class PerArchMOASHA(PersistedRungs, FIFOScheduler):
         others = list(rungs[milestone].items())
         population = [v for _, v in others] + [values]
         directions = [d for _, d in self.objectives]
-        order = rank_order([to_loss(v, directions) for v in population], prefer=len(population) - 1,
-                           by=self.ranking, names=names)
+        losses = [to_loss(v, directions) for v in population]
+        order = rank_order(losses, prefer=len(population) - 1, by=self.ranking, names=names,
+                           reference=self._reference(arch, losses, names) if self.ranking == "hypervolume" else None)
         place = order.index(len(population) - 1)
         keep = math.ceil(len(population) / self.reduction_factor)
         kept = place < keep
@@ -141,6 +142,16 @@ class PerArchMOASHA(PersistedRungs, FIFOScheduler):
             self.stops.append({**decision, "reason": "budget"} if over_budget else decision)
         self.persist()
         return TrialScheduler.CONTINUE if kept and not over_budget else TrialScheduler.STOP
+
+    def _reference(self, arch: str, population: list[list[float]], names: list[str]) -> list[float] | None:
+        """The hypervolume ranking's reference point: ``reference_point`` of every complete value this net has
+        recorded at any rung so far, with the newcomer's. Not the rung's own: a rung's first few trials would set
+        it, and the largest of them would always sit 10% from the reference (a thin slab, stopped however
+        accurate); the sizes seen at the first rung are the search's sizes."""
+        directions = [d for _, d in self.objectives]
+        seen = [to_loss(v, directions) for rung in self.rungs.get(arch, {}).values() for v in rung.values()]
+        complete = [p for p in seen + population if all(math.isfinite(x) for x in p)]
+        return reference_point(complete, names) if complete else None
 
     def debug_string(self) -> str:
         counts: dict[str, int] = {}

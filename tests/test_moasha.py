@@ -78,6 +78,19 @@ def test_hypervolume_ranking_lets_later_knees_past_the_first_arrivals():
     assert kept["hypervolume"] == ["big", "tiny", "mid", "small"]
 
 
+def test_hypervolume_reference_is_the_nets_worst_at_any_rung_not_the_rungs_own():
+    # At a top rung the first arrivals are few and small. With the rung's own reference (its largest net + 10%) the
+    # larger of two would always be a thin slab: 6,264 params at 0.48 lost to 2,454 at 0.34. Against the sizes the
+    # net has recorded at its first rung (up to 159,834: reference 175,817) it adds 0.15 x 169,553, and goes on.
+    s = PerArchMOASHA(["modified_net"], OBJ, max_t=20, grace_period=2, reduction_factor=3)
+    for tid, acc, params in (("a", 0.5062, 106_729), ("b", 0.5258, 159_834), ("c", 0.2082, 2_454),
+                             ("d", 0.2906, 6_264)):
+        report(s, tid, 2, acc, params, arch="modified_net")
+    assert report(s, "c", 6, 0.3382, 2_454, arch="modified_net") == CONTINUE  # first at rung 6
+    assert report(s, "d", 6, 0.4838, 6_264, arch="modified_net") == CONTINUE
+    assert s._reference("modified_net", [], ["val_accuracy", "params"]) == pytest.approx([0.0, 175_817.4])
+
+
 def test_architectures_are_ranked_separately():
     s = PerArchMOASHA(["origin_net", "modified_net"], OBJ, max_t=4, reduction_factor=2)
     assert report(s, "a", 1, 0.9, 10) == CONTINUE

@@ -152,10 +152,10 @@ def hypervolume_contributions(losses: Sequence[Sequence[float]], front: Sequence
 
 
 def rank_order(losses: Sequence[Sequence[float]], prefer: int | None = None, by: str = "crowding",
-               names: Sequence[str] | None = None) -> list[int]:
+               names: Sequence[str] | None = None, reference: Sequence[float] | None = None) -> list[int]:
     """Indices best first: by front, then within a front by ``by`` (``RANKINGS``: hypervolume contribution at
-    :func:`reference_point` of the complete points, ``names`` naming the objectives, or crowding distance; larger
-    first); exact ties go to ``prefer``, then to the lower index. A point with a missing or NaN value (an infinite
+    ``reference``, by default :func:`reference_point` of the complete points with ``names`` naming the objectives,
+    or crowding distance; larger first); exact ties go to ``prefer``, then to the lower index. A point with a missing or NaN value (an infinite
     loss) ranks after every complete one, however good its other values: a run without an accuracy is no
     trade-off."""
     if by not in RANKINGS:
@@ -169,7 +169,8 @@ def rank_order(losses: Sequence[Sequence[float]], prefer: int | None = None, by:
         fronts = nondominated_fronts(sub)
         for f, front in enumerate(fronts):
             if by == "hypervolume" and group is complete:
-                score = hypervolume_contributions(sub, front, reference_point(sub, names or [""] * len(sub[0])))
+                ref = reference if reference is not None else reference_point(sub, names or [""] * len(sub[0]))
+                score = hypervolume_contributions(sub, front, ref)
             else:  # incomplete points: infinite losses cannot be scaled; crowding orders them as before
                 score = crowding_distances(sub, front)
             for j in front:
