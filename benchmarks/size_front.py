@@ -212,7 +212,9 @@ def main(argv=None) -> int:
     path = root / STATE
     state = json.loads(path.read_text()) if path.exists() else {"searches": {}}
     again = " ".join(shlex.quote(a) for a in ["python", "-m", "benchmarks.size_front", *sys.argv[1:]])
-    used = state.get("settings", {}).get("rung_ranking", "crowding" if state["searches"] else None)
+    from search.moasha import LEGACY_RANKING
+
+    used = state.get("settings", {}).get("rung_ranking", LEGACY_RANKING if state["searches"] else None)
     if used and args.rung_ranking and args.rung_ranking != used:
         p.error(f"--rung-ranking {args.rung_ranking}: the searches in {root} were ranked by {used}; "
                 f"use another --storage")

@@ -249,7 +249,7 @@ def add_commands(sub) -> None:
                                         "val_accuracy val_loss params size_mb inference_latency_ms "
                                         "inference_images_per_s_b1 inference_images_per_s); early stopping by MO-ASHA")
     s.add_argument("--rung-ranking", help="MO-ASHA's order among a rung's non-dominated trials: hypervolume (each "
-                                          "one's exclusive contribution: knees first; the default) or crowding "
+                                          "one's own share of the hypervolume; the default) or crowding "
                                           "(NSGA-II: the front's ends first)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--space", help="your own YAML search space (applies to every --arch)")

@@ -14,8 +14,9 @@ front's two ends first, and the first trials at a rung are usually such ends: at
 "Size-aware search at full scale") they held the kept places and every later trial between them was stopped.
 ``"hypervolume"`` (the default) orders a front by each member's exclusive contribution to the hypervolume of the
 rung's trials, at the kind of reference point the analysis uses (accuracy 0, every other objective 10% beyond the
-worst value the net has recorded at any rung): the rung keeps the trials the reported hypervolume would miss most. A small net that is accurate for its
-size goes first, not because it is an end; the largest net counts for its margin over the next.
+worst value the net has recorded at any rung): the rung keeps the trials the reported hypervolume would miss most.
+A small net that is accurate for its size goes first, not because it is an end; the largest net counts for its
+margin over the next.
 
 A stopped trial ends like an ASHA stop: its last result has ``status="running"``, which
 :class:`~search.searcher.StatusAwareOptunaSearch` tells Optuna as PRUNED (without values: a multi-objective study

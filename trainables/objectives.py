@@ -155,9 +155,9 @@ def rank_order(losses: Sequence[Sequence[float]], prefer: int | None = None, by:
                names: Sequence[str] | None = None, reference: Sequence[float] | None = None) -> list[int]:
     """Indices best first: by front, then within a front by ``by`` (``RANKINGS``: hypervolume contribution at
     ``reference``, by default :func:`reference_point` of the complete points with ``names`` naming the objectives,
-    or crowding distance; larger first); exact ties go to ``prefer``, then to the lower index. A point with a missing or NaN value (an infinite
-    loss) ranks after every complete one, however good its other values: a run without an accuracy is no
-    trade-off."""
+    or crowding distance; larger first); exact ties go to ``prefer``, then to the lower index. A point with a
+    missing or NaN value (an infinite loss) ranks after every complete one, however good its other values: a run
+    without an accuracy is no trade-off."""
     if by not in RANKINGS:
         raise ValueError(f"ranking must be one of {', '.join(RANKINGS)}, got {by!r}")
     key = {}
@@ -167,12 +167,11 @@ def rank_order(losses: Sequence[Sequence[float]], prefer: int | None = None, by:
     for group in (complete, incomplete):
         sub = [losses[i] for i in group]
         fronts = nondominated_fronts(sub)
+        by_volume = by == "hypervolume" and group is complete and sub  # infinite losses have no volume: crowding
+        if by_volume:
+            ref = reference if reference is not None else reference_point(sub, names or [""] * len(sub[0]))
         for f, front in enumerate(fronts):
-            if by == "hypervolume" and group is complete:
-                ref = reference if reference is not None else reference_point(sub, names or [""] * len(sub[0]))
-                score = hypervolume_contributions(sub, front, ref)
-            else:  # incomplete points: infinite losses cannot be scaled; crowding orders them as before
-                score = crowding_distances(sub, front)
+            score = hypervolume_contributions(sub, front, ref) if by_volume else crowding_distances(sub, front)
             for j in front:
                 i = group[j]
                 key[i] = (offset + f, -score[j], 0 if i == prefer else 1, i)
