@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import REPO, data_dir, machine
-from trainables.objectives import RANKINGS
+from trainables.objectives import DEFAULT_RANKING, RANKINGS
 
 ARCH = "modified_net"
 SPACE = REPO / "spaces" / "reproduce" / "size" / "modified_net.yaml"
@@ -218,7 +218,7 @@ def main(argv=None) -> int:
     if used and args.rung_ranking and args.rung_ranking != used:
         p.error(f"--rung-ranking {args.rung_ranking}: the searches in {root} were ranked by {used}; "
                 f"use another --storage")
-    args.rung_ranking = args.rung_ranking or used or RANKINGS[0]
+    args.rung_ranking = args.rung_ranking or used or DEFAULT_RANKING
     state.setdefault("commands", []).append({"command": again,
                                             "at": dt.datetime.now().isoformat(timespec="seconds")})
     state["settings"] = {"arch": ARCH, "space": str(SPACE.relative_to(REPO)), "objectives": OBJECTIVES,

@@ -42,7 +42,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from search.scheduler import TIME_ATTR, PersistedRungs
 from trainables.config import METRIC, MODE
 from trainables.experiment import MOASHA_FILE as STATE_FILE  # noqa: F401 (the file PerArchMOASHA writes)
-from trainables.objectives import RANKINGS, parse_objectives, rank_order, reference_point, to_loss
+from trainables.objectives import DEFAULT_RANKING, RANKINGS, parse_objectives, rank_order, reference_point, to_loss
 
 LEGACY_RANKING = "crowding"  # what a moasha_state.json without "ranking" was made with
 
@@ -71,7 +71,7 @@ class PerArchMOASHA(PersistedRungs, FIFOScheduler):
 
     def __init__(self, archs: list[str], objectives, max_t: int, grace_period: int = 1,
                  reduction_factor: float = 3, state_path: str | os.PathLike | None = None,
-                 epoch_budget: int | None = None, num_samples: int | None = None, ranking: str = "hypervolume"):
+                 epoch_budget: int | None = None, num_samples: int | None = None, ranking: str = DEFAULT_RANKING):
         super().__init__()
         self._metric, self._mode = METRIC, MODE
         if not isinstance(max_t, int) or max_t < 1:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from trainables.config import ConfigError, validate_value
 from trainables.experiment import OPTUNA_DB
+from trainables.objectives import DEFAULT_RANKING
 
 SHARED_FS_TYPES = ("nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "beegfs", "ceph", "glusterfs", "fuse.s3fs",
                    "fuse.gcsfuse", "fuse.juicefs", "fuse.sshfs", "9p", "virtiofs", "efs", "fuse.mountpoint-s3")
@@ -56,7 +57,7 @@ class ExperimentSpec:
     epoch_budget: int = 0  # per architecture, enforced by the scheduler (0: none); see search/scheduler.py
     enqueue: dict = field(default_factory=dict)  # arch -> configs every study tries first (e.g. the report's own)
     objectives: list = field(default_factory=list)  # [[metric, max|min], ...]: empty = val_accuracy alone
-    rung_ranking: str = "hypervolume"  # MO-ASHA's order within a front (trainables.objectives.RANKINGS)
+    rung_ranking: str = DEFAULT_RANKING  # MO-ASHA's order within a front (trainables.objectives.RANKINGS)
 
     def __post_init__(self):
         from trainables.models import list_models

@@ -33,7 +33,8 @@ OBJECTIVES: dict[str, tuple[str, str]] = {
 }
 MEASURED = ("inference_latency_ms", "inference_images_per_s_b1", "inference_images_per_s")  # need latency_batch > 0
 DIRECTIONS = ("max", "min")
-RANKINGS = ("hypervolume", "crowding")  # the order within a front: rank_order(by=...)
+DEFAULT_RANKING = "hypervolume"  # MO-ASHA's rule unless told otherwise (spec, scheduler, CLI, size_front)
+RANKINGS = (DEFAULT_RANKING, "crowding")  # the order within a front: rank_order(by=...)
 SLACK = 0.1  # reference point: each objective's worst value pushed this fraction further out (accuracy: 0)
 
 
