@@ -163,7 +163,7 @@ def rank_order(losses: Sequence[Sequence[float]], prefer: int | None = None, by:
         raise ValueError(f"ranking must be one of {', '.join(RANKINGS)}, got {by!r}")
     key = {}
     complete = [i for i, v in enumerate(losses) if all(math.isfinite(x) for x in v)]
-    incomplete = [i for i in range(len(losses)) if i not in set(complete)]
+    incomplete = sorted(set(range(len(losses))) - set(complete))
     offset = 0
     for group in (complete, incomplete):
         sub = [losses[i] for i in group]
