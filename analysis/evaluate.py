@@ -10,12 +10,21 @@ Retrains (and the SVM) are Ray tasks (1 CPU each; embedded Ray unless ``address`
 checkpoints is inference only and runs in this process. The driver reads the test split once and hands it to the
 tasks; the training data they get has no test images in it. Results go to
 ``EXP/evaluation.json`` and ``EXP/evaluation.csv``, which ``cifar-tune report`` picks up.
+
+``train_images``: train each final run on exactly that many images (the report's training-set size, for a fair
+comparison): the first N of the training split's seeded order (with ``trainval``: a seeded permutation of all
+train + validation images, the same draw for every seed and config; its sha256 is recorded).
+
+Every run scored on the test split is appended to the test-split ledger (``trainables.ledger``); the record says
+which use of the test split on this data each config is, and lists the earlier ones.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import json
 import os
+import shlex
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +32,7 @@ import numpy as np
 from analysis.load import EVALUATION_FILE, ExperimentError, load
 from analysis.stats import mean_ci, paired_comparison
 from analysis.tables import fmt_ci, grid_points, ranked
+from trainables import ledger
 from trainables.config import METRIC
 from trainables.experiment import without_test_split, write_json
 
@@ -74,7 +84,7 @@ def _retrain(config: dict, data, test) -> dict:
     seconds = time.perf_counter() - t0
     val = {METRIC: metrics.get(METRIC)} if config.get("val_size", 1) else {}
     return {**_test_model(final["state"], data, test), "status": metrics.get("status"), **val,
-            "train_seconds": seconds, "epochs": metrics.get("epoch")}
+            "train_seconds": seconds, "epochs": metrics.get("epoch"), "train_images": metrics.get("train_images")}
 
 
 def _from_checkpoint(state: dict, data, test) -> dict:
@@ -165,7 +175,8 @@ def _init_ray(address: str | None) -> bool:
 def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, train_on: str = "train",
                         epochs: int | None = None, archs: list[str] | None = None, svm_subset: int = 0,
                         svm_k: int = 448, address: str | None = None, progress=None, pareto: bool = False,
-                        trials: list[str] | None = None) -> dict:
+                        trials: list[str] | None = None, train_images: int | None = None,
+                        command: str | None = None) -> dict:
     """Run the final evaluation of an experiment (see the module docstring); returns and saves the results.
 
     Every retrained run is saved in ``EXP/eval-runs/`` as it ends, keyed by its full config (seed and epochs
@@ -175,6 +186,8 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
     ``pareto``: retrain the members of the experiment's Pareto front (``analysis.pareto``) instead of each net's
     top-k; each keeps its per-net validation rank as its label.
     ``trials``: retrain exactly these trials (ids as in ``report``), e.g. the front members a user picked.
+    ``train_images``: train every final run on exactly this many images (module docstring); None: all of the split.
+    ``command``: what the ledger records as the command (default: this process's command line).
     """
     if train_on not in TRAIN_ON:
         raise ValueError(f"--train-on must be one of {', '.join(TRAIN_ON)}, got {train_on!r}")
@@ -183,6 +196,9 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
         raise ValueError(f"--epochs must be an integer >= 1, got {epochs!r}")
+    if train_images is not None and (not isinstance(train_images, int) or isinstance(train_images, bool)
+                                     or train_images < 1):
+        raise ValueError(f"--train-images must be an integer >= 1, got {train_images!r}")
     if trials is not None and pareto:
         raise ValueError("--trials and --pareto choose the configs two ways: give one of them")
     exp = load(exp_dir)
@@ -206,8 +222,19 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
     from trainables.data import load_dataset
 
     data = load_dataset(fixed.get("data_dir"), fixed.get("dataset", "cifar10"))
+    draw = None
+    if train_images is not None and not grid_mode:
+        draw = _train_draw(data, train_on, fixed.get("val_size", 5000), train_images)
     test = data.split("test")  # the one read of the test split
     train_only = without_test_split(data)
+    command = command or " ".join(shlex.quote(a) for a in ["cifar-tune", *sys.argv[1:]])
+
+    def ledgered(info: dict, config: dict, result: dict, train_n) -> None:
+        """One scoring of the test split: into the dataset's and the experiment's ledger."""
+        scores = score(test[1], result["predictions"], data.classes)
+        ledger.record_use(checksum=data.checksum, dataset=data.name, arch=info["arch"], config=config,
+                          seed=info["seed"], train_images=train_n, experiment=exp.path, command=command,
+                          scores={k: scores[k] for k in ("test_accuracy", "weighted_f1")})
 
     jobs, results = [], []
     if grid_mode:  # scoring finished checkpoints is inference only: it runs here, no retraining
@@ -218,8 +245,10 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
                 cps = sorted(Path(t["path"]).glob("checkpoint_*")) if t["path"] else []
                 if t["arch"] in wanted and cps:
                     jobs.append(({"label": label, "arch": t["arch"], "trial_id": t["trial_id"],
-                                  "seed": t["config"].get("seed", 0), METRIC: t[METRIC]}, None))
+                                  "seed": t["config"].get("seed", 0), METRIC: t[METRIC],
+                                  "config_hash": ledger.config_hash(t["config"])}, None))
                     results.append(_from_checkpoint(load_state(cps[-1]), train_only, test))
+                    ledgered(jobs[-1][0], t["config"], results[-1], None)
     else:
         chosen = top["rank"] <= top_k
         if pareto:
@@ -233,9 +262,11 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
             config = {**trial["config"], **({"epochs": epochs} if epochs else {})}
             if train_on == "trainval":
                 config["val_size"] = 0  # train on all of train + val; there is no validation score then
+            if train_images is not None:
+                config["subset"] = train_images  # the first N of the split's seeded order (module docstring)
             for seed in range(repeats):
                 jobs.append(({"arch": row["arch"], "rank": int(row["rank"]), "trial_id": row["trial_id"],
-                              "seed": seed}, {**config, "seed": seed}))
+                              "seed": seed, "config_hash": ledger.config_hash(config)}, {**config, "seed": seed}))
     if not jobs and not svm_subset:
         counts = exp.frame["status"].value_counts().to_dict()
         raise ValueError(f"nothing to evaluate in {str(exp_dir)!r}: no trial of {', '.join(wanted)} has a validation "
@@ -265,6 +296,8 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 i = pending.pop(ready[0])
                 done[i] = ray.get(ready[0])
+                # ledger first: a run saved (and so never scored again) always has its record
+                ledgered(retrains[i][0], retrains[i][1], done[i], done[i].get("train_images"))
                 _save_run(exp.path, retrains[i][1], done[i])
                 if progress:
                     info = retrains[i][0]
@@ -272,6 +305,9 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
                              f"{info['seed']}, {done[i].get('epochs')} epochs, {done[i]['train_seconds']:.0f} s)")
             results += [done[i] for i in range(len(retrains))]
             svm = ray.get(svm_ref) if svm_ref is not None else None
+            if svm is not None:
+                ledgered({"arch": "svm_pca", "seed": 0}, {"arch": "svm_pca", "subset": svm_subset, "k": svm_k}, svm,
+                         svm.get("train_images", svm_subset))
         finally:
             if started:
                 ray.shutdown()
@@ -285,18 +321,22 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
     trial_configs = {t["trial_id"]: t["config"] for t in exp.trials}
     summaries = []
     for k, g in groups.items():
-        info = {"arch": g[0]["arch"], "trial_id": g[0]["trial_id"], "train_on": "train" if grid_mode else train_on}
+        seen = sorted({r.get("train_images") for r in g if r.get("train_images") is not None})
+        info = {"arch": g[0]["arch"], "trial_id": g[0]["trial_id"], "train_on": "train" if grid_mode else train_on,
+                "train_images": seen[0] if len(seen) == 1 else (seen or None)}
         if grid_mode:
             info.update(label=k, config=trial_configs[g[0]["trial_id"]])
         else:
-            info.update(rank=k[1], config={**trial_configs[g[0]["trial_id"]], **({"epochs": epochs} if epochs else {})})
+            final = {**({"epochs": epochs} if epochs else {}), **({"val_size": 0} if train_on == "trainval" else {}),
+                     **({"subset": train_images} if train_images is not None else {})}
+            info.update(rank=k[1], config={**trial_configs[g[0]["trial_id"]], **final})  # as the final runs trained
         summaries.append(_group(g, data.classes, **info))
 
     record = {"experiment": str(Path(exp_dir).resolve()), "created": _dt.datetime.now().isoformat(timespec="seconds"),
               "mode": "grid checkpoints" if grid_mode else "retrain", "train_on": "train" if grid_mode else train_on,
               "top_k": top_k, "pareto": pareto, "trials": trials, "repeats": repeats, "epochs": epochs, "classes": list(data.classes),
               "test_images": int(len(test[1])), "results": [] if grid_mode else summaries,
-              "grid": summaries if grid_mode else []}
+              "grid": summaries if grid_mode else [], "train_images": train_images, "train_draw": draw}
     if grid_mode:  # the comparison table's row per net: the grid point with the best validation accuracy
         for arch in wanted:
             mine = [s for s in summaries if s["arch"] == arch and s.get(METRIC, {}).get("mean") is not None]
@@ -312,8 +352,36 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
     if svm is not None:
         pred = svm.pop("predictions")
         record["svm"] = {**svm, "confusion_matrix": score(test[1], pred, data.classes)["confusion_matrix"]}
+    record["test_split"] = _ledger_summary(data.checksum, [(g["arch"], g["runs"][0].get("config_hash"))
+                                                           for g in summaries])
     save(record, exp_dir)
     return record
+
+
+def _train_draw(data, train_on: str, val_size: int, n: int) -> dict:
+    """Check that ``n`` training images exist in the split and describe the draw, before anything is trained."""
+    import hashlib
+
+    order = data.split_indices(0 if train_on == "trainval" else val_size)[0]
+    if n > len(order):
+        raise ValueError(f"--train-images {n:,}: the {train_on} split of {data.source} has {len(order):,} images")
+    chosen = np.sort(order[:n])
+    return {"images": n, "of": int(len(order)), "split": train_on,
+            "rule": "the first N of the split's seeded order (trainables.data.Dataset.split_indices, seed 0)",
+            "indices_sha256": hashlib.sha256(chosen.astype(np.int64).tobytes()).hexdigest()}
+
+
+def _ledger_summary(checksum: str, evaluated: list[tuple]) -> dict:
+    """Per net evaluated here: which use of this data's test split each config is, and every use so far."""
+    records = ledger.read_dataset(checksum)
+    out = {"checksum": checksum, "ledger": str(ledger.ledger_path(checksum)), "nets": {}}
+    for arch in dict.fromkeys(a for a, _ in evaluated):
+        mine = ledger.uses(records, arch)
+        hashes = [h for a, h in evaluated if a == arch]
+        out["nets"][arch] = {"uses": len(mine), "this_evaluation": [u["use"] for u in mine
+                                                                     if u["config_hash"] in hashes],
+                             "all": mine}
+    return out
 
 
 def save(record: dict, exp_dir: str | Path) -> None:
@@ -338,8 +406,24 @@ def save(record: dict, exp_dir: str | Path) -> None:
     pd.DataFrame(rows).to_csv(exp / "evaluation.csv", index=False)
 
 
+def ledger_lines(record: dict) -> list[str]:
+    """'test split: use N for <net> on this data', then the earlier uses (from the record's ledger summary)."""
+    lines = []
+    for arch, net in (record.get("test_split") or {}).get("nets", {}).items():
+        now = ", ".join(str(n) for n in net["this_evaluation"]) or "?"
+        lines.append(f"test split: use {now} for {arch} on this data ({net['uses']} in all, ledger "
+                     f"{record['test_split']['ledger']})")
+        for u in net["all"]:
+            if u["use"] not in net["this_evaluation"]:
+                acc = f", test_accuracy {np.mean(u['test_accuracy']):.4f}" if u["test_accuracy"] else ""
+                lines.append(f"  earlier use {u['use']}: {u['first']}, config {u['config_hash']}, {u['runs']} runs, "
+                             f"trained on {u['train_images'] or 'all'} images{acc} ({u['experiment']})")
+    return lines
+
+
 def summary_lines(record: dict) -> list[str]:
-    lines = [f"test split: {record['test_images']:,} images; {record['mode']}, trained on {record['train_on']}"]
+    size = f" ({record['train_images']:,} images)" if record.get("train_images") else ""
+    lines = [f"test split: {record['test_images']:,} images; {record['mode']}, trained on {record['train_on']}{size}"]
     for g in record["grid"] or record["results"]:
         name = g.get("label") or f"{g['arch']} #{g['rank']} ({g['trial_id']})"
         lines.append(f"  {name:<44} test_accuracy {fmt_ci(g['test_accuracy']):<18} weighted_f1 "
@@ -354,7 +438,7 @@ def summary_lines(record: dict) -> list[str]:
         s = record["svm"]
         lines.append(f"  svm_pca (subset {s['subset']:,}, k={s['k']})  test_accuracy {s['test_accuracy']:.4f} "
                      f"weighted_f1 {s['weighted_f1']:.4f}")
-    return lines
+    return lines + ledger_lines(record)
 
 
 def cmd_evaluate(args) -> int:
@@ -363,7 +447,8 @@ def cmd_evaluate(args) -> int:
         record = evaluate_experiment(args.experiment, top_k=args.top_k, repeats=args.repeats, train_on=args.train_on,
                                      epochs=args.epochs, archs=archs, svm_subset=args.svm_subset, svm_k=args.svm_k,
                                      address=args.address, pareto=getattr(args, "pareto", False),
-                                     trials=[t.strip() for t in args.trials.split(",")] if args.trials else None)
+                                     trials=[t.strip() for t in args.trials.split(",")] if args.trials else None,
+                                     train_images=getattr(args, "train_images", None))
     except ValueError as e:  # the CLI prints an ExperimentError as one line, exit status 2
         raise ExperimentError(str(e)) from None
     if args.json:

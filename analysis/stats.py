@@ -3,12 +3,15 @@
     >>> r = mean_ci([0.70, 0.71, 0.72])
     >>> round(r["mean"], 3), [round(v, 4) for v in r["ci95"]]
     (0.71, [0.6852, 0.7348])
+    >>> verdict(r, 0.68), verdict(r, 0.728), verdict(r, 0.74), verdict(mean_ci([0.9]), 0.5)
+    ('beats', 'matches', 'misses', 'single run')
 """
 from __future__ import annotations
 
 import numpy as np
 
 CONFIDENCE = 0.95
+VERDICTS = ("beats", "matches", "misses", "single run")
 
 
 def mean_ci(values, confidence: float = CONFIDENCE) -> dict:
@@ -51,3 +54,22 @@ def paired_comparison(a: dict[int, float], b: dict[int, float], names: tuple[str
     res = stats.ttest_rel(x, y)
     return {**out, "mean_difference": diff["mean"], "difference_ci95": diff["ci95"], "t": float(res.statistic),
             "p_value": float(res.pvalue)}
+
+
+def verdict(summary: dict, target: float, higher_is_better: bool = True) -> str:
+    """Ours against a published number, read from the 95% interval of ``summary`` (a :func:`mean_ci` result).
+
+    *beats*: the whole interval is on the better side of ``target`` (lower bound above it, for a metric to
+    maximise); *misses*: the whole interval is on the worse side; *matches*: the interval contains it (a mean above
+    the target with the interval across it only matches). One seed has no interval: *single run*, whatever its value.
+    """
+    ci = summary.get("ci95")
+    if ci is None or summary.get("n", 0) < 2:
+        return "single run"
+    low, high = (float(ci[0]), float(ci[1])) if higher_is_better else (-float(ci[1]), -float(ci[0]))
+    target = float(target) if higher_is_better else -float(target)
+    if low > target:
+        return "beats"
+    if high < target:
+        return "misses"
+    return "matches"

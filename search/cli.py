@@ -2,6 +2,7 @@
 
     cifar-tune archs [--json]
     cifar-tune data  [--data-dir D] [--dataset cifar10] [--json]
+    cifar-tune ledger [--data-dir D] [--dataset cifar10] [--arch A] [--json]   # the test split's uses
     cifar-tune train --arch A [--data-dir D] [--set k=v ...] [--config row.json] [--json]
     cifar-tune search ... | presets | report | evaluate      (see --help of each)
 """
@@ -70,6 +71,28 @@ def cmd_data(args) -> int:
     print("class counts (train+val / test):")
     for c in summary["classes"]:
         print(f"  {c:<14} {summary['class_counts']['trainval'][c]:>6} {summary['class_counts']['test'][c]:>6}")
+    return 0
+
+
+def cmd_ledger(args) -> int:
+    """Every use of a dataset's test split on this machine (trainables.ledger), per net."""
+    from trainables import ledger
+    from trainables.data import load_dataset
+
+    ds = load_dataset(args.data_dir, args.dataset, download=False)
+    records = ledger.read_dataset(ds.checksum)
+    uses = ledger.uses(records, args.arch)
+    if args.json:
+        _emit_json({"dataset": ds.name, "checksum": ds.checksum, "ledger": str(ledger.ledger_path(ds.checksum)),
+                    "uses": uses, "records": [r for r in records if not args.arch or r.get("arch") == args.arch]})
+        return 0
+    print(f"test split of {ds.name} ({ds.source}, sha256 {ds.checksum[:16]}...): {ledger.ledger_path(ds.checksum)}")
+    if not uses:
+        print("  never scored on this machine" + (f" for {args.arch}" if args.arch else ""))
+    for u in uses:
+        acc = f"test_accuracy {sum(u['test_accuracy']) / len(u['test_accuracy']):.4f}" if u["test_accuracy"] else ""
+        print(f"  {u['arch']:<14} use {u['use']:>2}  {u['first']}  config {u['config_hash']}  {u['runs']} runs  "
+              f"train images {u['train_images'] or 'all'}  {acc}  {u['experiment']}")
     return 0
 
 
@@ -155,6 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-download", action="store_true", help="never download; fail if nothing is found")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_data)
+
+    lg = sub.add_parser("ledger", help="every scoring of the test split on this data (the test-split ledger)")
+    lg.add_argument("--data-dir", default=None)
+    lg.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100", "fashion_mnist"])
+    lg.add_argument("--arch", default=None, help="only this net's uses")
+    lg.add_argument("--json", action="store_true")
+    lg.set_defaults(func=cmd_ledger)
 
     t = sub.add_parser("train", help="one training run, no search")
     t.add_argument("--arch", default=None)

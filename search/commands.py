@@ -285,6 +285,8 @@ def add_commands(sub) -> None:
     e.add_argument("--train-on", default="train", choices=["train", "trainval"],
                    help="trainval also trains on the validation split (the table says which)")
     e.add_argument("--epochs", type=int, default=None, help="default: each config's own (the search's max epochs)")
+    e.add_argument("--train-images", type=int, default=None,
+                   help="train each final run on exactly N images (a report's training-set size); default: all")
     e.add_argument("--archs", help="comma-separated subset of the experiment's nets")
     e.add_argument("--svm-subset", type=int, default=0, help="also fit report 000's SVM on N training images")
     e.add_argument("--svm-k", type=int, default=448, help="PCA components of the SVM")

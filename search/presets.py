@@ -6,7 +6,7 @@ point, and the numbers it published for each point, so an analysis can print our
 
     >>> p = get_preset("report000")
     >>> len(expand_grid(p)), grid_cost(p)
-    (9, 1125)
+    (5, 625)
 
 Budget rule (:func:`tuned_plan`): a net's search spends at most a fifth of the epochs the report spent tuning it.
 ``B`` = the smallest, over the preset's nets, of that net's grid epochs (its configs' epochs x repeats) // 5, and

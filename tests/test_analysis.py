@@ -295,6 +295,35 @@ def test_search_never_reads_test_and_evaluate_reads_it_once(lab):
     assert comparison.set_index("net").loc["origin_net", "published"] == 0.5521
 
 
+def test_each_scoring_of_the_test_split_is_ledgered_once(lab, tmp_path, monkeypatch):
+    """Two configs of one net -> two uses, each final run on exactly --train-images images; the same evaluation
+    again takes the saved runs and scores nothing (no new record)."""
+    import shutil
+
+    from analysis.evaluate import evaluate_experiment, summary_lines
+    from trainables import ledger
+
+    monkeypatch.setenv("CIFAR_TUNE_LEDGER_DIR", str(tmp_path / "ledgers"))
+    exp = tmp_path / "copy"
+    shutil.copytree(lab["main"], exp)
+    kw = dict(top_k=2, repeats=1, epochs=1, archs=["origin_net"], train_on="trainval", train_images=150,
+              address="local")
+    first = evaluate_experiment(exp, **kw)
+    runs = [r for g in first["results"] for r in g["runs"]]
+    assert len(runs) == 2 and {r["train_images"] for r in runs} == {150}  # what each run's loop really saw
+    assert first["train_draw"]["images"] == 150 and first["train_draw"]["of"] == 50_000
+    records = ledger.read_experiment(exp)
+    assert len(records) == 2 and len(ledger.uses(records, "origin_net")) == 2
+    assert ledger.read_dataset(records[0]["checksum"]) == records
+    assert first["test_split"]["nets"]["origin_net"]["this_evaluation"] == [1, 2]
+    assert any("test split: use 1, 2 for origin_net on this data (2 in all" in line for line in summary_lines(first))
+    again = evaluate_experiment(exp, **kw)
+    assert ledger.read_experiment(exp) == records  # saved runs re-read: not a new use
+    assert again["test_split"]["nets"]["origin_net"]["uses"] == 2
+    with pytest.raises(ValueError, match="--train-images 60,000: the trainval split .* has 50,000 images"):
+        evaluate_experiment(exp, **{**kw, "train_images": 60_000})
+
+
 def test_evaluate_refuses_bad_arguments_naming_them(lab, capsys):
     from search.cli import main
 

@@ -41,6 +41,26 @@ def test_every_plan_obeys_its_budget_rule(report, net):
                 assert p.low <= value <= p.high, (key, value)
 
 
+@pytest.mark.parametrize("report,net", PLANS, ids=[f"{r}-{n.arch}" for r, n in PLANS])
+def test_the_first_config_tried_is_the_reports_own_setting(report, net):
+    """Exactly as the registry has it: on every key the space searches, and the space fixes no key to another value
+    (speed knobs aside: bf16 / channels_last change the time, not the model)."""
+    from search.reproduce import SPEED_KNOBS
+    from spaces import load_space
+    from trainables.config import resolve_config
+
+    own = resolve_config({"arch": net.arch})
+    first = net.enqueue[0]
+    assert first == {k: own[k] for k in first} and set(first) == set(load_space(net.arch, space_file(net.arch)).params)
+    for key, value in load_space(net.arch, space_file(net.arch)).fixed.items():
+        assert key in SPEED_KNOBS or own[key] == value, (key, value, own[key])
+    if net.arch == "origin_net":  # the issue's case: the author's code, SGD lr 1e-4, no BatchNorm, constant lr
+        assert (first["lr"], first["norm"], first["schedule"], first["weight_decay"]) == (1e-4, "none", "constant", 0)
+    # and the plan's final runs train on the report's own training-set size, which the preset states with its source
+    preset = get_preset(report)
+    assert get_plan(report).train_images == preset.train_images and preset.train_images_why
+
+
 class _Trial(SimpleNamespace):
     pass
 
@@ -110,7 +130,7 @@ def test_reproduce_end_to_end_killed_and_rerun(tmp_path, cifar_path):
     being saved, then the same command finishes without retraining a finished trial or evaluation run."""
     args = ["reproduce", "report003", "--archs", "origin_net", "--data-dir", cifar_path, "--storage", tmp_path,
             "--set", "subset=300", "--set", "val_size=100", "--num-samples", "3", "--max-epochs", "2",
-            "--repeats", "3"]
+            "--repeats", "3", "--train-images", "200"]
     root = tmp_path / "reproduce-report003"
     runs_dir = root / "origin_net" / "eval-runs"
     # 1. Ctrl-C during the search: exit 130, one line saying so and the command that continues
@@ -151,8 +171,16 @@ def test_reproduce_end_to_end_killed_and_rerun(tmp_path, cifar_path):
     assert net["mean"] == pytest.approx(sum(net["per_seed"]) / 3)
     assert 0 < net["search_epochs"] <= net["search_epoch_budget"] and net["final_epochs"] == 3 * 2
     assert net["report_epochs"] == 300 and net["published"] == 0.5521
-    assert net["config"]["schedule"] == "cosine" and "data_dir" not in net["config"]
+    assert "data_dir" not in net["config"]
+    # the fair protocol: every final run saw exactly --train-images images, and each was one scoring of the test split
+    assert net["train_images"] == 200 and net["config"]["subset"] == 200 and net["config"]["val_size"] == 0
+    assert net["verdict"] in ("beats", "matches", "misses") and net["test_split_use"] == [1]
+    from trainables import ledger
+
+    records = ledger.read_experiment(root / "origin_net")
+    assert {r["seed"] for r in records} == {0, 1, 2} and {r["train_images"] for r in records} == {200}
+    assert len(ledger.uses(records, "origin_net")) == 1
     assert record["caveat"].startswith("offline copy: JPEG")
     table = (root / "reproduce.md").read_text()
-    assert "| origin_net | weighted_f1 |" in table and "0.5521" in table
+    assert "| origin_net | weighted_f1 |" in table and "0.5521" in table and f"| {net['verdict']} | 200 |" in table
     assert (root / "origin_net" / "report" / "report.html").exists()

@@ -248,7 +248,8 @@ def train(config: dict, *, report: Callable[[dict, dict | None], None] = print_r
         metrics = {"epoch": epoch, "epochs": cfg["epochs"], "arch": cfg["arch"], "train_loss": train_loss,
                    "train_accuracy": float(correct) / seen, "val_loss": val["loss"], METRIC: val["accuracy"],
                    "epoch_seconds": seconds, "images_per_second": seen / seconds, "lr": schedule.get_last_lr()[0],
-                   "params": params, "size_mb": size_mb, **(inference or {}), "status": status}
+                   "params": params, "size_mb": size_mb, "train_images": int(len(train_idx)), **(inference or {}),
+                   "status": status}
         history.append({k: metrics[k] for k in ("epoch", "train_loss", "train_accuracy", "val_loss", METRIC)})
         last = status != "running"
         state = None

@@ -1,0 +1,81 @@
+"""The test-split ledger (trainables.ledger) and the CI verdict (analysis.stats.verdict), without Ray: appends from
+two processes at once, what counts as a use, and the verdict at its edges. The ledger written by real evaluations
+is tested in test_analysis (two configs, a rerun from saved runs) and test_reproduce (kill and rerun)."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+
+import pytest
+
+from analysis.stats import mean_ci, verdict
+from trainables import ledger
+
+
+def _append_many(directory: str, worker: int, n: int) -> None:
+    import os
+
+    os.environ["CIFAR_TUNE_LEDGER_DIR"] = directory
+    for i in range(n):
+        ledger.record_use(checksum="c" * 64, dataset="cifar10", arch=f"net{worker}", config={"lr": i / 1000},
+                          seed=i, train_images=40_000, experiment=None, command=f"worker {worker}",
+                          scores={"test_accuracy": 0.5, "note": "x" * 2000})  # lines longer than PIPE_BUF
+
+
+def test_two_processes_appending_at_once_keep_every_record(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_append_many, args=(str(tmp_path), w, 150)) for w in (1, 2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+    lines = (tmp_path / f"{'c' * 64}.jsonl").read_text().splitlines()
+    assert len(lines) == 300
+    records = [json.loads(line) for line in lines]  # every line whole: none interleaved with another
+    for w in (1, 2):
+        mine = [r for r in records if r["arch"] == f"net{w}"]
+        assert sorted(r["seed"] for r in mine) == list(range(150))
+
+
+def test_a_use_is_one_config_of_one_net_and_its_seeds_are_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFAR_TUNE_LEDGER_DIR", str(tmp_path / "ledgers"))
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    common = dict(checksum="d" * 64, dataset="cifar10", train_images=40_000, experiment=exp, command="test")
+    for seed in (0, 1, 2):  # one config, three seeds, and a seed run on another machine's data dir
+        ledger.record_use(arch="a", config={"lr": 0.1, "seed": seed, "data_dir": f"/d{seed}"}, seed=seed,
+                          scores={"test_accuracy": 0.7 + seed / 100}, **common)
+    ledger.record_use(arch="a", config={"lr": 0.2}, seed=0, scores={"test_accuracy": 0.6}, **common)
+    ledger.record_use(arch="b", config={"lr": 0.1}, seed=0, scores={"test_accuracy": 0.5}, **common)
+    records = ledger.read_dataset("d" * 64)
+    assert ledger.read_experiment(exp) == records and len(records) == 5
+    uses = ledger.uses(records, "a")
+    assert [(u["use"], u["runs"], u["seeds"]) for u in uses] == [(1, 3, [0, 1, 2]), (2, 1, [0])]
+    assert uses[0]["test_accuracy"] == pytest.approx([0.70, 0.71, 0.72])
+    assert ledger.use_counts(records) == {"a": 2, "b": 1}
+    # a line cut short by a crash is skipped, not fatal
+    with open(ledger.ledger_path("d" * 64), "a") as f:
+        f.write('{"arch": "a", "config_ha')
+    assert len(ledger.read_dataset("d" * 64)) == 5
+
+
+@pytest.mark.parametrize("values,target,expected", [
+    ([0.70, 0.71, 0.72], 0.6851, "beats"),  # the lower bound (0.6852) above the target
+    ([0.70, 0.71, 0.72], 0.6853, "matches"),  # just inside
+    ([0.70, 0.71, 0.72], 0.7347, "matches"),
+    ([0.70, 0.71, 0.72], 0.7349, "misses"),  # the upper bound (0.7348) below it
+    ([0.7307, 0.7294, 0.7345, 0.7281], 0.728, "matches"),  # a mean above the target, the CI across it
+    ([0.71, 0.71, 0.71], 0.71, "matches"),  # no spread: the interval is the point, which equals the target
+    ([0.9], 0.5, "single run"),  # one seed: no interval, no verdict
+    ([], 0.5, "single run"),
+])
+def test_verdict_is_read_from_the_interval(values, target, expected):
+    assert verdict(mean_ci(values), target) == expected
+
+
+def test_verdict_for_a_metric_to_minimise():
+    loss = mean_ci([0.40, 0.41, 0.42])  # CI about [0.385, 0.435]
+    assert verdict(loss, 0.45, higher_is_better=False) == "beats"
+    assert verdict(loss, 0.38, higher_is_better=False) == "misses"
+    assert verdict(loss, 0.41, higher_is_better=False) == "matches"

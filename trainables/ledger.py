@@ -1,0 +1,127 @@
+"""The test-split ledger: every scoring of a test split, counted, so a published number can say how many looks it took.
+
+A record is appended each time a model is run on a dataset's test split (``analysis.evaluate`` is the only code
+that does so: retrained runs, grid checkpoints, the SVM baseline). It names the dataset by checksum, the net, a hash
+of the config without its seed (``config_hash``), the seed, the number of training images, the experiment, the
+command, the time and what the run scored. Records go to two files, both append-only JSON lines:
+
+- the dataset's ledger, ``<ledger dir>/<dataset checksum>.jsonl`` (``CIFAR_TUNE_LEDGER_DIR``, default
+  ``test-ledger/`` inside the data cache ``CIFAR_TUNE_CACHE_DIR``): every use on this machine, any experiment;
+- the experiment's own ``EXP/test_ledger.jsonl``, which travels with the experiment folder.
+
+A **use** is one config of one net scored on the test split: its seeds are runs of the same use (an evaluation
+interrupted and continued scores the missing seeds, not a new config). A saved run that an evaluation re-reads
+from disk is not scored again and writes nothing. Appends take an exclusive ``fcntl`` lock on the file and write
+whole lines, so two processes appending at once leave both records intact.
+
+    >>> config_hash({"arch": "simple_cnn", "lr": 0.1, "seed": 3}) == config_hash({"lr": 0.1, "arch": "simple_cnn"})
+    True
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import fcntl
+import hashlib
+import json
+import os
+import socket
+from pathlib import Path
+
+EXPERIMENT_LEDGER = "test_ledger.jsonl"
+# What a config hash ignores: the seed (runs of one use) and where the run happened (not the model).
+NOT_HASHED = ("seed", "data_dir", "device")
+
+
+def ledger_dir() -> Path:
+    from trainables.data import default_cache_dir
+
+    return Path(os.environ.get("CIFAR_TUNE_LEDGER_DIR") or default_cache_dir() / "test-ledger")
+
+
+def ledger_path(checksum: str) -> Path:
+    return ledger_dir() / f"{checksum}.jsonl"
+
+
+def config_hash(config: dict) -> str:
+    """16 hex digits of the config without its seed and machine settings: what identifies one use."""
+    kept = {k: v for k, v in config.items() if k not in NOT_HASHED}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _append(path: Path, lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # released on close; O_APPEND puts each write at the end
+        try:
+            f.write("".join(lines))
+            f.flush()
+            os.fsync(f.fileno())
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def record_use(*, checksum: str, dataset: str, arch: str, config: dict, seed: int, train_images: int | None,
+               experiment: str | os.PathLike | None, command: str, scores: dict) -> dict:
+    """Append one scoring of the test split to the dataset's ledger and the experiment's; returns the record."""
+    record = {"time": _dt.datetime.now().isoformat(timespec="seconds"), "dataset": dataset, "checksum": checksum,
+              "arch": arch, "config_hash": config_hash(config), "seed": seed, "train_images": train_images,
+              "experiment": str(Path(experiment).resolve()) if experiment else None, "command": command,
+              "host": socket.gethostname(), "scores": scores}
+    line = json.dumps(record, default=str) + "\n"
+    _append(ledger_path(checksum), [line])
+    if experiment:
+        _append(Path(experiment) / EXPERIMENT_LEDGER, [line])
+    return record
+
+
+def read(path: str | os.PathLike) -> list[dict]:
+    """The records of one ledger file (an absent file: none). A line cut short by a crash is skipped, not fatal."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in text.splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+def read_dataset(checksum: str) -> list[dict]:
+    return read(ledger_path(checksum))
+
+
+def read_experiment(exp_dir: str | os.PathLike) -> list[dict]:
+    return read(Path(exp_dir) / EXPERIMENT_LEDGER)
+
+
+def uses(records: list[dict], arch: str | None = None) -> list[dict]:
+    """One entry per use (net, config hash), in order of first scoring: runs, seeds, first and last time, scores."""
+    out: dict[tuple, dict] = {}
+    for r in records:
+        if arch is not None and r.get("arch") != arch:
+            continue
+        key = (r.get("arch"), r.get("config_hash"))
+        u = out.setdefault(key, {"arch": key[0], "config_hash": key[1], "first": r.get("time"), "runs": 0,
+                                 "seeds": [], "train_images": r.get("train_images"),
+                                 "experiment": r.get("experiment"), "test_accuracy": []})
+        u["runs"] += 1
+        u["seeds"].append(r.get("seed"))
+        u["last"] = r.get("time")
+        acc = (r.get("scores") or {}).get("test_accuracy")
+        if acc is not None:
+            u["test_accuracy"].append(acc)
+    per_net: dict = {}
+    for u in out.values():  # numbered per net, in order of first scoring
+        per_net[u["arch"]] = u["use"] = per_net.get(u["arch"], 0) + 1
+    return list(out.values())
+
+
+def use_counts(records: list[dict]) -> dict[str, int]:
+    """net -> number of uses."""
+    counts: dict[str, int] = {}
+    for u in uses(records):
+        counts[u["arch"]] = counts.get(u["arch"], 0) + 1
+    return counts
