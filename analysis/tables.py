@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import Experiment
-from analysis.stats import mean_ci
+from analysis.stats import mean_ci, verdict
 from trainables.config import METRIC
 
 BEST = f"best_{METRIC}"
@@ -165,8 +165,31 @@ def _test_runs(ev: dict) -> str:
     """How the evaluated runs were trained: seeds, epochs, and the training set (a subset says so)."""
     cfg = ev.get("config") or {}
     epochs = f" x {cfg['epochs']} epochs" if cfg.get("epochs") else ""
-    subset = f" (first {cfg['subset']:,} images)" if cfg.get("subset") else ""
+    images = ev.get("train_images") if isinstance(ev.get("train_images"), int) else cfg.get("subset")
+    subset = f" ({images:,} images)" if images else ""
     return f"{len(ev['seeds'])} seeds{epochs}, trained on {ev['train_on']}{subset}"
+
+
+def test_split_uses(exp: Experiment, arch: str) -> str:
+    """How many times this net met the test split on this data: the ledger as the evaluation saw it (every use on
+    the machine that evaluated), else the experiment's own ledger; evaluations before the ledger say so."""
+    from trainables import ledger
+
+    net = ((exp.evaluation or {}).get("test_split") or {}).get("nets", {}).get(arch)
+    if net:
+        now = ", ".join(str(u) for u in net["this_evaluation"])
+        return f"use {now} of {net['uses']}"
+    mine = ledger.uses(ledger.read_experiment(exp.path), arch)
+    if mine:
+        return f"{len(mine)} in this experiment"
+    return "not counted (no ledger)" if exp.evaluation else ""
+
+
+def _verdict(ev: dict | None, value, metric: str) -> str:
+    name = metric.split(" ")[0]
+    if not ev or value is None or not isinstance(ev.get(name), dict):
+        return ""
+    return verdict(ev[name], value)
 
 
 def comparison(exp: Experiment) -> pd.DataFrame:
@@ -191,6 +214,7 @@ def comparison(exp: Experiment) -> pd.DataFrame:
             "test_loss": ev["test_loss"]["mean"] if ev else None,
             "test runs": _test_runs(ev) if ev else "not evaluated",
             "published": value, "published metric": metric,
+            "verdict (95% CI)": _verdict(ev, value, metric), "test-split uses": test_split_uses(exp, arch),
         })
     svm = (exp.evaluation or {}).get("svm")
     if svm:

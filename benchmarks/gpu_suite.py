@@ -81,7 +81,7 @@ def main(argv=None) -> int:
         cmd = ["-m", "search.cli", "reproduce", report, "--data-dir", data, "--storage", str(out / "results")]
         if args.smoke:
             cmd += ["--set", "subset=300", "--set", "val_size=100", "--num-samples", "2", "--max-epochs", "1",
-                    "--repeats", "2", "--archs", "origin_net"]
+                    "--repeats", "2", "--archs", "origin_net", "--train-images", "300"]
         record["steps"].append(run_step(f"reproduce-{report}", cmd, left, out / "logs") if left > 30
                                else {"step": f"reproduce-{report}", "exit": "skipped: no time left"})
     if DOC.exists():

@@ -293,6 +293,12 @@ def test_search_never_reads_test_and_evaluate_reads_it_once(lab):
     assert comparison["test_accuracy (95% CI)"].str.contains("±").sum() == 2
     assert comparison["net"].iloc[-1] == "svm_pca (subset 300)"
     assert comparison.set_index("net").loc["origin_net", "published"] == 0.5521
+    # beside the published number: the verdict from the CI and the count of test-split uses (the ledger)
+    for net in ("origin_net", "simple_cnn"):
+        row = comparison.set_index("net").loc[net]
+        assert row["verdict (95% CI)"] in ("beats", "matches", "misses")
+        assert re.fullmatch(r"use \d+ of \d+", row["test-split uses"])
+    assert "test split: use " in out.stdout and " for origin_net on this data" in out.stdout
 
 
 def test_each_scoring_of_the_test_split_is_ledgered_once(lab, tmp_path, monkeypatch):
@@ -306,19 +312,20 @@ def test_each_scoring_of_the_test_split_is_ledgered_once(lab, tmp_path, monkeypa
     monkeypatch.setenv("CIFAR_TUNE_LEDGER_DIR", str(tmp_path / "ledgers"))
     exp = tmp_path / "copy"
     shutil.copytree(lab["main"], exp)
+    copied = ledger.read_experiment(exp)  # the ledger travels with the experiment: earlier tests' uses
     kw = dict(top_k=2, repeats=1, epochs=1, archs=["origin_net"], train_on="trainval", train_images=150,
               address="local")
     first = evaluate_experiment(exp, **kw)
     runs = [r for g in first["results"] for r in g["runs"]]
     assert len(runs) == 2 and {r["train_images"] for r in runs} == {150}  # what each run's loop really saw
     assert first["train_draw"]["images"] == 150 and first["train_draw"]["of"] == 50_000
-    records = ledger.read_experiment(exp)
+    records = ledger.read_experiment(exp)[len(copied):]
     assert len(records) == 2 and len(ledger.uses(records, "origin_net")) == 2
-    assert ledger.read_dataset(records[0]["checksum"]) == records
+    assert ledger.read_dataset(records[0]["checksum"]) == records  # this test's own dataset ledger: these two
     assert first["test_split"]["nets"]["origin_net"]["this_evaluation"] == [1, 2]
     assert any("test split: use 1, 2 for origin_net on this data (2 in all" in line for line in summary_lines(first))
     again = evaluate_experiment(exp, **kw)
-    assert ledger.read_experiment(exp) == records  # saved runs re-read: not a new use
+    assert ledger.read_experiment(exp)[len(copied):] == records  # saved runs re-read: not a new use
     assert again["test_split"]["nets"]["origin_net"]["uses"] == 2
     with pytest.raises(ValueError, match="--train-images 60,000: the trainval split .* has 50,000 images"):
         evaluate_experiment(exp, **{**kw, "train_images": 60_000})
