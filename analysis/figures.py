@@ -114,6 +114,8 @@ def importance(exp: Experiment) -> tuple[go.Figure | None, str]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if exp.is_grid:
         return None, "grid experiment: no Optuna study to assess"
+    if exp.without_study:
+        return None, "read without the Optuna study (--without-study): no importance"
     epoch, panels, notes = equal_epoch(exp), [], []
     for arch in exp.spec["archs"]:
         try:

@@ -14,8 +14,10 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trainables.compat import trial_dir_name
 from trainables.config import METRIC
-from trainables.experiment import ASHA_FILE, EVALUATION_FILE, MOASHA_FILE, SPEC_FILE, trial_outcome
+from trainables.experiment import (ASHA_FILE, EVALUATION_FILE, MOASHA_FILE, SPEC_FILE, trial_outcome,
+                                   unreadable_study)
 
 BYTES_PER_PARAM = 4  # float32 weights: model size in MB = params * 4 / 1e6
 # Inference speed each trial measured once (trainables.train.measure_inference); absent in older experiments.
@@ -74,7 +76,11 @@ def read_json(exp: Path, name: str, what: str, keys: tuple = ()) -> dict | None:
 def load_spec(exp_dir: str | Path) -> dict:
     """``spec.json`` of the experiment (keys ``spec``, ``spaces``, ``metric`` ...); ExperimentError if absent."""
     exp = Path(exp_dir)
-    if not exp.is_dir():
+    try:
+        is_dir = exp.is_dir()
+    except OSError as e:  # e.g. a path component longer than the filesystem allows (ENAMETOOLONG)
+        raise ExperimentError(f"no experiment directory at {str(exp)[:120]!r}...: {e.strerror}") from None
+    if not is_dir:
         raise ExperimentError(f"no experiment directory at {str(exp)!r}")
     record = read_json(exp, SPEC_FILE, "experiment spec")
     if record is None:
@@ -107,7 +113,7 @@ def load_trials(exp_dir: str | Path) -> list[dict]:
     for trial in analysis.trials:
         # Trial folders sit in the experiment dir under the name Ray stored (not its driver-side path, which
         # needs a running Ray session).
-        name = getattr(getattr(trial, "storage", None), "trial_dir_name", None)
+        name = trial_dir_name(trial)
         trial_dir = exp / name if name and (exp / name).is_dir() else None
         history = _epochs(trial_dir) if trial_dir else []
         last = history[-1] if history else (trial.last_result or None)
@@ -174,6 +180,7 @@ class Experiment:
     evaluation: dict | None = None  # evaluation.json
     frame: object = field(default=None, repr=False)  # pandas DataFrame, one row per trial
     history: object = field(default=None, repr=False)  # pandas DataFrame, one row per trial epoch
+    without_study: bool = False  # read from the Ray results alone: the Optuna study is not opened
 
     @property
     def spec(self) -> dict:
@@ -204,8 +211,9 @@ class Experiment:
         return self.record.get("spaces", {}).get(arch, {}).get("params", {}).get(name, {})
 
 
-def load(exp_dir: str | Path) -> Experiment:
-    """Read the whole experiment directory (see :class:`Experiment`)."""
+def load(exp_dir: str | Path, without_study: bool = False) -> Experiment:
+    """Read the whole experiment directory (see :class:`Experiment`). An Optuna study that cannot be read is an
+    ExperimentError (one line: the storage, why, what is left), unless ``without_study``: then nothing reads it."""
     exp = Path(exp_dir)
     record = load_spec(exp)
     trials = load_trials(exp)
@@ -213,6 +221,16 @@ def load(exp_dir: str | Path) -> Experiment:
         raise ExperimentError(f"{str(exp)!r} holds no trials yet")
     asha = (read_json(exp, ASHA_FILE, "ASHA state", ("rungs", "stops"))
             or read_json(exp, MOASHA_FILE, "MO-ASHA state"))
-    return Experiment(path=exp, record=record, trials=trials, asha=asha,
-                      evaluation=read_json(exp, EVALUATION_FILE, "evaluation", ("results",)),
-                      frame=trials_frame(trials), history=history_frame(trials))
+    evaluation = read_json(exp, EVALUATION_FILE, "evaluation", ("results",))
+    if not without_study:
+        check_study(exp)
+    return Experiment(path=exp, record=record, trials=trials, asha=asha, evaluation=evaluation,
+                      frame=trials_frame(trials), history=history_frame(trials), without_study=without_study)
+
+
+def check_study(exp_dir: str | Path) -> None:
+    """ExperimentError, one line naming the storage and what is left (the Ray results), when the experiment's
+    Optuna study cannot be read: a truncated or corrupt optuna.db, a database that does not answer."""
+    problem = unreadable_study(exp_dir, load_spec(exp_dir)["spec"])
+    if problem:
+        raise ExperimentError(problem)

@@ -113,10 +113,12 @@ def render_html(exp: Experiment, built: list[tuple[str, str, pd.DataFrame]]) -> 
     return "\n".join(parts)
 
 
-def write_report(exp_dir: str | Path, out: str | Path | None = None, top_k: int = 3, quiet: bool = False) -> int:
+def write_report(exp_dir: str | Path, out: str | Path | None = None, top_k: int = 3, quiet: bool = False,
+                 without_study: bool = False) -> int:
     """Print the main tables, write every table (md/csv/tex/html) and ``report.html`` into ``out``
-    (default ``EXP/report``). Returns the CLI exit status (0)."""
-    exp = load(exp_dir)
+    (default ``EXP/report``). Returns the CLI exit status (0). ``without_study``: from the Ray results alone, the
+    Optuna study unopened (for one that cannot be read; the importance figure is left out)."""
+    exp = load(exp_dir, without_study=without_study)
     out_dir = Path(out) if out else exp.path / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
     built = build_tables(exp, top_k)

@@ -5,7 +5,8 @@ import json
 import sys
 from pathlib import Path
 
-from search.spec import ExperimentSpec, SpecError
+from search.spec import (NAME, ExperimentSpec, SpecError, check_name_fits, refuse_blank_objectives,
+                         resume_conflict)
 from trainables.experiment import ExperimentLock, ExperimentLocked, disk_full_cause
 
 
@@ -15,6 +16,53 @@ def _csv(value: str, option: str = "--arch") -> list[str]:
     if not value.strip() or any(not v for v in items):
         raise SpecError(f"{option} {value!r}: an empty name in the comma-separated list")
     return items
+
+
+# Options of `search` that are ExperimentSpec fields of the same name. Their parser default is None, so that one
+# given can be told from one left out (which gets the spec's default): given with --resume, or with a --preset that
+# sets it, a value is checked, never silently replaced.
+SEARCH_FLAGS = ("num_samples", "max_epochs", "grace_period", "reduction_factor", "epoch_budget", "scheduler",
+                "sampler", "seed", "max_concurrent", "cpus_per_trial", "gpus_per_trial", "max_failures",
+                "rung_ranking")
+
+
+def given_flags(args) -> dict:
+    """The SEARCH_FLAGS given on the command line: field -> value."""
+    return {f: getattr(args, f) for f in SEARCH_FLAGS if getattr(args, f, None) is not None}
+
+
+def resume_flags(args, archs: list[str]) -> dict:
+    """Everything a `search --resume` command line says about the search (field -> value as ExperimentSpec holds
+    it; ``fixed``: the --set / --data-dir values given; ``archs``: the experiment's nets, each of which a --space
+    would apply to), for search.spec.resume_conflict to compare with the experiment's own spec."""
+    from trainables.config import ConfigError, parse_assignments, validate_value
+    from trainables.objectives import ObjectiveError, parse_objectives
+
+    given = given_flags(args)
+    if args.arch:
+        given["archs"] = _csv(args.arch)
+    if args.preset:
+        given["preset"] = args.preset
+    if args.objectives is not None:
+        refuse_blank_objectives(args.objectives)
+        try:
+            given["objectives"] = [list(o) for o in parse_objectives(args.objectives)]
+        except ObjectiveError as e:
+            raise SpecError(f"--objectives: {e}") from None
+    for key in ("optuna_storage", "warm_start"):
+        if getattr(args, key):
+            given[key] = getattr(args, key)
+    try:
+        fixed = {k: validate_value(k, v) for k, v in parse_assignments(args.set).items()}
+    except ConfigError as e:
+        raise SpecError(f"--set {e}") from None
+    if args.data_dir:
+        fixed["data_dir"] = str(Path(args.data_dir).resolve())
+    if fixed:
+        given["fixed"] = fixed
+    if args.space:
+        given["space_files"] = {a: str(Path(args.space).resolve()) for a in archs}
+    return given
 
 
 def spec_from_args(args) -> ExperimentSpec:
@@ -27,14 +75,11 @@ def spec_from_args(args) -> ExperimentSpec:
         raise SpecError(f"--set {e}") from None
     if args.data_dir:
         fixed["data_dir"] = str(Path(args.data_dir).resolve())
-    kw = dict(num_samples=args.num_samples, max_epochs=args.max_epochs, grace_period=args.grace_period,
-              reduction_factor=args.reduction_factor, sampler=args.sampler, scheduler=args.scheduler,
-              seed=args.seed, name=args.name or "", storage=args.storage or "", optuna_storage=args.optuna_storage or "",
+    objectives = getattr(args, "objectives", None)
+    kw = dict(name=args.name or "", storage=args.storage or "", optuna_storage=args.optuna_storage or "",
               warm_start=args.warm_start or "", address=args.address or "", storage_is_shared=args.storage_is_shared,
-              max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
-              gpus_per_trial=args.gpus_per_trial, max_failures=args.max_failures, fixed=fixed,
-              epoch_budget=args.epoch_budget, objectives=getattr(args, "objectives", None) or [],
-              **({"rung_ranking": args.rung_ranking} if getattr(args, "rung_ranking", None) else {}))
+              fixed=fixed, objectives=[] if objectives is None else objectives,  # "" is refused, not "none"
+              **given_flags(args))
     archs = _csv(args.arch) if args.arch else []
     if args.preset:
         if archs:
@@ -70,6 +115,11 @@ def spec_from_args(args) -> ExperimentSpec:
             kw.update(num_samples=plan["num_samples"], max_epochs=plan["max_epochs"],
                       grace_period=plan["grace_period"], reduction_factor=plan["reduction_factor"],
                       epoch_budget=plan["epoch_budget"])
+        # The preset sets these: a different value given with it would be silently replaced, so it is refused.
+        for key, value in given_flags(args).items():
+            if key in kw and value != kw[key]:
+                raise SpecError(f"--{key.replace('_', '-')} {value} with --preset {args.preset}: the preset sets "
+                                f"{kw[key]} (see cifar-tune presets); use --arch to choose your own")
     if args.space:
         if len(archs) != 1 and not args.space.endswith(".yaml"):
             raise SpecError(f"--space {args.space!r}: expected a .yaml file")
@@ -89,11 +139,17 @@ def cmd_search(args) -> int:
         storage = args.storage or default_storage()
         if "://" not in storage:
             storage = str(Path(storage).expanduser().resolve())
+        if not NAME.match(args.name):
+            raise SpecError(f"--name must be letters, digits, '_', '.', '-', got {args.name!r}")
+        check_name_fits(args.name, storage, [])  # a name no folder can have: no such experiment, not ENAMETOOLONG
+        # The experiment is the folder --storage/--name, wherever it was started (a copy resumes as itself).
         # --address (and --storage-is-shared) go in before the spec is validated, so a resume on a cluster gets
         # the same node-local-storage refusal as a new search.
         spec = spec_from_dir(f"{storage.rstrip('/')}/{args.name}",
                              **({"address": args.address} if args.address else {}),
                              **({"storage_is_shared": True} if args.storage_is_shared else {}))
+        # A flag that defines the search, given again, must say what the experiment already is (never ignored).
+        resume_conflict(spec.to_dict(), resume_flags(args, spec.archs), spec.experiment_dir)
     else:
         spec = spec_from_args(args)
     args.resume_command = resume_command(spec)  # for main's disk-full line
@@ -184,21 +240,24 @@ def cmd_presets(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from analysis.load import ExperimentError, load_trials
+    from analysis.load import ExperimentError, check_study, load_trials
 
     try:
         trials = load_trials(args.experiment)
+        if args.json and not args.without_study:  # (write_report's load checks it, after the other files)
+            check_study(args.experiment)
     except ExperimentError as e:
         raise SpecError(str(e)) from None
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise SpecError(f"--out {args.out!r} exists and is not a directory")
+    without = without_study_note(args.experiment) if args.without_study else None
     if args.json:
         from analysis.load import load_spec
         from analysis.pareto import pareto_summary
 
         front = pareto_summary(load_spec(args.experiment), trials)  # objectives, pareto, hypervolume
-        print(json.dumps({"experiment": str(Path(args.experiment).resolve()), "trials": trials, **front},
-                         default=str))
+        print(json.dumps({"experiment": str(Path(args.experiment).resolve()), "trials": trials, **front,
+                          **({"without_study": without} if without else {})}, default=str))
         return 0
     try:
         from analysis.report import write_report
@@ -210,17 +269,33 @@ def cmd_report(args) -> int:
                   f"val_accuracy {t['val_accuracy'] if t['val_accuracy'] is not None else float('nan'):.4f}")
         return 0
     try:
-        return write_report(args.experiment, out=args.out)
-    except ExperimentError as e:  # a half-written asha_state.json or evaluation.json
+        return write_report(args.experiment, out=args.out, without_study=args.without_study)
+    except ExperimentError as e:  # a half-written asha_state.json or evaluation.json, an unreadable study
         raise SpecError(str(e)) from None
+
+
+def without_study_note(experiment: str) -> str:
+    """Say (on stderr, and return it) that the report comes from the Ray results alone, and why."""
+    from analysis.load import load_spec
+    from trainables.experiment import study_error
+
+    why = study_error(experiment, load_spec(experiment)["spec"])
+    note = ("the trials are read from the Ray results alone, without the Optuna study"
+            + (f" ({why})" if why else " (not opened)") + ": the report has no hyperparameter importance")
+    print(f"cifar-tune report: note: {note}", file=sys.stderr, flush=True)
+    return note
 
 
 def cmd_evaluate(args) -> int:
     """analysis.evaluate's command, holding the experiment's lock: it writes evaluation.json into it."""
     from analysis.evaluate import cmd_evaluate as evaluate
 
+    from analysis.load import check_study, load_spec
+
     if args.archs is not None:
         _csv(args.archs, "--archs")
+    load_spec(args.experiment)  # no such experiment: one line, before anything is made in it
+    check_study(args.experiment)  # refused before the lock file, Ray or a test-split scoring
     exp = str(Path(args.experiment).resolve())
     try:
         lock = ExperimentLock(exp, "cifar-tune evaluate").acquire(create=False)
@@ -236,22 +311,23 @@ def add_commands(sub) -> None:
     s = sub.add_parser("search", help="Optuna TPE + ASHA search on Ray Tune")
     s.add_argument("--arch", help="comma-separated nets; each gets its own study and the same budget")
     s.add_argument("--preset", help="NAME[:grid|:tuned] (see `cifar-tune presets`)")
-    s.add_argument("--num-samples", type=int, default=16, help="trials per net")
-    s.add_argument("--max-epochs", type=int, default=8)
-    s.add_argument("--grace-period", type=int, default=1, help="epochs before ASHA may stop a trial")
-    s.add_argument("--reduction-factor", type=float, default=3.0)
-    s.add_argument("--epoch-budget", type=int, default=0,
-                   help="most epochs the search may train per net, enforced by ASHA's promotions (0: no cap)")
-    s.add_argument("--scheduler", default="asha", help="asha or none")
-    s.add_argument("--sampler", default="tpe", help="tpe, random, nsga2, or grid (grid: a report's own runs, which "
-                                                   "--preset P:grid sets)")
+    # The defaults of SEARCH_FLAGS are ExperimentSpec's (None here: see SEARCH_FLAGS).
+    s.add_argument("--num-samples", type=int, help="trials per net (default 16)")
+    s.add_argument("--max-epochs", type=int, help="default 8")
+    s.add_argument("--grace-period", type=int, help="epochs before ASHA may stop a trial (default 1)")
+    s.add_argument("--reduction-factor", type=float, help="default 3")
+    s.add_argument("--epoch-budget", type=int,
+                   help="most epochs the search may train per net, enforced by ASHA's promotions (default 0: no cap)")
+    s.add_argument("--scheduler", help="asha (the default) or none")
+    s.add_argument("--sampler", help="tpe, random, nsga2, or grid (default tpe; grid: a report's own runs, which "
+                                     "--preset P:grid sets)")
     s.add_argument("--objectives", help="multi-objective search, e.g. val_accuracy:max,params:min (metrics: "
                                         "val_accuracy val_loss params size_mb inference_latency_ms "
                                         "inference_images_per_s_b1 inference_images_per_s); early stopping by MO-ASHA")
     s.add_argument("--rung-ranking", help="MO-ASHA's order among a rung's non-dominated trials: hypervolume (each "
                                           "one's own share of the hypervolume; the default) or crowding "
                                           "(NSGA-II: the front's ends first)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, help="default 0")
     s.add_argument("--space", help="your own YAML search space (applies to every --arch)")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="fix a config value in every trial")
     s.add_argument("--data-dir")
@@ -261,10 +337,11 @@ def add_commands(sub) -> None:
     s.add_argument("--warm-start", help="earlier experiment dir (or Optuna URL) whose finished trials seed the studies")
     s.add_argument("--address", help="join a running Ray cluster: auto or HOST:PORT (default: embedded Ray)")
     s.add_argument("--storage-is-shared", action="store_true", help="the --storage path is mounted on every node")
-    s.add_argument("--max-concurrent", type=int, default=0, help="0: as many as resources allow")
-    s.add_argument("--cpus-per-trial", type=float, default=0, help="0: 1 CPU")
-    s.add_argument("--gpus-per-trial", type=float, default=-1, help="fractional packs trials (default 0.25 with GPUs)")
-    s.add_argument("--max-failures", type=int, default=1, help="retries of a failing trial from its last checkpoint")
+    s.add_argument("--max-concurrent", type=int, help="default 0: as many as resources allow")
+    s.add_argument("--cpus-per-trial", type=float, help="default 0: 1 CPU")
+    s.add_argument("--gpus-per-trial", type=float, help="fractional packs trials (default 0.25 with GPUs)")
+    s.add_argument("--max-failures", type=int,
+                   help="retries of a failing trial from its last checkpoint (default 1)")
     s.add_argument("--resume", action="store_true", help="finish the experiment --name in --storage")
     s.set_defaults(func=cmd_search)
 
@@ -276,6 +353,9 @@ def add_commands(sub) -> None:
     r.add_argument("experiment")
     r.add_argument("--out", help="output directory (default: EXPERIMENT/report)")
     r.add_argument("--json", action="store_true", help="machine-readable trial summary")
+    r.add_argument("--without-study", action="store_true",
+                   help="read the trials from the Ray results alone, for an Optuna study that cannot be read "
+                        "(no hyperparameter importance)")
     r.set_defaults(func=cmd_report)
 
     e = sub.add_parser("evaluate", help="final test-set evaluation: retrain the top configs with N seeds, 95%% CIs")

@@ -44,8 +44,21 @@ class CheckpointedResults(JsonLoggerCallback):
         self._write_held(trial)
         super().on_trial_error(iteration, trials, trial, **info)
 
+    # Which trials have their result file open: kept here (Ray's own record of it is private). A callback unpickled
+    # from an experiment made before this existed gets it on first use.
+    def _open_files(self) -> set:
+        return self.__dict__.setdefault("_open_trials", set())
+
+    def log_trial_start(self, trial):
+        super().log_trial_start(trial)  # opens the trial's result.json (Ray's logger also calls it on a first result)
+        self._open_files().add(trial)
+
+    def log_trial_end(self, trial, failed: bool = False):
+        self._open_files().discard(trial)
+        super().log_trial_end(trial, failed=failed)
+
     def on_experiment_end(self, trials, **info):
         # Interrupted: a running trial's held epochs are trained again by --resume (it restores the recorded
         # checkpoint), so they are not written; files are closed.
-        for trial in list(self._trial_files):
+        for trial in list(self._open_files()):
             self.log_trial_end(trial)

@@ -73,7 +73,7 @@ class PerArchMOASHA(PersistedRungs, FIFOScheduler):
                  reduction_factor: float = 3, state_path: str | os.PathLike | None = None,
                  epoch_budget: int | None = None, num_samples: int | None = None, ranking: str = DEFAULT_RANKING):
         super().__init__()
-        self._metric, self._mode = METRIC, MODE
+        FIFOScheduler.set_search_properties(self, METRIC, MODE)  # our override below ignores Tune's call
         if not isinstance(max_t, int) or max_t < 1:
             raise ValueError(f"max_t must be an integer >= 1, got {max_t!r}")
         if grace_period < 1 or grace_period > max_t:
@@ -102,10 +102,10 @@ class PerArchMOASHA(PersistedRungs, FIFOScheduler):
         return True  # the objectives are fixed at construction
 
     def on_trial_add(self, tune_controller, trial) -> None:
-        self._drop_staged_copy(tune_controller)
+        self._drop_staged_copy(trial)
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
-        self._drop_staged_copy(tune_controller)
+        self._drop_staged_copy(trial)
         action = self.decide(trial.trial_id, trial.config["arch"], result)
         return action
 

@@ -330,6 +330,13 @@ def _run_stages(plan, nets, specs, root, state, lock, repeats, max_epochs, final
     for net in nets:  # 1. the searches
         spec, exp_dir = specs[net.arch], root / net.arch
         if state["searches"].get(net.arch, {}).get("done"):
+            # a finished search is kept only if this command asks for the same one (a changed budget or --set is
+            # refused naming it, as a --resume is, never silently ignored)
+            from search.spec import RESUME_FIXED, resume_conflict
+            from search.tuner import saved_spec
+
+            resume_conflict(saved_spec(exp_dir), {f: getattr(spec, f) for f in RESUME_FIXED if f != "space_files"},
+                            str(exp_dir), whole=True)
             log(f"reproduce {report}: search {net.arch}: finished earlier, kept")
             continue
         resume = (exp_dir / SPEC_FILE).exists()

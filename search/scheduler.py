@@ -23,9 +23,11 @@ from pathlib import Path
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
+from trainables.compat import (asha_bracket, asha_num_stopped, asha_trial_brackets, bracket_rungs,
+                               driver_staging_dir, rung_cutoff, set_asha_num_stopped, set_bracket_rungs)
 from trainables.config import METRIC, MODE
 from trainables.experiment import ASHA_FILE as STATE_FILE  # noqa: F401 (the file PerArchASHA writes; tuner reads it)
-from trainables.experiment import write_json
+from trainables.experiment import restored_path, write_json
 
 TIME_ATTR = "epoch"  # reported by the trainable; equals Tune's training_iteration, also after a resume
 
@@ -51,22 +53,27 @@ class PersistedRungs:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        # Pickled with the path of the folder it was built in: a copied or moved experiment keeps its own records.
+        self.state_path = restored_path(self.state_path)
         if self.state_path and self.state_path.exists():
             self.load(self.state_path)
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "_staging_checked"}
 
-    def _drop_staged_copy(self, tune_controller) -> None:
+    def _drop_staged_copy(self, trial) -> None:
         """Tune's restore copies every ``*.json`` of the experiment dir into its driver staging dir and uploads that
         dir back at each save: its copy of our file would overwrite the live one with the rungs as they were at the
-        resume. Delete that copy (once per controller) so the file ``persist`` writes is the only one."""
-        if self.state_path is None or getattr(self, "_staging_checked", None) is tune_controller:
+        resume. Delete that copy (once per staging dir) so the file ``persist`` writes is the only one.
+
+        The staging dir is found from the trial (``trainables.compat.driver_staging_dir``), not from the controller
+        Tune passes: reading its storage through Tune's restricted wrapper made Ray warn every user."""
+        staging = driver_staging_dir(trial)
+        if self.state_path is None or staging is None or getattr(self, "_staging_checked", None) == staging:
             return
-        self._staging_checked = tune_controller
-        staging = getattr(getattr(tune_controller, "_storage", None), "experiment_driver_staging_path", None)
-        copy = Path(staging) / self.state_path.name if staging else None
-        if copy is not None and copy.exists() and copy.resolve() != self.state_path.resolve():
+        self._staging_checked = staging
+        copy = staging / self.state_path.name
+        if copy.exists() and copy.resolve() != self.state_path.resolve():
             copy.unlink()
 
     def persist(self) -> None:
@@ -125,7 +132,7 @@ class PerArchASHA(PersistedRungs, FIFOScheduler):
                  state_path: str | os.PathLike | None = None, epoch_budget: int | None = None,
                  num_samples: int | None = None):
         super().__init__()
-        self._metric, self._mode = METRIC, MODE
+        FIFOScheduler.set_search_properties(self, METRIC, MODE)  # our override below ignores Tune's call
         if grace_period < 1 or grace_period > max_t:
             raise ValueError(f"grace_period must be in [1, max_epochs={max_t}], got {grace_period!r}")
         if reduction_factor <= 1:
@@ -146,15 +153,15 @@ class PerArchASHA(PersistedRungs, FIFOScheduler):
         return True  # metric and mode are fixed: METRIC, MODE
 
     def on_trial_add(self, tune_controller, trial) -> None:
-        self._drop_staged_copy(tune_controller)
+        self._drop_staged_copy(trial)
         sched = self._sched(trial)
-        if trial.trial_id not in sched._trial_info:
-            sched._trial_info[trial.trial_id] = sched._brackets[0]
+        if trial.trial_id not in asha_trial_brackets(sched):
+            asha_trial_brackets(sched)[trial.trial_id] = asha_bracket(sched)
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
-        self._drop_staged_copy(tune_controller)
+        self._drop_staged_copy(trial)
         sched = self._sched(trial)
-        if trial.trial_id not in sched._trial_info:  # restored trial the controller did not re-add
+        if trial.trial_id not in asha_trial_brackets(sched):  # restored trial the controller did not re-add
             self.on_trial_add(tune_controller, trial)
         stopped_at = next((s["epoch"] for s in self.stops if s["trial_id"] == trial.trial_id), None)
         if stopped_at is not None and result.get(TIME_ATTR, 0) >= stopped_at:
@@ -162,7 +169,7 @@ class PerArchASHA(PersistedRungs, FIFOScheduler):
             # would pass its rung as "already recorded" and train on. The decision on record stands.
             return TrialScheduler.STOP
         rung = self._rung_for(sched, result)
-        cutoff = sched._brackets[0].cutoff(rung[1]) if rung else None
+        cutoff = rung_cutoff(sched, rung[1]) if rung else None
         action = sched.on_trial_result(tune_controller, trial, result)
         reason = None
         if action == TrialScheduler.CONTINUE and self.epoch_budget is not None:
@@ -177,7 +184,7 @@ class PerArchASHA(PersistedRungs, FIFOScheduler):
         return action
 
     def judged_epochs(self) -> list[int]:
-        rungs = sorted(m for m, _ in next(iter(self.schedulers.values()))._brackets[0]._rungs)
+        rungs = sorted(m for m, _ in bracket_rungs(asha_bracket(next(iter(self.schedulers.values())))))
         return [int(m) for m in rungs if m < self.max_t] + [self.max_t]
 
     @staticmethod
@@ -186,42 +193,41 @@ class PerArchASHA(PersistedRungs, FIFOScheduler):
         epoch = result.get(TIME_ATTR)
         if epoch is None:
             return None
-        for milestone, recorded in sched._brackets[0]._rungs:
+        for milestone, recorded in bracket_rungs(asha_bracket(sched)):
             if epoch >= milestone:
                 return (milestone, dict(recorded))
         return None
 
     def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
         sched = self._sched(trial)
-        if trial.trial_id in sched._trial_info and result:
+        if trial.trial_id in asha_trial_brackets(sched) and result:
             sched.on_trial_complete(tune_controller, trial, result)
             self.persist()
         else:
-            sched._trial_info.pop(trial.trial_id, None)
+            asha_trial_brackets(sched).pop(trial.trial_id, None)
 
     def on_trial_remove(self, tune_controller, trial) -> None:
-        self._sched(trial)._trial_info.pop(trial.trial_id, None)
+        asha_trial_brackets(self._sched(trial)).pop(trial.trial_id, None)
 
     def on_trial_error(self, tune_controller, trial) -> None:
-        self._sched(trial)._trial_info.pop(trial.trial_id, None)
+        asha_trial_brackets(self._sched(trial)).pop(trial.trial_id, None)
 
     def debug_string(self) -> str:
-        return "PerArchASHA: " + ", ".join(f"{a} stopped {s._num_stopped}" for a, s in self.schedulers.items())
+        return "PerArchASHA: " + ", ".join(f"{a} stopped {asha_num_stopped(s)}" for a, s in self.schedulers.items())
 
     # ------------------------------------------------------------------------------------------- persistence
     def state(self) -> dict:
         return {"max_t": self.max_t, "grace_period": self.grace_period, "reduction_factor": self.reduction_factor,
-                "rungs": {a: [[m, recorded] for m, recorded in s._brackets[0]._rungs]
+                "rungs": {a: [[m, recorded] for m, recorded in bracket_rungs(asha_bracket(s))]
                           for a, s in self.schedulers.items()},
-                "num_stopped": {a: s._num_stopped for a, s in self.schedulers.items()},
+                "num_stopped": {a: asha_num_stopped(s) for a, s in self.schedulers.items()},
                 "stops": self.stops, **self._budget_state()}
 
     def load(self, path: str | os.PathLike) -> None:
         state = json.loads(Path(path).read_text())
         for arch, rungs in state["rungs"].items():
             if arch in self.schedulers:
-                bracket = self.schedulers[arch]._brackets[0]
-                bracket._rungs = [(m, dict(recorded)) for m, recorded in rungs]
-                self.schedulers[arch]._num_stopped = state["num_stopped"].get(arch, 0)
+                set_bracket_rungs(asha_bracket(self.schedulers[arch]), [(m, dict(recorded)) for m, recorded in rungs])
+                set_asha_num_stopped(self.schedulers[arch], state["num_stopped"].get(arch, 0))
         self.stops = list(state["stops"])
         self._load_budget(state)

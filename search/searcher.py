@@ -18,8 +18,10 @@ import optuna
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from trainables.compat import (optuna_trial, optuna_trial_id, reported_steps, searcher_study, searcher_told,
+                               searcher_trials)
 from trainables.config import METRIC, MODE
-from trainables.experiment import study_name
+from trainables.experiment import restored_study_url, study_name
 
 # Study user attribute: Tune ids of trials Optuna was told of that Tune's saved state lost in a driver kill.
 LOST_ATTR = "lost_tune_trials"
@@ -38,41 +40,41 @@ class StatusAwareOptunaSearch(OptunaSearch):
         return isinstance(self.metric, (list, tuple))
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id in self._completed_trials:  # told before a driver kill, re-run after the resume
+        if trial_id in searcher_told(self):  # told before a driver kill, re-run after the resume
             return
         if self.multi_objective:
             return
         # Step = the epoch the result is for. Tune's training_iteration runs ahead of it once a trial resumes from
         # an older checkpoint than the last one Tune recorded (a corrupt checkpoint, a resume after a driver kill).
-        self._ot_trials[trial_id].report(result[self.metric], result.get("epoch", result["training_iteration"]))
+        searcher_trials(self)[trial_id].report(result[self.metric], result.get("epoch", result["training_iteration"]))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        if trial_id in searcher_told(self) or trial_id not in searcher_trials(self):
             return
-        ot_trial = self._ot_trials[trial_id]
+        ot_trial = searcher_trials(self)[trial_id]
         status = (result or {}).get("status")
         ot_trial.set_user_attr("tune_trial_id", trial_id)
         # Tune hands the last result only to on_trial_complete: record it as the last intermediate value, which is
         # what TPE ranks a pruned trial by.
         if self.multi_objective:
             self._tell_multi(ot_trial, status, result, error)
-            self._completed_trials.add(trial_id)
+            searcher_told(self).add(trial_id)
             return
         if result and self.metric in result and "epoch" in result:
             value = float(result[self.metric])
-            if value == value and result["epoch"] not in ot_trial.storage.get_trial(ot_trial._trial_id).intermediate_values:
+            if value == value and result["epoch"] not in reported_steps(ot_trial):
                 ot_trial.report(value, result["epoch"])
         if error or result is None or status is None:
             ot_trial.set_user_attr("status", "errored")
-            self._ot_study.tell(ot_trial, None, state=optuna.trial.TrialState.FAIL)
+            searcher_study(self).tell(ot_trial, None, state=optuna.trial.TrialState.FAIL)
         elif status == "completed":
             ot_trial.set_user_attr("status", "completed")
-            self._ot_study.tell(ot_trial, result[self.metric], state=optuna.trial.TrialState.COMPLETE)
+            searcher_study(self).tell(ot_trial, result[self.metric], state=optuna.trial.TrialState.COMPLETE)
         else:  # stopped by ASHA ("running" when stopped) or diverged
             ot_trial.set_user_attr("status", "diverged" if status == "diverged" else "stopped")
             ot_trial.set_user_attr("epochs_run", result.get("epoch"))
-            self._ot_study.tell(ot_trial, None, state=optuna.trial.TrialState.PRUNED)
-        self._completed_trials.add(trial_id)
+            searcher_study(self).tell(ot_trial, None, state=optuna.trial.TrialState.PRUNED)
+        searcher_told(self).add(trial_id)
 
     def _tell_multi(self, ot_trial, status: str | None, result: dict | None, error: bool) -> None:
         values = [(result or {}).get(m) for m in self.metric]
@@ -82,17 +84,17 @@ class StatusAwareOptunaSearch(OptunaSearch):
             ot_trial.set_user_attr("epochs_run", result.get("epoch"))
         if error or result is None or status is None:
             ot_trial.set_user_attr("status", "errored")
-            self._ot_study.tell(ot_trial, None, state=optuna.trial.TrialState.FAIL)
+            searcher_study(self).tell(ot_trial, None, state=optuna.trial.TrialState.FAIL)
         elif status == "completed" and finite:
             ot_trial.set_user_attr("status", "completed")
-            self._ot_study.tell(ot_trial, [float(v) for v in values], state=optuna.trial.TrialState.COMPLETE)
+            searcher_study(self).tell(ot_trial, [float(v) for v in values], state=optuna.trial.TrialState.COMPLETE)
         elif status == "completed":  # an objective the trial did not report: nothing Optuna could rank
             ot_trial.set_user_attr("status", "errored")
             ot_trial.set_user_attr("missing_objectives", [m for m, v in zip(self.metric, values) if v is None])
-            self._ot_study.tell(ot_trial, None, state=optuna.trial.TrialState.FAIL)
+            searcher_study(self).tell(ot_trial, None, state=optuna.trial.TrialState.FAIL)
         else:
             ot_trial.set_user_attr("status", "diverged" if status == "diverged" else "stopped")
-            self._ot_study.tell(ot_trial, None, state=optuna.trial.TrialState.PRUNED)
+            searcher_study(self).tell(ot_trial, None, state=optuna.trial.TrialState.PRUNED)
 
 
 def make_sampler(kind: str, seed: int, population_size: int = 50) -> optuna.samplers.BaseSampler:
@@ -110,6 +112,18 @@ def nsga2_population(num_samples: int) -> int:
     """NSGA-II generation size for a budget of ``num_samples`` trials: about four generations, 4..50 trials each
     (Optuna's default of 50 would leave a smaller search purely random)."""
     return max(4, min(50, num_samples // 4))
+
+
+class StudyStorage(optuna.storages.RDBStorage):
+    """The studies' database, which a copied or moved experiment reopens where it lies now.
+
+    Tune pickles the searcher (and with it this storage, by URL) into the experiment; unpickled while a resume
+    restores a folder whose study is its own ``optuna.db``, it opens that file, not the one of the folder it was
+    pickled in (``trainables.experiment.restored_study_url``). A study kept by URL (PostgreSQL) keeps its URL.
+    """
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__({**state, "url": restored_study_url(state["url"])})
 
 
 class PickledSearcher(Searcher):
@@ -144,7 +158,7 @@ class MultiArchSearcher(PickledSearcher):
         self.trial_arch: dict[str, str] = {}
         self.searchers = {}
         for i, arch in enumerate(self.archs):
-            rdb = optuna.storages.RDBStorage(storage) if storage else None
+            rdb = StudyStorage(storage) if storage else None
             # points_to_evaluate: enqueued in the study, asked before the sampler's own (a new search only: a
             # resumed one gets this searcher back from Tune's pickle, with the queue as far as it got).
             s = StatusAwareOptunaSearch(space=spaces[arch], metric=metric, mode=mode, storage=rdb,
@@ -152,7 +166,7 @@ class MultiArchSearcher(PickledSearcher):
                                         sampler=make_sampler(sampler, seed + i, nsga2_population(num_samples)),
                                         points_to_evaluate=list((enqueue or {}).get(arch, [])) or None)
             for frozen in (warm_start or {}).get(arch, []):
-                s._ot_study.add_trial(frozen)
+                searcher_study(s).add_trial(frozen)
             self.searchers[arch] = s
 
     def suggest(self, trial_id: str):
@@ -163,9 +177,9 @@ class MultiArchSearcher(PickledSearcher):
         searcher = self.searchers[arch]
         orphans = getattr(self, "orphans", {}).get(arch)
         if orphans:  # asked before a driver kill but never saved by Tune: this trial takes it over
-            searcher._ot_trials[trial_id] = optuna.trial.Trial(searcher._ot_study, orphans.pop(0))
+            searcher_trials(searcher)[trial_id] = optuna_trial(searcher_study(searcher), orphans.pop(0))
         params = searcher.suggest(trial_id)
-        searcher._ot_trials[trial_id].set_user_attr("tune_trial_id", trial_id)
+        searcher_trials(searcher)[trial_id].set_user_attr("tune_trial_id", trial_id)
         self.suggested[arch] += 1
         self.trial_arch[trial_id] = arch
         return {**self.fixed, **params, "arch": arch}
@@ -198,18 +212,18 @@ class MultiArchSearcher(PickledSearcher):
         """
         self.orphans = {}
         for arch, s in self.searchers.items():
-            known = {ot._trial_id for ot in s._ot_trials.values()}
-            stored = {t._trial_id: t for t in s._ot_study.get_trials(deepcopy=False)}
-            for tune_id, ot in s._ot_trials.items():
-                if stored[ot._trial_id].state.is_finished():
-                    s._completed_trials.add(tune_id)
+            known = {optuna_trial_id(ot) for ot in searcher_trials(s).values()}
+            stored = {optuna_trial_id(t): t for t in searcher_study(s).get_trials(deepcopy=False)}
+            for tune_id, ot in searcher_trials(s).items():
+                if stored[optuna_trial_id(ot)].state.is_finished():
+                    searcher_told(s).add(tune_id)
             self.orphans[arch] = sorted(i for i, t in stored.items()
                                         if i not in known and t.state == optuna.trial.TrialState.RUNNING)
             lost = {t.user_attrs.get("tune_trial_id") for i, t in stored.items()
                     if i not in known and t.state.is_finished()} - {None}
-            listed = set(s._ot_study.user_attrs.get(LOST_ATTR, []))
+            listed = set(searcher_study(s).user_attrs.get(LOST_ATTR, []))
             if lost - listed:
-                s._ot_study.set_user_attr(LOST_ATTR, sorted(listed | lost))
+                searcher_study(s).set_user_attr(LOST_ATTR, sorted(listed | lost))
 
 
 def finished_trials(storage: str, study_name: str) -> list[optuna.trial.FrozenTrial]:

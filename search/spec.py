@@ -6,6 +6,7 @@ refuse bad input before Ray starts or an experiment directory exists.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -122,6 +123,8 @@ class ExperimentSpec:
         self.storage = self.storage or default_storage()
         if not URL.match(self.storage):
             self.storage = str(Path(self.storage).expanduser().resolve())
+        check_name_fits(self.name, self.storage, [] if self.sampler == "grid" else self.archs)
+        if not URL.match(self.storage):
             if Path(self.storage).exists() and not Path(self.storage).is_dir():
                 raise SpecError(f"--storage {self.storage!r} exists and is not a directory")
         if self.address and not ADDRESS.match(self.address):
@@ -129,7 +132,8 @@ class ExperimentSpec:
         if self.optuna_storage and not URL.match(self.optuna_storage):
             raise SpecError(f"--optuna-storage must be a database URL such as postgresql+psycopg2://USER@HOST/DB or "
                             f"sqlite:////path/to/studies.db, got {self.optuna_storage!r}")
-        if self.address and not URL.match(self.storage) and not self.storage_is_shared:
+        # "local": a Ray of our own on this machine (e.g. resuming at home an experiment a cluster ran), no other node.
+        if self.address not in ("", "local") and not URL.match(self.storage) and not self.storage_is_shared:
             fs = filesystem_type(self.storage)
             if fs not in SHARED_FS_TYPES:
                 raise SpecError(
@@ -143,6 +147,8 @@ class ExperimentSpec:
 
         if self.rung_ranking not in RANKINGS:
             raise SpecError(f"--rung-ranking must be one of {', '.join(RANKINGS)}, got {self.rung_ranking!r}")
+        if isinstance(self.objectives, str):
+            refuse_blank_objectives(self.objectives)
         if not self.objectives:
             return
         try:
@@ -195,3 +201,95 @@ def filesystem_type(path: str) -> str:
         if (str(p) == mount or str(p).startswith(mount.rstrip("/") + "/")) and len(mount) > len(best):
             best, fstype = mount, parts[2]
     return fstype
+
+
+def refuse_blank_objectives(text: str) -> None:
+    """``--objectives ""`` is a value lost on the way (an empty shell variable), not a request for one objective."""
+    if not text.strip():
+        raise SpecError(f"--objectives {text!r}: empty; give two or more, e.g. val_accuracy:max,params:min, or leave "
+                        f"the option out for val_accuracy alone")
+
+
+def check_name_fits(name: str, storage: str, archs: list[str]) -> None:
+    """The experiment's folder name must fit the filesystem (NAME_MAX of the storage, and of Ray's temporary dir,
+    which holds a folder of the same name) and each net's study name Optuna's column: refused here, before
+    anything is made, instead of as ENAMETOOLONG from deep inside Ray or a database error mid-search."""
+    import tempfile
+
+    from trainables.experiment import STUDY_NAME_MAX, study_name
+
+    if not URL.match(storage):
+        for part in Path(storage).parts[1:]:
+            if len(part.encode()) > _name_max(storage):
+                raise SpecError(f"--storage {storage!r}: the folder name {part[:40]!r}... is {len(part.encode())} "
+                                f"bytes; the filesystem allows {_name_max(storage)}")
+        for where in (storage, tempfile.gettempdir()):
+            limit = _name_max(where)
+            if len(name.encode()) > limit:
+                raise SpecError(f"--name {name[:40]}... is {len(name.encode())} characters; the filesystem of "
+                                f"{where!r} allows {limit} per folder name")
+    for arch in archs:
+        study = study_name(name, arch)
+        if len(study) > STUDY_NAME_MAX:
+            raise SpecError(f"--name {name[:40]}... is {len(name)} characters: its Optuna study name {study[:20]}..."
+                            f"-{arch} would be {len(study)}, the study database allows {STUDY_NAME_MAX}")
+
+
+def _name_max(path: str) -> int:
+    """NAME_MAX of the filesystem holding ``path`` (its nearest existing parent); 255 where it cannot be asked."""
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return os.pathconf(p, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
+# What a resume cannot change. Tune's saved state (the trial count, the trials' configs and resources, ASHA's rungs,
+# the studies and their samplers) was built from these, and Tuner.restore takes none of them anew: given again with
+# --resume (or to the library's run_search), each must equal the experiment's own value, or the resume is refused.
+RESUME_FIXED = ("archs", "preset", "grid", "num_samples", "max_epochs", "grace_period", "reduction_factor",
+                "epoch_budget", "scheduler", "sampler", "seed", "objectives", "rung_ranking", "fixed",
+                "space_files", "optuna_storage", "warm_start", "max_concurrent", "cpus_per_trial", "gpus_per_trial",
+                "max_failures")
+FLAGS = {"archs": "--arch", "grid": "--preset", "space_files": "--space"}
+
+
+def resume_conflict(saved: dict, given: dict, exp_dir: str, whole: bool = False) -> None:
+    """Refuse (SpecError naming the flag) a value in ``given`` (field -> value; ``fixed`` key by key) that differs
+    from ``saved`` (spec.json's spec); a field ``saved`` lacks (an older experiment) is not compared. ``whole``:
+    ``given`` is a whole spec, so a ``fixed`` key it lacks was dropped (a value fixed before, searched now)."""
+    def plain(value):  # as spec.json holds it: tuples are lists, and 3 == 3.0
+        return json.loads(json.dumps(value, default=str))
+
+    def shown(value) -> str:
+        if isinstance(value, dict):  # space_files: arch -> file
+            value = sorted(set(value.values()))
+        if isinstance(value, (list, tuple)):
+            items = [":".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v) for v in value]
+            return ",".join(items) or "(none)"
+        return str(value)
+
+    def refuse(flag: str, value: str, was: str) -> None:
+        raise SpecError(f"{flag} {value}: experiment {exp_dir!r}, which this resumes, was started with {was}; a "
+                        f"resume finishes the search as it was started: leave the option out (or give the same), or "
+                        f"start a new --name")
+
+    for key, value in given.items():
+        if key not in saved:
+            continue
+        if key != "fixed":
+            if plain(value) != plain(saved[key]):
+                flag = FLAGS.get(key, "--" + key.replace("_", "-"))
+                refuse(flag, shown(value), f"{flag} {shown(saved[key])}")
+            continue
+        before = saved[key] or {}
+        for k in sorted(set(value) | (set(before) if whole else set())):
+            if k in value and k in before and plain(value[k]) == plain(before[k]):
+                continue
+            if k == "data_dir":
+                refuse("--data-dir", str(value.get(k, "(none)")),
+                       f"--data-dir {before[k]}" if k in before else "no --data-dir")
+            refuse("--set", f"{k}={value[k]}" if k in value else f"{k} not given",
+                   f"--set {k}={before[k]}" if k in before else f"no --set {k}")

@@ -12,10 +12,10 @@ import shlex
 import sys
 from pathlib import Path
 
-from search.spec import ExperimentSpec, SpecError
+from search.spec import RESUME_FIXED, ExperimentSpec, SpecError, resume_conflict
 from trainables.config import METRIC, MODE
-from trainables.experiment import (LOCK_FILE, OPTUNA_DB, SPEC_FILE, ExperimentLock, ExperimentLocked, sqlite_url,
-                                  study_name, without_test_split, write_json)
+from trainables.experiment import (LOCK_FILE, OPTUNA_DB, SPEC_FILE, ExperimentLock, ExperimentLocked, restoring,
+                                  sqlite_url, study_name, unreadable_study, without_test_split, write_json)
 
 
 def trial_dirname(trial) -> str:
@@ -38,7 +38,9 @@ def keep_results_on_retry():
 
             import pyarrow.fs
 
-            remote_dir, fs = trial.storage.trial_fs_path, trial.storage.storage_filesystem
+            from trainables.compat import trial_storage
+
+            fs, remote_dir = trial_storage(trial)
             try:
                 # A trial that fails before Tune first synced it has no folder in the storage yet.
                 fs.create_dir(remote_dir, recursive=True)
@@ -105,7 +107,7 @@ def init_ray(spec: ExperimentSpec) -> None:
         return
     # Worker output stays in Ray's logs; the driver shows our progress lines (trial errors still reach it).
     kwargs = dict(include_dashboard=False, configure_logging=True, logging_level="WARNING", log_to_driver=False)
-    if spec.address:
+    if spec.address and spec.address != "local":
         ray.init(address=spec.address, **kwargs)
     else:
         # "local": a Ray of our own. A bare ray.init() joins any cluster `ray start` left running on this machine,
@@ -334,6 +336,14 @@ def run_search(spec: ExperimentSpec, resume: bool = False, callbacks=()):
     if resume:
         if not (exp_dir / SPEC_FILE).exists():
             raise SpecError(f"--resume: no experiment at {str(exp_dir)!r} (no {SPEC_FILE})")
+        saved = saved_spec(exp_dir)
+        problem = unreadable_study(exp_dir, saved)
+        if problem:  # Tune would unpickle the searcher into a database traceback; nothing is touched instead
+            raise SpecError(f"--resume: {problem}")
+        # Tune's saved state was built from the spec the experiment was started with: a different one is refused.
+        resume_conflict(saved, {f: getattr(spec, f) for f in RESUME_FIXED if f != "space_files"}, str(exp_dir),
+                        whole=True)
+        check_relocatable(exp_dir, saved)
     elif _has_content(exp_dir):
         try:  # in use (a search of that name running now) or done: say which
             ExperimentLock(exp_dir, "cifar-tune search").acquire(create=False, announce=False).release()
@@ -366,6 +376,8 @@ def run_search(spec: ExperimentSpec, resume: bool = False, callbacks=()):
             resources = json.loads((exp_dir / SPEC_FILE).read_text())["trial_resources"]
             data = without_test_split(data)
             trainable = tune.with_resources(tune.with_parameters(tune_trainable, data=data), resources)
+            # Tune unpickles our scheduler and searcher (in restore, then in fit): they open this folder's files.
+            restoring(exp_dir, None if saved.get("optuna_storage") else sqlite_url(exp_dir))
             tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True,
                                        resume_errored=True)
         else:
@@ -390,6 +402,7 @@ def run_search(spec: ExperimentSpec, resume: bool = False, callbacks=()):
             raise SearchInterrupted(interrupts.signum, len(results) - results.num_terminated - results.num_errors)
         return results
     finally:
+        restoring(None)
         lock.release()
 
 
@@ -398,17 +411,43 @@ def _has_content(exp_dir: Path) -> bool:
     return exp_dir.is_dir() and any(p.name != LOCK_FILE for p in exp_dir.iterdir())
 
 
-def spec_from_dir(exp_dir: str | os.PathLike, **override) -> ExperimentSpec:
-    """The spec an experiment was started with (``spec.json``), with ``override`` applied before it is validated."""
+def saved_spec(exp_dir: str | os.PathLike) -> dict:
+    """``spec.json``'s spec, as written when the experiment started (its storage and name say where that was)."""
     path = Path(exp_dir) / SPEC_FILE
     if not path.exists():
         raise SpecError(f"no experiment at {str(exp_dir)!r}: {SPEC_FILE} is missing")
     try:
         saved = json.loads(path.read_text())["spec"]
+        if not isinstance(saved, dict):
+            raise TypeError(f"'spec' is a {type(saved).__name__}, not an object")
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise SpecError(f"{str(path)!r} is half-written or corrupt ({type(e).__name__}: {e})") from None
-    if isinstance(saved, dict) and "rung_ranking" not in saved:  # saved before the option: ranked as it was then
+    return saved
+
+
+def spec_from_dir(exp_dir: str | os.PathLike, **override) -> ExperimentSpec:
+    """The spec an experiment was started with (``spec.json``), found where it lies now: its storage and name are
+    the folder's (never those recorded, so a copy or a moved experiment is itself); ``override`` is applied
+    before it is validated. The studies keep their recorded names (``NAME-ARCH``, in the folder's optuna.db)."""
+    saved = saved_spec(exp_dir)
+    if "rung_ranking" not in saved:  # saved before the option: ranked as it was then
         from search.moasha import LEGACY_RANKING
 
         saved["rung_ranking"] = LEGACY_RANKING
-    return ExperimentSpec(**{**saved, **override})
+    here = Path(exp_dir).expanduser().resolve()
+    return ExperimentSpec(**{**saved, "storage": str(here.parent), "name": here.name, **override})
+
+
+def check_relocatable(exp_dir: Path, saved: dict) -> None:
+    """A copied or moved experiment resumes with its own optuna.db because its searcher was pickled with
+    :class:`search.searcher.StudyStorage`, which reopens it there. One started before that class pickled Optuna's
+    plain storage with the old folder's path: refuse to resume it anywhere else than where it was started, rather
+    than let it write into that folder."""
+    recorded = Path(str(saved.get("storage", ""))) / str(saved.get("name", ""))
+    if saved.get("optuna_storage") or saved.get("sampler") == "grid" or recorded.resolve() == exp_dir.resolve():
+        return
+    tuner_pkl = exp_dir / "tuner.pkl"  # Ray's pickled Tuner, which holds the searcher
+    if tuner_pkl.is_file() and b"StudyStorage" not in tuner_pkl.read_bytes():
+        raise SpecError(f"--resume: experiment {str(exp_dir)!r} was started at {str(recorded)!r} by an older "
+                        f"cifar-tune whose saved searcher opens that folder's {OPTUNA_DB}: resume it there (move it "
+                        f"back), or report and evaluate it where it is")

@@ -131,10 +131,20 @@ def stub_experiment(tmp_path, monkeypatch):
              "size_mb": 0.19, "train_time_s": 1.0, "error": None, "path": None,
              "history": [{"epoch": 1, "train_loss": 2.0, "train_accuracy": 0.3, "val_loss": 2.0,
                           "val_accuracy": 0.3, "epoch_seconds": 1.0}]}
+    import optuna
+
+    from trainables.experiment import sqlite_url
+
     monkeypatch.setattr(analysis.load, "load_trials", lambda exp_dir: [dict(trial)])
     exp = tmp_path / "exp"
     exp.mkdir()
     (exp / "spec.json").write_text(json.dumps({"spec": {"archs": ["origin_net"], "name": "exp"}}))
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # Optuna's "study created" line is not the command's
+    try:
+        optuna.create_study(study_name="exp-origin_net", storage=sqlite_url(exp))  # its study, readable
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     return exp
 
 
@@ -234,3 +244,50 @@ def test_train_resume_from_a_garbled_checkpoint_is_one_line(tmp_path, capsys):
 def test_data_with_a_negative_val_size_is_one_line(tmp_path, capsys):
     assert main(["data", "--data-dir", str(tmp_path), "--val-size", "-1"]) == 2
     one_line_error(capsys, "--val-size", "-1")
+
+
+def test_a_name_longer_than_the_filesystem_allows_is_one_line_before_ray(tmp_path, capsys, cifar_path):
+    """A real 300-character --name (issue 19: a traceback, ENAMETOOLONG); 200 characters still make a spec."""
+    import ray
+
+    from search.spec import ExperimentSpec
+
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    name = "n" * (limit + 45)
+    assert main(["search", "--arch", "origin_net", "--data-dir", str(cifar_path), "--storage", str(tmp_path / "r"),
+                 "--name", name]) == 2
+    one_line_error(capsys, "--name", name[:40], f"{len(name)} characters", f"allows {limit}")
+    assert main(["search", "--resume", "--storage", str(tmp_path / "r"), "--name", name]) == 2
+    one_line_error(capsys, "--name", f"{len(name)} characters")
+    assert main(["report", str(tmp_path / name)]) == 2
+    one_line_error(capsys, "no experiment directory", "File name too long")
+    assert not (tmp_path / "r").exists() and not ray.is_initialized()
+    assert ExperimentSpec(archs=["origin_net"], name="n" * 200, storage=str(tmp_path / "r")).name == "n" * 200
+
+
+def test_a_name_whose_study_name_exceeds_the_database_column_is_one_line(tmp_path, capsys):
+    """On object storage no filesystem limits the name, the study table's column does (512, Optuna's)."""
+    name = "s" * 600
+    assert main(["search", "--arch", "origin_net", "--storage", "s3://bucket/results", "--optuna-storage",
+                 f"sqlite:///{tmp_path}/studies.db", "--name", name]) == 2
+    one_line_error(capsys, "--name", name[:40], "600 characters", "study", "allows 512")
+    assert not (tmp_path / "studies.db").exists()
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_empty_objectives_are_refused_not_run_as_one(value, tmp_path, capsys, cifar_path):
+    assert main(["search", "--arch", "origin_net", "--data-dir", str(cifar_path), "--storage", str(tmp_path / "r"),
+                 "--name", "x", "--objectives", value]) == 2
+    one_line_error(capsys, f"--objectives {value!r}", "empty")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_budget_flag_a_preset_sets_is_refused_not_replaced(tmp_path, capsys):
+    """--preset P:tuned sets the budget: a different --num-samples given with it used to be replaced silently."""
+    assert main(["search", "--preset", "report003", "--num-samples", "3", "--storage", str(tmp_path / "r"),
+                 "--name", "p"]) == 2
+    one_line_error(capsys, "--num-samples 3", "--preset report003", "the preset sets")
+    assert main(["search", "--preset", "report000:grid", "--sampler", "tpe", "--storage", str(tmp_path / "r"),
+                 "--name", "g"]) == 2
+    one_line_error(capsys, "--sampler tpe", "the preset sets grid")
+    assert not (tmp_path / "r").exists()

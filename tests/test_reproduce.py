@@ -125,7 +125,7 @@ def test_eta_counts_the_epochs_asha_is_expected_to_train():
 
 
 @pytest.mark.slow
-def test_reproduce_end_to_end_killed_and_rerun(tmp_path, cifar_path):
+def test_reproduce_end_to_end_killed_and_rerun(tmp_path, cifar_path, monkeypatch):
     """search -> evaluate -> tables on a tiny subset; interrupted during the search, killed once evaluation runs are
     being saved, then the same command finishes without retraining a finished trial or evaluation run."""
     args = ["reproduce", "report003", "--archs", "origin_net", "--data-dir", cifar_path, "--storage", tmp_path,
@@ -133,6 +133,8 @@ def test_reproduce_end_to_end_killed_and_rerun(tmp_path, cifar_path):
             "--repeats", "3", "--train-images", "200"]
     root = tmp_path / "reproduce-report003"
     runs_dir = root / "origin_net" / "eval-runs"
+    # a ledger of this test's own: the session's data cache is shared with other tests that score origin_net
+    monkeypatch.setenv("CIFAR_TUNE_LEDGER_DIR", str(tmp_path / "ledger"))
     # 1. Ctrl-C during the search: exit 130, one line saying so and the command that continues
     log = tmp_path / "first.log"
     proc = start_cli(args, log)
@@ -184,3 +186,8 @@ def test_reproduce_end_to_end_killed_and_rerun(tmp_path, cifar_path):
     table = (root / "reproduce.md").read_text()
     assert "| origin_net | weighted_f1 |" in table and "0.5521" in table and f"| {net['verdict']} | 200 |" in table
     assert (root / "origin_net" / "report" / "report.html").exists()
+    # a finished search is kept only for the same plan: a changed budget is refused naming it, never ignored
+    changed = [a if a != "3" or args[i - 1] != "--num-samples" else "4" for i, a in enumerate(args)]
+    third = run_cli(changed, timeout=300)
+    assert third.returncode == 2 and "--num-samples 4" in third.stdout.strip().splitlines()[-1], third.stdout
+    assert "Traceback" not in third.stdout

@@ -159,10 +159,12 @@ def test_stopped_and_diverged_trials_reach_optuna_as_pruned():
         s.on_trial_complete(tid, {"val_accuracy": 0.5, "epoch": epoch, "status": status})
     s.suggest("d")
     s.on_trial_complete("d", None, error=True)
-    states = [t.state.name for t in s._ot_study.trials]
+    from trainables.compat import searcher_study
+
+    states = [t.state.name for t in searcher_study(s).trials]
     assert states == ["COMPLETE", "PRUNED", "PRUNED", "FAIL"]
-    assert s._ot_study.trials[1].intermediate_values == {1: 0.5}
-    assert s._ot_study.trials[2].user_attrs["status"] == "diverged"
+    assert searcher_study(s).trials[1].intermediate_values == {1: 0.5}
+    assert searcher_study(s).trials[2].user_attrs["status"] == "diverged"
 
 
 def lr_space(trial):
@@ -174,6 +176,7 @@ def test_restored_searcher_accounts_for_trials_asked_or_ended_after_tunes_last_s
     study) and c was asked and stopped (PRUNED). Restored from that save, the searcher hands b's Optuna trial to the
     next Tune trial (same params, no new Optuna trial) and lists c as lost, leaving c's verdict as it was."""
     from search.searcher import LOST_ATTR, MultiArchSearcher
+    from trainables.compat import searcher_study
 
     space = lr_space  # module level: the searcher's state is pickled
     url = f"sqlite:///{tmp_path}/optuna.db"
@@ -187,7 +190,7 @@ def test_restored_searcher_accounts_for_trials_asked_or_ended_after_tunes_last_s
 
     resumed = MultiArchSearcher({"origin_net": space}, 4, {}, storage=url, study_prefix="win", seed=0)
     resumed.restore(str(tmp_path / "searcher.pkl"))
-    study = resumed.searchers["origin_net"]._ot_study
+    study = searcher_study(resumed.searchers["origin_net"])
     assert study.user_attrs[LOST_ATTR] == ["c"]
     assert resumed.suggest("b2")["lr"] == asked_b["lr"]  # takes b's RUNNING Optuna trial over
     assert len(study.trials) == 3

@@ -217,7 +217,9 @@ def test_multi_objective_samplers_keep_sampling_past_their_start_with_pruned_tri
                   "params": int(40_000 * config["width"] ** 2), "status": status}
         searcher.on_trial_result(f"t{i}", result)
         searcher.on_trial_complete(f"t{i}", result)
-    study = searcher.searchers[ARCH]._ot_study
+    from trainables.compat import searcher_study
+
+    study = searcher_study(searcher.searchers[ARCH])
     states = [t.state.name for t in study.trials]
     assert states == ["PRUNED" if i % 3 == 2 else "COMPLETE" for i in range(24)]
     assert all(t.intermediate_values == {} for t in study.trials)  # nothing reported per epoch

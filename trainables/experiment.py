@@ -45,6 +45,120 @@ def sqlite_url(exp_dir: str | os.PathLike) -> str:
     return f"sqlite:///{Path(exp_dir).resolve()}/{OPTUNA_DB}"
 
 
+# --------------------------------------------------------------------------------------------- where it lies
+# An experiment is where it lies: its files are found from the folder a command is given, never from a path recorded
+# inside it (spec.json's storage and name say where it was started). Only a study kept in a database by URL
+# (--optuna-storage, e.g. PostgreSQL) is found by the URL recorded.
+
+# Optuna's column for study names: String(MAX_INDEXED_STRING_LENGTH) in optuna/storages/_rdb/models.py, 512 in the
+# pinned Optuna (PostgreSQL and MySQL enforce it, SQLite does not). tests/test_where_it_lies.py checks it.
+STUDY_NAME_MAX = 512
+
+# Tune's restore unpickles our searcher and scheduler, which were pickled with the absolute paths of the folder
+# they were built in. While a resume restores them, this holds (folder it lies in, its study URL or None when the
+# study is not in the folder), so that they open the files of that folder (search.tuner.run_search sets it).
+_RESTORING: list[tuple[Path, str | None]] = []
+
+
+def restoring(exp_dir: str | os.PathLike | None, study_url: str | None = None) -> None:
+    """Say which experiment folder Tune is restoring now (None: none)."""
+    _RESTORING[:] = [(Path(exp_dir).resolve(), study_url)] if exp_dir is not None else []
+
+
+def restored_path(path: str | os.PathLike | None) -> Path | None:
+    """A file of an experiment recorded by absolute path, as the same file in the folder being restored."""
+    if path is None or not _RESTORING:
+        return Path(path) if path is not None else None
+    return _RESTORING[0][0] / Path(path).name
+
+
+def restored_study_url(url: str) -> str:
+    """The study URL a restored searcher opens: the restored folder's optuna.db if its study lives there."""
+    return (_RESTORING[0][1] or url) if _RESTORING else url
+
+
+def study_url(exp_dir: str | os.PathLike, spec: dict) -> str | None:
+    """Where an experiment's Optuna studies are: its --optuna-storage URL, else ``optuna.db`` in the folder it lies
+    in; None for a grid experiment (it has no study)."""
+    if spec.get("sampler") == "grid":
+        return None
+    return spec.get("optuna_storage") or sqlite_url(exp_dir)
+
+
+def shown_url(url: str) -> str:
+    """A database URL fit to print: its password hidden."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy parses: shown as given
+        return url
+
+
+def study_error(exp_dir: str | os.PathLike, spec: dict) -> str | None:
+    """Why the experiment's Optuna studies cannot be read (a damaged or missing file, a database that does not
+    answer, a net's study missing), naming the storage; None when every net's study is there. Only reads: a
+    missing optuna.db is not created, and Optuna (which would create its tables) never opens a damaged one."""
+    url = study_url(exp_dir, spec)
+    if url is None:
+        return None
+    wanted = [study_name(spec.get("name", ""), a) for a in spec.get("archs", [])]
+    try:
+        missing = [n for n in wanted if n not in _study_names(url)]
+        if not missing:
+            return None
+        why = f"no study {missing[0]!r} in it"
+    except Exception as e:  # sqlite3 / SQLAlchemy / driver errors: a damaged file, a server that does not answer
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        why = f"{type(e).__name__}: {lines[0][:200] if lines else ''}"
+    return f"the Optuna study storage {shown_url(url)} cannot be read ({why})"
+
+
+def unreadable_study(exp_dir: str | os.PathLike, spec: dict) -> str | None:
+    """:func:`study_error` as the one line a command refuses with: what is broken, what is left (the Ray
+    results) and what to do; None when the studies can be read."""
+    error = study_error(exp_dir, spec)
+    if error is None:
+        return None
+    exp = Path(exp_dir)
+    trials = sum(1 for d in exp.iterdir() if (d / "params.json").is_file()) if exp.is_dir() else 0
+    state = ", Tune's saved state" if exp.is_dir() and any(exp.glob("experiment_state*.json")) else ""
+    return (f"{error}; the Ray results in {str(exp)!r} ({trials} trial folders{state}) are intact and untouched: "
+            f"restore the study (its {OPTUNA_DB} from a backup, or reach its database again), or read the trials "
+            f"without it: cifar-tune report {exp} --without-study")
+
+
+def _study_names(url: str) -> set[str]:
+    """The study names in an Optuna database, read with a plain connection (SQLite: after an integrity check)."""
+    if url.startswith("sqlite:///"):
+        import sqlite3
+        import urllib.parse
+
+        path = url[len("sqlite:///"):]
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path} is missing")
+        # mode=rw: never creates the file; a hot journal left by a killed writer is rolled back as Optuna would.
+        con = sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=rw", uri=True, timeout=30)
+        try:
+            check = con.execute("PRAGMA quick_check").fetchone()
+            if not check or check[0] != "ok":
+                raise sqlite3.DatabaseError(f"integrity check: {check[0] if check else 'no answer'}")
+            return {row[0] for row in con.execute("SELECT study_name FROM studies")}
+        finally:
+            con.close()
+    import sqlalchemy
+
+    backend = sqlalchemy.engine.make_url(url).get_backend_name()
+    # A server that does not answer must not hang the command: 10 s, then one line.
+    connect_args = {"connect_timeout": 10} if backend in ("postgresql", "mysql") else {}
+    engine = sqlalchemy.create_engine(url, connect_args=connect_args)
+    try:
+        with engine.connect() as con:
+            return {row[0] for row in con.execute(sqlalchemy.text("SELECT study_name FROM studies"))}
+    finally:
+        engine.dispose()
+
+
 def write_json(path: str | os.PathLike, obj, *, indent: int | None = 1, sort_keys: bool = False) -> None:
     """Write ``obj`` as JSON atomically: to a hidden temporary file beside ``path`` (named by this process, so two
     writers never share one), then renamed over it. A reader sees the old file or the whole new one, never half."""

@@ -22,6 +22,7 @@ import functools
 import torch.nn as nn
 import torchvision
 
+from trainables.compat import resnet_stage
 from trainables.models.registry import check_no_extra, default_image_size, flat_features, norm_layer, register, scaled
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -140,7 +141,7 @@ def _rescale_resnet(model, width: float, in_channels: int, norm: str) -> None:
     model.conv1 = nn.Conv2d(in_channels, widths[0], kernel_size=7, stride=2, padding=3, bias=False)
     model.bn1 = norm_layer(norm, widths[0])
     for i, (name, c) in enumerate(zip(("layer1", "layer2", "layer3", "layer4"), widths)):
-        setattr(model, name, model._make_layer(BasicBlock, c, 2, stride=1 if i == 0 else 2))
+        setattr(model, name, resnet_stage(model, BasicBlock, c, 2, stride=1 if i == 0 else 2))
     model.fc = nn.Linear(widths[-1], model.fc.out_features)
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
