@@ -25,6 +25,7 @@ import json
 import os
 import shlex
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -69,8 +70,6 @@ def _test_model(state: dict, data, test) -> dict:
 
 
 def _retrain(config: dict, data, test) -> dict:
-    import time
-
     from trainables.train import train
 
     final: dict = {}
@@ -217,7 +216,7 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
         missing = [t for t in trials if t not in set(top["trial_id"])]
         if missing or not trials:
             raise ValueError(f"--trials {','.join(missing) or '(empty)'}: not a trial of {str(exp_dir)!r} with a "
-                             f"validation score (see: cifar-tune report {exp_dir})")
+                             f"validation score (see: cifar-tune report {shlex.quote(str(exp_dir))})")
 
     from trainables.data import load_dataset
 
@@ -292,6 +291,7 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
             svm_ref = ray.remote(num_cpus=1)(_svm).remote(
                 data_ref, test_ref, {"subset": svm_subset, "k": svm_k,
                                      "val_size": fixed.get("val_size", 5000)}) if svm_subset else None
+            started_at, finished = time.monotonic(), 0
             while pending:  # each run is saved the moment it ends: a killed evaluation loses only running ones
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 i = pending.pop(ready[0])
@@ -299,10 +299,14 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
                 # ledger first: a run saved (and so never scored again) always has its record
                 ledgered(retrains[i][0], retrains[i][1], done[i], done[i].get("train_images"))
                 _save_run(exp.path, retrains[i][1], done[i])
+                finished += 1
                 if progress:
                     info = retrains[i][0]
+                    # runs go in parallel, so the ETA is the wall time per finished run so far x the runs left
+                    eta = (time.monotonic() - started_at) / finished * len(pending)
                     progress(f"evaluate: run {len(done)}/{len(retrains)} done ({info['arch']} #{info['rank']} seed "
-                             f"{info['seed']}, {done[i].get('epochs')} epochs, {done[i]['train_seconds']:.0f} s)")
+                             f"{info['seed']}, {done[i].get('epochs')} epochs, {done[i]['train_seconds']:.0f} s)"
+                             + (f"; ETA {_dt.timedelta(seconds=round(eta))}" if pending else ""))
             results += [done[i] for i in range(len(retrains))]
             svm = ray.get(svm_ref) if svm_ref is not None else None
             if svm is not None:
@@ -448,12 +452,13 @@ def cmd_evaluate(args) -> int:
                                      epochs=args.epochs, archs=archs, svm_subset=args.svm_subset, svm_k=args.svm_k,
                                      address=args.address, pareto=getattr(args, "pareto", False),
                                      trials=[t.strip() for t in args.trials.split(",")] if args.trials else None,
-                                     train_images=getattr(args, "train_images", None))
+                                     train_images=getattr(args, "train_images", None),
+                                     progress=None if args.json else (lambda line: print(line, flush=True)))
     except ValueError as e:  # the CLI prints an ExperimentError as one line, exit status 2
         raise ExperimentError(str(e)) from None
     if args.json:
         print(json.dumps(record, default=str))
         return 0
     print("\n".join(summary_lines(record)))
-    print(f"saved {Path(args.experiment) / EVALUATION_FILE}; next: cifar-tune report {args.experiment}")
+    print(f"saved {Path(args.experiment) / EVALUATION_FILE}; next: cifar-tune report {shlex.quote(args.experiment)}")
     return 0

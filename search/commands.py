@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -217,7 +218,7 @@ def print_best(results, spec: ExperimentSpec) -> None:
                                                                           if k not in ("data_dir",)}, default=str))
     if spec.objectives:
         print(f"\nobjectives {', '.join(f'{m}:{d}' for m, d in spec.objectives)}: the Pareto front is in the report")
-    print(f"\nexperiment: {spec.experiment_dir}\nnext: cifar-tune report {spec.experiment_dir}")
+    print(f"\nexperiment: {spec.experiment_dir}\nnext: cifar-tune report {shlex.quote(str(spec.experiment_dir))}")
 
 
 def cmd_presets(args) -> int:

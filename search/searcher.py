@@ -99,8 +99,13 @@ class StatusAwareOptunaSearch(OptunaSearch):
 
 def make_sampler(kind: str, seed: int, population_size: int = 50) -> optuna.samplers.BaseSampler:
     if kind == "tpe":
-        # multivariate + group: TPE models the conditional parameters (momentum only under sgd, ...) jointly.
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=5)
+        # multivariate + group: TPE models the conditional parameters (momentum only under sgd, ...) jointly. Both
+        # are marked experimental in Optuna 5.0 (pinned): the warning is about our choice, not the user's input.
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=5)
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if kind == "nsga2":

@@ -274,6 +274,7 @@ def test_search_never_reads_test_and_evaluate_reads_it_once(lab):
     out = _run(_cli() + ["evaluate", str(lab["main"]), "--top-k", "1", "--repeats", "2", "--epochs", "1",
                          "--svm-subset", "300", "--svm-k", "16", "--address", "local"], env)
     assert _splits(log).count("test") == 1
+    assert "evaluate: run 1/4 done" in out.stdout and "ETA" in out.stdout  # progress from the CLI too
     assert "paired t-test" in out.stdout or "paired comparison" in out.stdout
     record = json.loads((lab["main"] / "evaluation.json").read_text())
     assert {g["arch"] for g in record["results"]} == {"origin_net", "simple_cnn"}

@@ -17,6 +17,7 @@ import datetime as _dt
 import errno
 import json
 import os
+import shlex
 import shutil
 import socket
 from pathlib import Path
@@ -125,7 +126,7 @@ def unreadable_study(exp_dir: str | os.PathLike, spec: dict) -> str | None:
     state = ", Tune's saved state" if exp.is_dir() and any(exp.glob("experiment_state*.json")) else ""
     return (f"{error}; the Ray results in {str(exp)!r} ({trials} trial folders{state}) are intact and untouched: "
             f"restore the study (its {OPTUNA_DB} from a backup, or reach its database again), or read the trials "
-            f"without it: cifar-tune report {exp} --without-study")
+            f"without it: cifar-tune report {shlex.quote(str(exp))} --without-study")
 
 
 def _study_names(url: str) -> set[str]:
