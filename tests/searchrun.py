@@ -253,3 +253,12 @@ def _has_user(name: str) -> bool:
         return True
     except KeyError:
         return False
+
+
+def one_line_error(capsys, *named) -> str:
+    """The CLI refused with exactly one stderr line naming each of ``named``; returns it."""
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "error" in err, err
+    for n in named:
+        assert n in err, err
+    return err

@@ -14,16 +14,9 @@ import pytest
 
 from search.cli import build_parser, main
 from tests.conftest import REPO, make_image_folder
+from tests.searchrun import one_line_error
 
 SUBCOMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)
-
-
-def one_line_error(capsys, *named) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "error" in err, err
-    for n in named:
-        assert n in err, err
-    return err
 
 
 @pytest.mark.parametrize("command", ["", *SUBCOMMANDS])

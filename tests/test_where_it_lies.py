@@ -20,8 +20,8 @@ import optuna
 import pytest
 
 from search.cli import main
-from tests.searchrun import (epochs_of, kill_session, report, results, run_cli, saved_trials, start_cli, trial_dirs,
-                             wait_for)
+from tests.searchrun import (epochs_of, kill_session, one_line_error, report, results, run_cli, saved_trials,
+                             start_cli, trial_dirs, wait_for)
 
 ARCH, SAMPLES, EPOCHS, NAME = "origin_net", 2, 2, "orig"
 
@@ -36,14 +36,6 @@ def snapshot(folder: Path) -> dict[str, str]:
     """Every file under ``folder``: relative path -> sha256 of its bytes."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def one_line_error(capsys, *named) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "error" in err, err
-    for n in named:
-        assert n in err, err
-    return err
 
 
 @pytest.fixture(scope="module")
