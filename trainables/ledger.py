@@ -117,11 +117,3 @@ def uses(records: list[dict], arch: str | None = None) -> list[dict]:
     for u in out.values():  # numbered per net, in order of first scoring
         per_net[u["arch"]] = u["use"] = per_net.get(u["arch"], 0) + 1
     return list(out.values())
-
-
-def use_counts(records: list[dict]) -> dict[str, int]:
-    """net -> number of uses."""
-    counts: dict[str, int] = {}
-    for u in uses(records):
-        counts[u["arch"]] = counts.get(u["arch"], 0) + 1
-    return counts
