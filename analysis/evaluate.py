@@ -46,22 +46,17 @@ def _test_model(state: dict, data, test) -> dict:
     """Rebuild the model of a final training ``state`` and score it on ``test`` = (images, labels)."""
     import torch
 
-    from trainables.config import ARCH_KWARGS
     from trainables.data import DeviceBatches
-    from trainables.models import create_model
-    from trainables.train import EVAL_BATCH, IMAGENET_MEAN, IMAGENET_STD, evaluate, pick_device
+    from trainables.train import EVAL_BATCH, IMAGENET_MEAN, IMAGENET_STD, build_model, evaluate, pick_device
 
     cfg = state["config"]
-    extra = {k: cfg[k] for k in ARCH_KWARGS if cfg.get(k) is not None}
-    if extra.get("pretrained"):
-        extra["pretrained"] = False  # the weights come from the state: no download
     device = pick_device(cfg["device"])
-    model = create_model(cfg["arch"], num_classes=data.num_classes, in_channels=data.shape[-1],
-                         image_size=data.shape[0], dropout=cfg["dropout"], norm=cfg["norm"], **extra)
+    # The weights come from the state: no download of pretrained ones. Same input size as in training.
+    model = build_model({**cfg, "pretrained": False if cfg.get("pretrained") else cfg.get("pretrained")}, data)
     model.load_state_dict(state["model"])
     mean, std = (IMAGENET_MEAN, IMAGENET_STD) if cfg.get("pretrained") else data.channel_stats()
     batches = DeviceBatches(test[0], test[1], EVAL_BATCH, device, mean=mean, std=std,
-                            channels_last=cfg["channels_last"])
+                            channels_last=cfg["channels_last"], image_size=cfg.get("image_size"))
     model = model.to(device)
     if cfg["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
@@ -160,12 +155,18 @@ def _group(runs: list[dict], classes: list[str], **info) -> dict:
 
 # --------------------------------------------------------------------------------------------- the driver
 
-def _init_ray(address: str | None) -> bool:
+def _init_ray(address: str | None, spec: dict | None = None) -> bool:
     import ray
 
     if ray.is_initialized():
         return False
     kwargs = dict(include_dashboard=False, configure_logging=True, logging_level="WARNING", log_to_driver=False)
+    from trainables.plugins import experiment_runtime_env
+
+    # the experiment's own nets and dataset class, if a user's code: shipped to every node as the search shipped them
+    shipped = experiment_runtime_env((spec or {}).get("nets", {}), (spec or {}).get("fixed", {}).get("dataset") or "")
+    if shipped:
+        kwargs["runtime_env"] = shipped
     # "local": a Ray of our own, as search does; a bare ray.init() would join any cluster `ray start` left here.
     ray.init(address=address or "local", **kwargs)
     return True
@@ -280,7 +281,7 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
         todo = [i for i in range(len(retrains)) if i not in done]
         if done and progress:
             progress(f"evaluate: {len(done)} of {len(retrains)} runs finished earlier, kept (not retrained)")
-        started = _init_ray(address) if todo or svm_subset else False
+        started = _init_ray(address, exp.spec) if todo or svm_subset else False
         try:
             if todo or svm_subset:
                 data_ref, test_ref = ray.put(train_only), ray.put(test)

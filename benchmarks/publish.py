@@ -40,7 +40,8 @@ JPEG = ("Offline JPEG-q75 copy of CIFAR-10: about 1–2 points below the officia
 VERDICTS = ("Verdicts from the 95% CI (`analysis.stats.verdict`): *beats* = its lower bound above the published "
             "number, *matches* = the CI contains it, *misses* = its upper bound below it; one seed: *single run*.")
 SAMPLER = {"tpe": "MO-TPE", "random": "random", "nsga2": "NSGA-II"}
-METRIC = {"test_accuracy": "test accuracy", "weighted_f1": "weighted F1"}
+METRIC = {"test_accuracy": "test accuracy", "weighted_f1": "weighted F1",
+          "val_accuracy": "validation accuracy (the report's 10,000-image split)"}
 SIZE_REPORT = "report003"  # the size-aware targets are report 003's ModifiedNet's (benchmarks/size_front.py)
 
 
@@ -278,6 +279,7 @@ def reproduction_block(name: str, rec: dict, uses: Uses) -> str:
     res = reproduction(rec)
     rows = []
     for n in res["nets"]:
+        # beside the compared number: test accuracy, or for a test-accuracy comparison its weighted F1
         stat, other = n[n["metric"]], "weighted_f1" if n["metric"] == "test_accuracy" else "test_accuracy"
         rows.append([f"{n['arch']} ({params_of(n['config']):,} params)", METRIC[n["metric"]],
                      f"{_bold_if_beats(fmt_ci(stat), stat, n['published'])} ({seeds4(n['per_seed'])}); "

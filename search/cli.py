@@ -122,6 +122,8 @@ def _train_config(args) -> dict:
         config["arch"] = args.arch
     if args.data_dir:
         config["data_dir"] = args.data_dir
+    if args.dataset:
+        config["dataset"] = args.dataset
     config.update(parse_assignments(args.set))
     return {k: validate_value(k, v) for k, v in config.items()}
 
@@ -163,6 +165,10 @@ def cmd_train(args) -> int:
 
 # --------------------------------------------------------------------------------------------- parser
 
+DATASET_FLAG_HELP = ("cifar10 (default), cifar100, fashion_mnist, mnist, kmnist, svhn, or your own: "
+                     "path/to/data.py:Name, pkg.module:attr, a cifar_tune.datasets entry point (docs/data.md)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cifar-tune", description="Hyperparameter search for CIFAR-10 CNNs on Ray Tune.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -173,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("data", help="show what data was found, split sizes, class counts, cache")
     d.add_argument("--data-dir", default=None)
-    d.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100", "fashion_mnist"])
+    d.add_argument("--dataset", default="cifar10", help=DATASET_FLAG_HELP)
     d.add_argument("--val-size", type=int, default=5000)
     d.add_argument("--no-download", action="store_true", help="never download; fail if nothing is found")
     d.add_argument("--json", action="store_true")
@@ -181,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     lg = sub.add_parser("ledger", help="every scoring of the test split on this data (the test-split ledger)")
     lg.add_argument("--data-dir", default=None)
-    lg.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100", "fashion_mnist"])
+    lg.add_argument("--dataset", default="cifar10", help=DATASET_FLAG_HELP)
     lg.add_argument("--arch", default=None, help="only this net's uses")
     lg.add_argument("--json", action="store_true")
     lg.set_defaults(func=cmd_ledger)
@@ -189,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="one training run, no search")
     t.add_argument("--arch", default=None)
     t.add_argument("--data-dir", default=None)
+    t.add_argument("--dataset", default=None, help=DATASET_FLAG_HELP + " (the config key dataset)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config value (repeatable)")
     t.add_argument("--config", default=None, help="JSON file with a config (e.g. a row of a report)")
     t.add_argument("--checkpoint-dir", default=None, help="save a checkpoint here after each epoch")

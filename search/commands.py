@@ -50,8 +50,8 @@ def resume_flags(args, archs: list[str]) -> dict:
             given["objectives"] = [list(o) for o in parse_objectives(args.objectives)]
         except ObjectiveError as e:
             raise SpecError(f"--objectives: {e}") from None
-    for key in ("optuna_storage", "warm_start"):
-        if getattr(args, key):
+    for key in ("optuna_storage", "warm_start", "mlflow"):
+        if getattr(args, key, None):
             given[key] = getattr(args, key)
     try:
         fixed = {k: validate_value(k, v) for k, v in parse_assignments(args.set).items()}
@@ -77,8 +77,12 @@ def spec_from_args(args) -> ExperimentSpec:
     if args.data_dir:
         fixed["data_dir"] = str(Path(args.data_dir).resolve())
     objectives = getattr(args, "objectives", None)
+    mlflow = getattr(args, "mlflow", None)
+    if mlflow is not None and not mlflow.strip():  # a value lost on the way (an empty shell variable)
+        raise SpecError(f"--mlflow {mlflow!r}: empty; give a tracking URI such as http://127.0.0.1:5000")
     kw = dict(name=args.name or "", storage=args.storage or "", optuna_storage=args.optuna_storage or "",
               warm_start=args.warm_start or "", address=args.address or "", storage_is_shared=args.storage_is_shared,
+              mlflow=mlflow or "",
               fixed=fixed, objectives=[] if objectives is None else objectives,  # "" is refused, not "none"
               **given_flags(args))
     archs = _csv(args.arch) if args.arch else []
@@ -130,29 +134,37 @@ def spec_from_args(args) -> ExperimentSpec:
     return ExperimentSpec(archs=archs, **kw)
 
 
-def cmd_search(args) -> int:
+def search_spec(args) -> ExperimentSpec:
+    """The experiment a `search` command line describes: a new one from its flags, or with ``--resume`` the one
+    in --storage/--name, checked against the flags given again (never silently ignored)."""
     from search.spec import default_storage
-    from search.tuner import SearchInterrupted, interrupted_exit, run_search, spec_from_dir
+    from search.tuner import spec_from_dir
 
-    if args.resume:
-        if not args.name:
-            raise SpecError("--resume needs the --name (and --storage) of the experiment to finish")
-        storage = args.storage or default_storage()
-        if "://" not in storage:
-            storage = str(Path(storage).expanduser().resolve())
-        if not NAME.match(args.name):
-            raise SpecError(f"--name must be letters, digits, '_', '.', '-', got {args.name!r}")
-        check_name_fits(args.name, storage, [])  # a name no folder can have: no such experiment, not ENAMETOOLONG
-        # The experiment is the folder --storage/--name, wherever it was started (a copy resumes as itself).
-        # --address (and --storage-is-shared) go in before the spec is validated, so a resume on a cluster gets
-        # the same node-local-storage refusal as a new search.
-        spec = spec_from_dir(f"{storage.rstrip('/')}/{args.name}",
-                             **({"address": args.address} if args.address else {}),
-                             **({"storage_is_shared": True} if args.storage_is_shared else {}))
-        # A flag that defines the search, given again, must say what the experiment already is (never ignored).
-        resume_conflict(spec.to_dict(), resume_flags(args, spec.archs), spec.experiment_dir)
-    else:
-        spec = spec_from_args(args)
+    if not args.resume:
+        return spec_from_args(args)
+    if not args.name:
+        raise SpecError("--resume needs the --name (and --storage) of the experiment to finish")
+    storage = args.storage or default_storage()
+    if "://" not in storage:
+        storage = str(Path(storage).expanduser().resolve())
+    if not NAME.match(args.name):
+        raise SpecError(f"--name must be letters, digits, '_', '.', '-', got {args.name!r}")
+    check_name_fits(args.name, storage, [])  # a name no folder can have: no such experiment, not ENAMETOOLONG
+    # The experiment is the folder --storage/--name, wherever it was started (a copy resumes as itself).
+    # --address (and --storage-is-shared) go in before the spec is validated, so a resume on a cluster gets
+    # the same node-local-storage refusal as a new search.
+    spec = spec_from_dir(f"{storage.rstrip('/')}/{args.name}",
+                         **({"address": args.address} if args.address else {}),
+                         **({"storage_is_shared": True} if args.storage_is_shared else {}))
+    # A flag that defines the search, given again, must say what the experiment already is (never ignored).
+    resume_conflict(spec.to_dict(), resume_flags(args, spec.archs), spec.experiment_dir)
+    return spec
+
+
+def cmd_search(args) -> int:
+    from search.tuner import SearchInterrupted, interrupted_exit, run_search
+
+    spec = search_spec(args)
     args.resume_command = resume_command(spec)  # for main's disk-full line
     args.experiment_dir = spec.experiment_dir
     try:
@@ -291,19 +303,25 @@ def cmd_evaluate(args) -> int:
     """analysis.evaluate's command, holding the experiment's lock: it writes evaluation.json into it."""
     from analysis.evaluate import cmd_evaluate as evaluate
 
-    from analysis.load import check_study, load_spec
-
     if args.archs is not None:
         _csv(args.archs, "--archs")
-    load_spec(args.experiment)  # no such experiment: one line, before anything is made in it
-    check_study(args.experiment)  # refused before the lock file, Ray or a test-split scoring
-    exp = str(Path(args.experiment).resolve())
+    return holding_lock(args.experiment, "cifar-tune evaluate", lambda: evaluate(args))
+
+
+def holding_lock(experiment: str, holder: str, run):
+    """``run()`` while holding the experiment's lock, after checking that the experiment and its study can be read
+    (one line, before the lock file, Ray or a test-split scoring). A search running in it is refused, naming it."""
+    from analysis.load import check_study, load_spec
+
+    load_spec(experiment)  # no such experiment: one line, before anything is made in it
+    check_study(experiment)
+    exp = str(Path(experiment).resolve())
     try:
-        lock = ExperimentLock(exp, "cifar-tune evaluate").acquire(create=False)
+        lock = ExperimentLock(exp, holder).acquire(create=False)
     except ExperimentLocked as e:
         raise SpecError(str(e)) from None
     try:
-        return evaluate(args)
+        return run()
     finally:
         lock.release()
 
@@ -336,6 +354,8 @@ def add_commands(sub) -> None:
     s.add_argument("--storage", help="results root: a directory, or a URL such as s3://bucket/path")
     s.add_argument("--optuna-storage", help="SQLAlchemy URL for the Optuna studies (default: sqlite in the experiment)")
     s.add_argument("--warm-start", help="earlier experiment dir (or Optuna URL) whose finished trials seed the studies")
+    s.add_argument("--mlflow", metavar="URI", help="log every trial to this MLflow tracking server (params, per-epoch "
+                                                   "metrics, outcome) and the spec; needs cifar-tune[mlflow]")
     s.add_argument("--address", help="join a running Ray cluster: auto or HOST:PORT (default: embedded Ray)")
     s.add_argument("--storage-is-shared", action="store_true", help="the --storage path is mounted on every node")
     s.add_argument("--max-concurrent", type=int, help="default 0: as many as resources allow")

@@ -59,16 +59,13 @@ class ExperimentSpec:
     enqueue: dict = field(default_factory=dict)  # arch -> configs every study tries first (e.g. the report's own)
     objectives: list = field(default_factory=list)  # [[metric, max|min], ...]: empty = val_accuracy alone
     rung_ranking: str = DEFAULT_RANKING  # MO-ASHA's order within a front (trainables.objectives.RANKINGS)
+    mlflow: str = ""  # MLflow tracking URI every trial is logged to (search/trackers.py); empty: none
+    nets: dict = field(default_factory=dict)  # arch -> a user's net: {ref, resolved, path, sha256[, entry_point]}
 
     def __post_init__(self):
-        from trainables.models import list_models
-
         if not self.archs:
             raise SpecError("no architecture given: use --arch a[,b,...] or --preset NAME")
-        known = list_models()
-        for a in self.archs:
-            if a not in known:
-                raise SpecError(f"--arch: unknown architecture {a!r}; known: {', '.join(known)}")
+        self._resolve_nets()
         if len(set(self.archs)) != len(self.archs):
             raise SpecError(f"--arch: an architecture is listed twice: {','.join(self.archs)}")
         for key, low in (("num_samples", 1), ("max_epochs", 1), ("grace_period", 1), ("max_failures", 0),
@@ -101,8 +98,8 @@ class ExperimentSpec:
         if self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
             raise SpecError(f"--gpus-per-trial above 1 must be a whole number, got {self.gpus_per_trial!r}")
         for key, value in self.fixed.items():
-            if key in ("arch",):
-                raise SpecError("--set arch=... is not allowed in a search: use --arch")
+            if key in ("arch", "net", "net_sha256"):
+                raise SpecError(f"--set {key}=... is not allowed in a search: use --arch")
             try:
                 self.fixed[key] = validate_value(key, value)
             except ConfigError as e:
@@ -132,6 +129,10 @@ class ExperimentSpec:
         if self.optuna_storage and not URL.match(self.optuna_storage):
             raise SpecError(f"--optuna-storage must be a database URL such as postgresql+psycopg2://USER@HOST/DB or "
                             f"sqlite:////path/to/studies.db, got {self.optuna_storage!r}")
+        if not isinstance(self.mlflow, str) or any(c.isspace() for c in self.mlflow):
+            raise SpecError(f"--mlflow must be a tracking URI such as http://127.0.0.1:5000, got {self.mlflow!r}")
+        if self.mlflow.startswith((".", "~")):  # a local store: the same folder whichever directory resumes it
+            self.mlflow = str(Path(self.mlflow).expanduser().resolve())
         # "local": a Ray of our own on this machine (e.g. resuming at home an experiment a cluster ran), no other node.
         if self.address not in ("", "local") and not URL.match(self.storage) and not self.storage_is_shared:
             fs = filesystem_type(self.storage)
@@ -140,6 +141,30 @@ class ExperimentSpec:
                     f"--storage {self.storage!r} is on a node-local filesystem ({fs}); with --address the trials run "
                     f"on other nodes and their results would be lost. Use a path every node mounts (NFS, Lustre, ...) "
                     f"or a URL such as s3://bucket/path, or pass --storage-is-shared if this path really is shared.")
+
+    def _resolve_nets(self) -> None:
+        """Registry names stay; a user's net (a reference or an entry point) is loaded now, before Ray, and listed
+        under its short name with its identity (an experiment read back loads the recorded file, and refuses a
+        changed one)."""
+        from trainables.models import resolve_arch
+        from trainables.plugins import PluginError
+
+        archs = []
+        for a in self.archs:
+            known = self.nets.get(a)
+            try:
+                spec = (resolve_arch(known["resolved"], sha256=known["sha256"], name=a) if known
+                        else resolve_arch(a))
+            except PluginError as e:
+                raise SpecError(str(e)) from None
+            except ValueError as e:
+                raise SpecError(f"--arch: {e}") from None
+            if spec.source:
+                self.nets[spec.name] = {**spec.source, "ref": known["ref"] if known else a}
+                if a != spec.name and a in self.space_files:
+                    self.space_files[spec.name] = self.space_files.pop(a)
+            archs.append(spec.name)
+        self.archs = archs
 
     def _check_objectives(self) -> None:
         from trainables.config import FIELDS
@@ -252,7 +277,7 @@ def _name_max(path: str) -> int:
 RESUME_FIXED = ("archs", "preset", "grid", "num_samples", "max_epochs", "grace_period", "reduction_factor",
                 "epoch_budget", "scheduler", "sampler", "seed", "objectives", "rung_ranking", "fixed",
                 "space_files", "optuna_storage", "warm_start", "max_concurrent", "cpus_per_trial", "gpus_per_trial",
-                "max_failures")
+                "max_failures", "mlflow")
 FLAGS = {"archs": "--arch", "grid": "--preset", "space_files": "--space"}
 
 
@@ -279,6 +304,8 @@ def resume_conflict(saved: dict, given: dict, exp_dir: str, whole: bool = False)
     for key, value in given.items():
         if key not in saved:
             continue
+        if key == "archs" and saved.get("nets"):  # a net of the user's given again by its reference: its name
+            value = [_net_name(v, saved["nets"]) for v in value]
         if key != "fixed":
             if plain(value) != plain(saved[key]):
                 flag = FLAGS.get(key, "--" + key.replace("_", "-"))
@@ -293,3 +320,16 @@ def resume_conflict(saved: dict, given: dict, exp_dir: str, whole: bool = False)
                        f"--data-dir {before[k]}" if k in before else "no --data-dir")
             refuse("--set", f"{k}={value[k]}" if k in value else f"{k} not given",
                    f"--set {k}={before[k]}" if k in before else f"no --set {k}")
+
+
+def _net_name(given: str, nets: dict) -> str:
+    """The recorded name of the user's net ``given`` refers to (as typed, or the same file), else ``given``."""
+    from trainables.plugins import PluginError, absolute_ref, is_ref
+
+    for name, net in nets.items():
+        try:
+            if given == net.get("ref") or (is_ref(given) and absolute_ref(given) == net.get("resolved")):
+                return name
+        except PluginError:
+            return given
+    return given

@@ -70,6 +70,8 @@ def load_spaces(spec: ExperimentSpec) -> dict:
         except SpaceError as e:
             raise SpecError(f"--space: {e}") from None
         pinned = {k: v for k, v in spec.fixed.items() if k in space.params or k in space.fixed}
+        if arch in spec.nets:  # every trial of a user's net says which code it runs (and its worker loads that)
+            pinned.update(net=spec.nets[arch]["resolved"], net_sha256=spec.nets[arch]["sha256"])
         if pinned:
             space = dataclasses.replace(space, params={k: p for k, p in space.params.items() if k not in pinned},
                                         fixed={**space.fixed, **pinned})
@@ -107,6 +109,13 @@ def init_ray(spec: ExperimentSpec) -> None:
         return
     # Worker output stays in Ray's logs; the driver shows our progress lines (trial errors still reach it).
     kwargs = dict(include_dashboard=False, configure_logging=True, logging_level="WARNING", log_to_driver=False)
+    from trainables.plugins import experiment_runtime_env
+
+    # Users' code (nets, a dataset class) reaches every node's workers through Ray's py_modules; a worker finds a
+    # shipped file by its sha256.
+    shipped = experiment_runtime_env(spec.nets, spec.fixed.get("dataset") or "")
+    if shipped:
+        kwargs["runtime_env"] = shipped
     if spec.address and spec.address != "local":
         ray.init(address=spec.address, **kwargs)
     else:
@@ -133,6 +142,7 @@ def build_tuner(spec: ExperimentSpec, data, spaces: dict, *, resume: bool = Fals
     from search.history import CheckpointedResults
     from search.scheduler import STATE_FILE, PerArchASHA
     from search.searcher import MultiArchSearcher, RowSearcher
+    from search.trackers import tracker_callbacks
     from trainables.train import tune_trainable
 
     exp_dir = Path(spec.experiment_dir)
@@ -178,7 +188,7 @@ def build_tuner(spec: ExperimentSpec, data, spaces: dict, *, resume: bool = Fals
                                     if scheduler else None,
                                     reduction_factor=spec.reduction_factor,
                                     epoch_budget=spec.epoch_budget * len(spec.archs) or None),
-                   CheckpointedResults(), keep_results_on_retry(), *callbacks])
+                   CheckpointedResults(), keep_results_on_retry(), *tracker_callbacks(spec), *callbacks])
     kwargs = {"param_space": param_space} if param_space is not None else {}
     return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config, **kwargs), res
 
@@ -240,6 +250,10 @@ def check_data_fits(spec: ExperimentSpec, data) -> None:
     rows = spec.grid or [{"arch": a} for a in spec.archs]
     for val_size in sorted({resolve_config({**spec.fixed, **row})["val_size"] for row in rows}):
         data.split_indices(val_size)  # raises DataError naming the value and the data's size
+    from trainables.models import create_model
+
+    for arch in spec.nets:  # a user's net is built and run on a dummy batch of this data's shape: one line if not
+        create_model(arch, num_classes=data.num_classes, in_channels=data.shape[-1], image_size=data.shape[0])
 
 
 def check_study_storage(url: str) -> None:
@@ -351,6 +365,10 @@ def run_search(spec: ExperimentSpec, resume: bool = False, callbacks=()):
             raise SpecError(str(e)) from None
         raise SpecError(f"experiment {str(exp_dir)!r} exists already: pass --resume to finish it, or a new --name")
     spaces = load_spaces(spec)  # bad spaces fail here, before Ray or any directory
+    if spec.mlflow:  # so does an MLflow tracking URI that does not answer (or no MLflow client)
+        from search.trackers import check_mlflow
+
+        check_mlflow(spec.mlflow)
     data = load_data(spec)  # so does missing or corrupt data
     check_data_fits(spec, data)
     warm = {} if resume else warm_start_trials(spec)
@@ -394,7 +412,9 @@ def run_search(spec: ExperimentSpec, resume: bool = False, callbacks=()):
         tune_log = logging.getLogger("ray.tune.tune")
         tune_log.addFilter(quiet)
         try:
-            with _Interrupts() as interrupts:
+            from search.trackers import replacing_ray_loggers
+
+            with _Interrupts() as interrupts, replacing_ray_loggers(exp_dir, resume):
                 results = tuner.fit()
         finally:
             tune_log.removeFilter(quiet)

@@ -32,7 +32,6 @@ something a trial would reject. Errors are :class:`SpaceError`, one line naming 
 from __future__ import annotations
 
 import importlib.resources
-import inspect
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +40,7 @@ from typing import Any
 import yaml
 
 from trainables.config import ARCH_KWARGS, FIELDS, ConfigError, validate_value
-from trainables.models import NORMS, get_arch, list_models
+from trainables.models import NORMS, get_arch
 
 TOP_LEVEL_KEYS = ("description", "extends", "remove", "params", "fixed")
 # Fields a param spec may carry, per distribution type.
@@ -60,9 +59,10 @@ NOT_SEARCHABLE = {
     "epochs": "the ASHA budget (--max-epochs), not a hyperparameter",
     "checkpoint_every": "a run setting", "amp": "a speed setting", "channels_last": "a speed setting",
     "compile": "a speed setting", "latency_batch": "a measurement setting",
+    "net": "set by --arch (a net of your own)", "net_sha256": "set by --arch (a net of your own)",
 }
 # Of those, what a `fixed:` mapping may not set either: the first three belong to the caller, epochs to ASHA.
-NOT_FIXABLE = ("arch", "data_dir", "device", "epochs")
+NOT_FIXABLE = ("arch", "data_dir", "device", "epochs", "net", "net_sha256")
 
 
 class SpaceError(ValueError):
@@ -164,19 +164,26 @@ class SearchSpace:
 
 
 def load_space(arch: str, path: str | Path | None = None) -> SearchSpace:
-    """The search space for ``arch``: from ``path``, else the shipped ``<arch>.yaml``, else ``base.yaml``.
+    """The search space for ``arch``: from ``path``, else the shipped ``<arch>.yaml``, else ``base.yaml`` (the
+    generic default of a user's net, less the knobs its builder does not name: e.g. no ``dropout`` or ``norm``).
 
     >>> space = load_space("simple_cnn")
     >>> "lr" in space.dimensions()
     True
     """
-    if arch not in list_models():
-        raise SpaceError(f"unknown arch {arch!r}; known: {', '.join(list_models())}")
+    try:
+        spec = get_arch(arch)  # a repo net, or a user's net already resolved in this process
+    except ValueError as e:
+        raise SpaceError(str(e)) from None
+    generic = path is None and not (shipped_dir() / f"{arch}.yaml").exists()
     if path is None:
         own = shipped_dir() / f"{arch}.yaml"
         path = own if own.exists() else shipped_dir() / "base.yaml"
     path = Path(path)
     merged = _load_merged(path, [])
+    if generic:  # base.yaml for a net of no shipped space: without the knobs (dropout, norm) its builder lacks
+        for key in (set(merged["params"]) & {"dropout", "norm", *ARCH_KWARGS}) - set(spec.options):
+            del merged["params"][key]
     params, fixed = _check_conditions(merged)
     _check_arch_options(arch, params, fixed, merged["fixed_source"])
     return SearchSpace(arch=arch, params=params, fixed=fixed, source=str(path), chain=merged["chain"],
@@ -414,8 +421,8 @@ def _check_conditions(merged: dict) -> tuple[dict[str, Param], dict]:
 
 def _check_arch_options(arch: str, params: dict[str, Param], fixed: dict, fixed_source: dict) -> None:
     """Arch-specific keys (resnet18's stem, pretrained, freeze) only where the arch's builder takes them."""
-    accepted = inspect.signature(get_arch(arch).builder).parameters
-    for key in ARCH_KWARGS:
+    accepted = get_arch(arch).options
+    for key in (*ARCH_KWARGS, "dropout", "norm"):  # a user's net may have neither
         if key in accepted:
             continue
         if key in params:

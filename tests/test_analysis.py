@@ -67,6 +67,16 @@ if os.environ.get("CIFAR_TUNE_SPLIT_LOG"):
     sys.meta_path.insert(0, _SplitSpy())
 '''
 
+API_SEARCH = '''
+import sys
+from search import api
+
+exp = api.search(["origin_net", "simple_cnn"], num_samples=4, max_epochs=2, data_dir=sys.argv[1],
+                 set={"subset": 300, "val_size": 200}, storage=sys.argv[2], name="main")
+best = exp.best()
+print(len(exp.trials), ",".join(best["arch"]), exp.path)
+'''
+
 GRID = '''
 import sys
 from search.presets import get_preset, grid_runs
@@ -108,9 +118,10 @@ def lab(tmp_path_factory, cifar_path):
            # machine (another test's `ray start`), whose nodes that test may kill under our trials.
            "RAY_ADDRESS": "local"}
     storage = root / "exps"
-    _run(_cli() + ["search", "--arch", "origin_net,simple_cnn", "--num-samples", "4", "--max-epochs", "2",
-                   "--data-dir", str(cifar_path), "--set", "subset=300", "--set", "val_size=200",
-                   "--storage", str(storage), "--name", "main"], env)
+    # The two-net search through the Python API (search.api), which the CLI is a layer over; the grid through
+    # run_search; the CLI's own search is the fixture of test_search.
+    out = _run([sys.executable, "-c", API_SEARCH, str(cifar_path), str(storage)], env)
+    assert out.stdout.splitlines()[-1].split()[:2] == ["8", "origin_net,simple_cnn"], out.stdout[-2000:]
     _run([sys.executable, "-c", GRID, str(cifar_path), str(storage)], env)
     return {"root": root, "env": env, "main": storage / "main", "grid": storage / "grid", "data": cifar_path}
 
@@ -308,6 +319,7 @@ def test_each_scoring_of_the_test_split_is_ledgered_once(lab, tmp_path, monkeypa
     import shutil
 
     from analysis.evaluate import evaluate_experiment, summary_lines
+    from search import api
     from trainables import ledger
 
     monkeypatch.setenv("CIFAR_TUNE_LEDGER_DIR", str(tmp_path / "ledgers"))
@@ -316,7 +328,11 @@ def test_each_scoring_of_the_test_split_is_ledgered_once(lab, tmp_path, monkeypa
     copied = ledger.read_experiment(exp)  # the ledger travels with the experiment: earlier tests' uses
     kw = dict(top_k=2, repeats=1, epochs=1, archs=["origin_net"], train_on="trainval", train_images=150,
               address="local")
-    first = evaluate_experiment(exp, **kw)
+    frame = api.open_experiment(exp).evaluate(**kw)  # the Python API: a DataFrame, one row per config
+    assert list(frame["arch"]) == ["origin_net"] * 2 and list(frame["rank"]) == [1, 2]
+    assert frame["test_accuracy"].between(0, 1).all() and (frame["train_images"] == 150).all()
+    first = api.open_experiment(exp).evaluation
+    assert [g["test_accuracy"]["mean"] for g in first["results"]] == list(frame["test_accuracy"])
     runs = [r for g in first["results"] for r in g["runs"]]
     assert len(runs) == 2 and {r["train_images"] for r in runs} == {150}  # what each run's loop really saw
     assert first["train_draw"]["images"] == 150 and first["train_draw"]["of"] == 50_000
@@ -330,6 +346,28 @@ def test_each_scoring_of_the_test_split_is_ledgered_once(lab, tmp_path, monkeypa
     assert again["test_split"]["nets"]["origin_net"]["uses"] == 2
     with pytest.raises(ValueError, match="--train-images 60,000: the trainval split .* has 50,000 images"):
         evaluate_experiment(exp, **{**kw, "train_images": 60_000})
+
+
+def test_the_python_api_reads_reports_and_refuses_like_the_cli(lab, tmp_path):
+    from search import api
+    from search.spec import SpecError
+
+    exp = api.open_experiment(lab["main"])
+    trials, best = exp.trials, exp.best()
+    assert sorted(best["arch"]) == ["origin_net", "simple_cnn"]
+    for _, row in best.iterrows():  # each net's best validation score, never a test-split number
+        assert row["val_accuracy"] == trials.loc[trials["arch"] == row["arch"], "val_accuracy"].max()
+    assert set(exp.history["trial_id"]) == set(trials["trial_id"])
+    assert exp.spec["archs"] == ["origin_net", "simple_cnn"]
+    page = exp.report(out=tmp_path / "r")
+    assert page == tmp_path / "r" / "report.html" and page.stat().st_size > 0
+    with pytest.raises(SpecError, match="unknown option 'num_sample' .*num_samples"):
+        api.search("simple_cnn", num_sample=3)
+    with pytest.raises(SpecError, match="--num-samples must be"):
+        api.search("simple_cnn", num_samples=0, storage=str(tmp_path), name="never")
+    assert not (tmp_path / "never").exists()
+    with pytest.raises(ExperimentError, match="no experiment directory"):
+        api.open_experiment(tmp_path / "nowhere")
 
 
 def test_evaluate_refuses_bad_arguments_naming_them(lab, capsys):

@@ -69,3 +69,32 @@ def test_size_front_smoke_runs_and_continues(cifar_path, tmp_path):
                            cwd=REPO, env=env)
     assert other.returncode == 2 and "ranked by hypervolume" in other.stderr.strip().splitlines()[-1], other.stderr
     assert "Traceback" not in other.stderr
+
+
+def test_gpu_suite_runs_every_reproduce_plan_at_its_full_budget(tmp_path):
+    """Every plan of `cifar-tune reproduce` is a step of the suite, at the plan's own budget (no --num-samples,
+    --max-epochs or --repeats cut), with the CPU compromises lifted where a plan made them (a proxy search, fewer
+    seeds); the smoke mode stays one toy reproduction; an unknown --reproductions is one line, nothing run."""
+    from benchmarks import gpu_suite
+    from search.reproduce import get_plan, list_plans
+
+    full = dict(gpu_suite.reproduction_commands("DATA", tmp_path, smoke=False))
+    assert list(full) == [f"reproduce-{r}" for r in gpu_suite.REPRODUCTIONS]
+    assert set(gpu_suite.REPRODUCTIONS) == set(list_plans())
+    for report in list_plans():
+        cmd = full[f"reproduce-{report}"]
+        assert cmd[:5] == ["-m", "search.cli", "reproduce", report, "--data-dir"]
+        assert not {"--num-samples", "--max-epochs", "--archs", "--final-epochs"} & set(cmd)
+        plan = get_plan(report)
+        if any(n.search_subset for n in plan.nets):
+            assert "subset=0" in cmd  # the search on all the training images, not the CPU's proxy
+        if any(plan.seeds(n) < 5 for n in plan.nets):
+            assert cmd[cmd.index("--repeats") + 1] == "5"
+        else:
+            assert "--repeats" not in cmd
+    smoke = gpu_suite.reproduction_commands("DATA", tmp_path, smoke=True)
+    assert [name for name, _ in smoke] == ["reproduce-report003"]
+    chosen = gpu_suite.reproduction_commands("DATA", tmp_path, False, ["report002"])
+    assert [name for name, _ in chosen] == ["reproduce-report002"]
+    assert gpu_suite.main(["--out", str(tmp_path / "x"), "--reproductions", "report002,report9"]) == 2
+    assert not (tmp_path / "x").exists()

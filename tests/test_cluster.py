@@ -1,5 +1,5 @@
 """cluster.yaml passes Ray's own validation; a real search on a real multi-node Ray cluster (loopback); a worker node
-removed mid-trial (fault 3); node-local storage refused in cluster mode (fault 8).
+removed mid-trial (fault 3); node-local storage refused in cluster mode (fault 8); users' nets shipped to every node.
 
 The cluster: a head that advertises no CPU (like cluster.yaml's) and two worker nodes of one CPU each, each node
 its own raylet and object store (``ray.cluster_utils.Cluster``, all on this machine). The search is a real
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.searchrun import (REPO, checkpoints, epochs_of, free_port, kill_session, report, results, saved_trials,
-                             start_cli, trial_dirs, wait_for)
+from tests.searchrun import (REPO, checkpoints, epochs_of, free_port, kill_session, report, results, run_cli,
+                             saved_trials, start_cli, trial_dirs, wait_for)
 
 MAX_EPOCHS = 8
 
@@ -104,6 +104,26 @@ def running_trials(c) -> dict[str, str]:
 def node_of_pid(c) -> dict[int, str]:
     """Every actor the cluster ever ran (dead ones too): worker pid -> node id."""
     return {a["Pid"]: a["Address"]["NodeID"] for a in actors(c) if a["Pid"]}
+
+
+@pytest.mark.cluster
+def test_user_nets_reach_every_node(cluster, cifar, cifar_path, tmp_path):
+    """Issue 20: a net from a .py file and one from an installed package's entry point, 2 trials each. The worker
+    nodes have neither the file's folder nor the package on their path: Ray's runtime environment ships both, and
+    every import on a worker is of a shipped copy. (Runs before the multinode tests, which remove a node.)"""
+    from tests.test_user_net import check_user_net_experiment, loads, search_args, write_user_nets
+
+    c = cluster["cluster"]
+    nets = write_user_nets(tmp_path)
+    out = run_cli([*search_args(nets, cifar_path, tmp_path / "r", "mine"), "--address", c.address,
+                   "--storage-is-shared"], timeout=300, PYTHONPATH=str(nets["site"]))
+    assert out.returncode == 0, out.stdout[-3000:]
+    check_user_net_experiment(tmp_path / "r" / "mine", nets)
+    node = node_of_pid(c)
+    on_workers = [(kind, node[pid], path) for kind, pid, path in loads(nets["log"]) if pid in node]
+    assert {kind for kind, _, _ in on_workers} == {"file", "package"}, loads(nets["log"])
+    assert {n for _, n, _ in on_workers} <= {w.node_id for w in cluster["workers"]}
+    assert all("runtime_resources" in path for _, _, path in on_workers), on_workers
 
 
 @pytest.fixture(scope="module")

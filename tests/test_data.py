@@ -172,3 +172,94 @@ def test_batches_are_normalised(cifar):
     batches = DeviceBatches(cifar.train_x[idx], cifar.train_y[idx], 4096, mean=mean, std=std)
     xb, _ = next(iter(batches))
     assert abs(float(xb.mean())) < 0.1 and abs(float(xb.std()) - 1) < 0.1
+
+
+# --------------------------------------------------------------------------------------------- more torchvision sets
+
+@pytest.mark.parametrize("name,folder,first", [("mnist", "MNIST", "0 - zero"), ("kmnist", "KMNIST", "o")])
+def test_mnist_family_in_torchvisions_layout(tmp_path, name, folder, first):
+    root = tmp_path / "d"
+    make_fashion_idx(root / folder / "raw", compress=False)  # where torchvision's download puts the idx files
+    ds = load_dataset(root, dataset=name, download=False, cache_dir=tmp_path / "c")
+    assert ds.name == name and ds.classes[0] == first and ds.train_x.shape == (30, 28, 28, 1)
+    assert ds.source.startswith(f"{name}_idx:") and ds.test_y.tolist() == list(range(10))
+    # Bare idx files are what --dataset says (Debian's Fashion-MNIST copy needs no --dataset).
+    bare = make_fashion_idx(tmp_path / "bare")
+    assert load_dataset(bare, dataset=name, download=False, cache_dir=tmp_path / "c").classes[0] == first
+    assert load_dataset(bare, download=False, cache_dir=tmp_path / "c").name == "fashion_mnist"
+
+
+def make_svhn(root, n_train=30, n_test=10, seed=0):
+    """torchvision's SVHN files: X is 32 x 32 x 3 x N uint8, y is N x 1 with 10 standing for the digit 0."""
+    import scipy.io
+
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True)
+    for name, n in (("train_32x32.mat", n_train), ("test_32x32.mat", n_test)):
+        scipy.io.savemat(root / name, {"X": rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8),
+                                       "y": (np.arange(n) % 10 + 1).reshape(-1, 1).astype(np.uint8)})
+    return root
+
+
+def test_svhn_mat_files(tmp_path):
+    import scipy.io
+
+    root = make_svhn(tmp_path / "svhn")
+    ds = load_dataset(root, dataset="svhn", download=False, cache_dir=tmp_path / "c")
+    assert ds.name == "svhn" and ds.classes == [str(d) for d in range(10)]
+    assert ds.train_x.shape == (30, 32, 32, 3) and ds.test_x.shape == (10, 32, 32, 3)
+    assert ds.train_y[:10].tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 0]  # label 10 is the digit 0
+    X = scipy.io.loadmat(root / "train_32x32.mat")["X"]
+    assert ds.train_x[7, 3, 5].tolist() == X[3, 5, :, 7].tolist()  # pixel (3, 5) of image 7
+    with pytest.raises(DataError, match="no dataset found"):  # not guessed from the files without --dataset svhn
+        load_dataset(root, download=False, cache_dir=tmp_path / "c")
+    (root / "test_32x32.mat").write_bytes(b"MATLAB 5.0 cut short")
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        load_dataset(root, dataset="svhn", download=False, cache_dir=tmp_path / "c2")
+
+
+# --------------------------------------------------------------------------------------------- input size, augment
+
+def test_image_size_resizes_the_shorter_side_then_cuts_the_centre_for_every_split():
+    from torchvision.transforms import v2
+
+    x = np.random.default_rng(0).integers(0, 256, (5, 20, 30, 3), dtype=np.uint8)
+    batches = DeviceBatches(x, np.arange(5), batch_size=5, image_size=16, mean=(0.0,), std=(1 / 255,))
+    xb, _ = next(iter(batches))
+    assert xb.shape == (5, 3, 16, 16)
+    ref = v2.Compose([v2.Resize(16, antialias=True), v2.CenterCrop(16)])(torch.as_tensor(x[2]).permute(2, 0, 1))
+    assert torch.equal(xb[2].to(torch.uint8), ref)
+    assert data.Dataset("d", "s", "c", ["a"], x, np.zeros(5), x, np.zeros(5)).input_shape(16) == (3, 16, 16)
+    with pytest.raises(DataError, match="not square; set image_size"):
+        data.Dataset("d", "s", "c", ["a"], x, np.zeros(5), x, np.zeros(5)).input_shape()
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("augment", ["autoaugment", "randaugment", "crop+flip+trivialaugment"])
+def test_augmentation_policies_run_per_image_on_the_batch(channels, augment):
+    x = np.random.default_rng(0).integers(0, 256, (16, 12, 12, channels), dtype=np.uint8)
+    torch.manual_seed(0)
+    batches = DeviceBatches(x, np.arange(16), batch_size=16, augment=augment, image_size=24, mean=(0.0,),
+                            std=(1 / 255,))
+    xb, _ = next(iter(batches))
+    assert xb.shape == (16, channels, 24, 24) and float(xb.min()) >= 0 and float(xb.max()) <= 255
+    plain = next(iter(DeviceBatches(x, np.arange(16), 16, image_size=24, mean=(0.0,), std=(1 / 255,))))[0]
+    assert sum(not torch.equal(a, b) for a, b in zip(xb, plain)) >= 4  # most images changed, each its own way
+
+
+def test_augment_values_and_their_one_spelling():
+    from trainables.augment import augment_steps
+    from trainables.config import ConfigError, validate_value
+
+    assert validate_value("augment", "flip-crop") is True and validate_value("augment", "crop+flip") is True
+    assert validate_value("augment", "none") is False and validate_value("augment", "false") is False
+    assert validate_value("augment", "flip+crop+RandAugment") == "crop+flip+randaugment"
+    assert augment_steps("crop") == ("crop",)
+    for bad, says in (("bogus", "unknown step 'bogus'"), ("randaugment+autoaugment", "more than one policy"),
+                      ("", "must be none, flip-crop"), (2, "must be none, flip-crop")):
+        with pytest.raises(ConfigError, match=says):
+            validate_value("augment", bad)
+    # Crop alone never flips (digits must not be mirrored).
+    x = np.random.default_rng(0).integers(1, 256, (32, 8, 8, 1), dtype=np.uint8)
+    out = next(iter(DeviceBatches(x, np.zeros(32), 32, augment="crop", pad=0, mean=(0.0,), std=(1 / 255,))))[0]
+    assert torch.equal(out.permute(0, 2, 3, 1).to(torch.uint8), torch.as_tensor(x))

@@ -55,7 +55,8 @@ def undeclared(modules: dict[str, set[str]], allowed: set[str]) -> list[str]:
 
 
 def test_every_package_the_code_imports_is_a_dependency():
-    missing = undeclared(imported(PACKAGES), declared())
+    # An optional feature's library may come from its extra: search/trackers.py names the extra when it is missing.
+    missing = undeclared(imported(PACKAGES), declared("mlflow"))
     assert not missing, "add to [project].dependencies in pyproject.toml: " + "; ".join(missing)
 
 

@@ -130,3 +130,21 @@ def test_set_overrides_a_grid_presets_settings_but_not_its_dimensions(tmp_path):
     assert all(r["val_size"] == 10_000 for r in spec().grid)  # the report's own setting by default
     with pytest.raises(SpecError, match="'lr' is a dimension"):
         spec("lr=0.01")
+
+
+def test_report001_has_both_nets_and_resnet18_is_its_one_pretrained_run():
+    """Table 2's four keras_cnn rows (50 epochs each) and Table 1's ResNet-18, run once as the report ran it:
+    ImageNet-pretrained, early layers frozen, 20 epochs; so what the report spent tuning each net is its own."""
+    from search.presets import arch_grid_cost
+
+    preset = get_preset("report001")
+    grid = dict(labelled_grid(preset))
+    assert set(grid) == set(preset.published) and len(grid) == 5
+    resnet = grid["arch=resnet18"]
+    assert (resnet["arch"], resnet["pretrained"], resnet["freeze"], resnet["epochs"]) == ("resnet18", True, 2, 20)
+    assert resolve_config(resnet)["batch_size"] == 64 and resnet["lr"] == 1e-3  # §2.5
+    assert {(c["batch_size"], c["dropout"]) for c in grid.values() if c["arch"] == "keras_cnn"} == {
+        (64, 0.3), (64, 0.4), (128, 0.3), (128, 0.4)}
+    assert arch_grid_cost(preset) == {"keras_cnn": 4 * 50, "resnet18": 20}
+    assert preset.published["arch=resnet18"]["test_accuracy"] == 0.8003
+    assert preset.published["batch_size=64, dropout=0.4"]["test_accuracy"] == 0.858

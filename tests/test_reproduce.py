@@ -12,13 +12,18 @@ import pytest
 
 from search.presets import arch_grid_cost, get_preset
 from search.reproduce import get_plan, list_plans, space_file
-from tests.searchrun import kill_session, run_cli, start_cli, trial_dirs, wait_for
+from tests.searchrun import kill_session, one_line_error, run_cli, start_cli, trial_dirs, wait_for
 
 PLANS = [(r, n) for r in list_plans() for n in get_plan(r).nets]
 
 
 @pytest.mark.parametrize("report,net", PLANS, ids=[f"{r}-{n.arch}" for r, n in PLANS])
 def test_every_plan_obeys_its_budget_rule(report, net):
+    """The rule each plan states (search/reproduce_plans.py): a search within a fifth of the report's tuning epochs,
+    or, where a fifth cannot pay TPE's start-up, the report's own setting and the long-horizon default(s) only; a
+    proxy only for a net slower than a minute per measured epoch; 5 final seeds, or 3-4 where the plan says why."""
+    from search.reproduce_plans import (MIN_SEEDS, PROXY_ABOVE_SECONDS, RULE_OWN_AND_DEFAULTS, RULE_SEARCH,
+                                        TPE_STARTUP, measured_speeds)
     from spaces import load_space
 
     # what the report spent tuning this net is its preset's grid, not a number typed twice
@@ -26,11 +31,24 @@ def test_every_plan_obeys_its_budget_rule(report, net):
     assert net.epoch_budget <= net.report_epochs // 5
     # and the number to beat is a cell of the same preset's published table
     assert net.published_row[0] == report and 0 < net.published < 1
-    # every trial's first rung is paid for, with at least half the budget left for promotions; and there are as
-    # many trials as a third of the budget pays first rungs for, up to the 24 TPE needs
-    assert net.num_samples * net.grace_period <= net.epoch_budget // 2
-    assert net.num_samples >= min(24, net.epoch_budget // (3 * net.grace_period))
     assert 1 <= net.grace_period < net.max_epochs <= 50
+    can_search = net.epoch_budget // 2 >= TPE_STARTUP  # five first rungs, half the budget left for promotions
+    if net.rule == RULE_SEARCH:
+        assert can_search
+        # every trial's first rung is paid for, with at least half the budget left for promotions; and there are
+        # as many trials as a third of the budget pays first rungs for, up to the 24 TPE needs
+        assert net.num_samples * net.grace_period <= net.epoch_budget // 2
+        assert net.num_samples >= min(24, net.epoch_budget // (3 * net.grace_period))
+    else:
+        assert net.rule == RULE_OWN_AND_DEFAULTS and not can_search  # only where searching cannot pay
+        assert net.num_samples == len(net.enqueue) >= 2 and net.num_samples * net.grace_period <= net.epoch_budget
+        assert "too few epochs to search" in net.why  # the plan says so
+    speeds, _ = measured_speeds()
+    if net.search_subset:  # a reduced-fidelity search: only where a full epoch is slow, and said in the plan
+        assert 45_000 / speeds[net.arch] > PROXY_ABOVE_SECONDS, (net.arch, speeds.get(net.arch))
+        assert "proxy" in net.why and f"{net.search_subset:,}" in net.why
+    seeds = get_plan(report).seeds(net)
+    assert seeds == 5 or (MIN_SEEDS <= seeds < 5 and f"{seeds} seeds" in net.why), (net.arch, seeds)
     space = load_space(net.arch, space_file(net.arch))
     for point in net.enqueue:  # the configs tried first lie inside the space they seed
         for key, value in point.items():
@@ -125,14 +143,19 @@ def test_eta_counts_the_epochs_asha_is_expected_to_train():
 
 
 @pytest.mark.slow
-def test_reproduce_end_to_end_killed_and_rerun(tmp_path, cifar_path, monkeypatch):
-    """search -> evaluate -> tables on a tiny subset; interrupted during the search, killed once evaluation runs are
-    being saved, then the same command finishes without retraining a finished trial or evaluation run."""
-    args = ["reproduce", "report003", "--archs", "origin_net", "--data-dir", cifar_path, "--storage", tmp_path,
-            "--set", "subset=300", "--set", "val_size=100", "--num-samples", "3", "--max-epochs", "2",
-            "--repeats", "3", "--train-images", "200"]
+def test_reproduce_end_to_end_killed_and_rerun(tmp_path, cifar_path, monkeypatch, capsys):
+    """search -> evaluate -> tables on a tiny subset, for report 003 (origin_net) and, in the same command (one Ray
+    for all), the plans of reports 001 (resnet18), 002 (ghasemi_net) and 004 (lozano_f; c and e differ only in
+    their numbers): interrupted during the first search, killed once the last net's final runs are being saved,
+    then the same command finishes without retraining a finished trial or final run; a changed flag is refused."""
+    nets = {"report003": "origin_net", "report001": "resnet18", "report002": "ghasemi_net", "report004": "lozano_f"}
+    args = ["reproduce", *nets, "--archs", ",".join(nets.values()), "--data-dir", str(cifar_path), "--storage",
+            str(tmp_path), "--set", "subset=300", "--set", "val_size=100", "--num-samples", "2", "--max-epochs", "1",
+            "--repeats", "2", "--train-images", "200",
+            # the nets at an eighth of their width: scoring the 10,000 test images takes seconds, even ghasemi_net's
+            "--set", "width=0.125", "--set", "latency_batch=0"]
     root = tmp_path / "reproduce-report003"
-    runs_dir = root / "origin_net" / "eval-runs"
+    exps = {a: tmp_path / f"reproduce-{r}" / a for r, a in nets.items()}
     # a ledger of this test's own: the session's data cache is shared with other tests that score origin_net
     monkeypatch.setenv("CIFAR_TUNE_LEDGER_DIR", str(tmp_path / "ledger"))
     # 1. Ctrl-C during the search: exit 130, one line saying so and the command that continues
@@ -144,50 +167,177 @@ def test_reproduce_end_to_end_killed_and_rerun(tmp_path, cifar_path, monkeypatch
         assert proc.wait(timeout=300) == 130, log.read_text()[-3000:]
     finally:
         kill_session(proc)
-    last = log.read_text().strip().splitlines()[-1]
+    first = log.read_text()
+    last = first.strip().splitlines()[-1]
     assert "cifar-tune reproduce: interrupted (SIGINT)" in last and "continue with: cifar-tune reproduce report003" in last
-    # 2. SIGKILL once final runs are being saved
+    # the whole plan up front, with its cost at the measured speed, then an overall ETA at each stage
+    assert "reproduce: the plan (speeds: docs/benchmarks.md, 'Epoch time per net'" in first, first[-3000:]
+    assert "reproduce: overall 0/8 stages done; ETA " in first and "reproduce: total ~" in first
+    # 2. SIGKILL once the last net's final runs are being saved
     log = tmp_path / "second.log"
     proc = start_cli(args, log)
     try:
-        wait_for(lambda: runs_dir.is_dir() and list(runs_dir.glob("*.json")), 600, proc, log, "a saved final run")
+        wait_for(lambda: list((exps["lozano_f"] / "eval-runs").glob("*.json")), 600, proc, log, "a saved final run")
     finally:
         kill_session(proc)
-    trials_before = set(trial_dirs(root / "origin_net"))
-    saved = {p.name: p.read_bytes() for p in runs_dir.glob("*.json")}
-    assert trials_before and saved
+    trials_before = {a: set(trial_dirs(e)) for a, e in exps.items()}
+    saved = {p: p.read_bytes() for e in exps.values() for p in (e / "eval-runs").glob("*.json")}
+    assert all(trials_before.values()) and len(saved) >= 3 * 2 + 1
     state = json.loads((root / "reproduce.json").read_text())
-    assert state["searches"]["origin_net"]["done"] and "result" not in state
+    assert state["searches"]["origin_net"]["done"] and "result" in state
 
     second = run_cli(args, timeout=600)
     assert second.returncode == 0, second.stdout[-3000:]
-    assert "search origin_net: finished earlier, kept" in second.stdout
-    assert f"evaluate: {len(saved)} of 3 runs finished earlier, kept" in second.stdout or len(saved) == 3
-    assert set(trial_dirs(root / "origin_net")) == trials_before  # no trial added or re-run
-    for name, blob in saved.items():  # a finished final run is never retrained (nor scored on the test split again)
-        assert (runs_dir / name).read_bytes() == blob
-    record = json.loads((root / "reproduce.json").read_text())["result"]
-    (net,) = record["nets"]
-    assert net["arch"] == "origin_net" and net["metric"] == "weighted_f1" and net["seeds"] == [0, 1, 2]
-    assert len(net["per_seed"]) == 3 and net["ci95"] is not None
-    assert net["mean"] == pytest.approx(sum(net["per_seed"]) / 3)
-    assert 0 < net["search_epochs"] <= net["search_epoch_budget"] and net["final_epochs"] == 3 * 2
-    assert net["report_epochs"] == 300 and net["published"] == 0.5521
-    assert "data_dir" not in net["config"]
-    # the fair protocol: every final run saw exactly --train-images images, and each was one scoring of the test split
-    assert net["train_images"] == 200 and net["config"]["subset"] == 200 and net["config"]["val_size"] == 0
-    assert net["verdict"] in ("beats", "matches", "misses") and net["test_split_use"] == [1]
+    for arch in nets.values():
+        assert f"search {arch}: finished earlier, kept" in second.stdout
+    assert second.stdout.count("evaluate: 2 of 2 runs finished earlier, kept") >= 3
+    assert {a: set(trial_dirs(e)) for a, e in exps.items()} == trials_before  # no trial added or re-run
+    for path, blob in saved.items():  # a finished final run is never retrained (nor scored on the test split again)
+        assert path.read_bytes() == blob
+    records = {r: json.loads((tmp_path / f"reproduce-{r}" / "reproduce.json").read_text()) for r in nets}
+    tables = {r: (tmp_path / f"reproduce-{r}" / "reproduce.md").read_text() for r in nets}
+    result = {}
+    for report, arch in nets.items():
+        (net,) = records[report]["result"]["nets"]
+        result[report] = net
+        assert net["arch"] == arch and net["seeds"] == [0, 1] and len(net["per_seed"]) == 2
+        assert net["ci95"] is not None and net["mean"] == pytest.approx(sum(net["per_seed"]) / 2)
+        assert 0 < net["search_epochs"] <= net["search_epoch_budget"] and net["final_epochs"] == 2 * 1
+        assert "data_dir" not in net["config"]
+        # the fair protocol: every final run saw exactly --train-images images, each config one scoring of the test
+        assert net["train_images"] == 200 and net["config"]["subset"] == 200
+        assert net["verdict"] in ("beats", "matches", "misses") and net["test_split_use"] == [1]
+        assert f"| {arch} | {net['metric']} |" in tables[report] and f"| {net['verdict']} | 200 |" in tables[report]
+        assert (exps[arch] / "report" / "report.html").exists()
+    net = result["report003"]
+    assert net["metric"] == "weighted_f1" and net["report_epochs"] == 300 and net["published"] == 0.5521
+    assert net["config"]["val_size"] == 0
     from trainables import ledger
 
-    records = ledger.read_experiment(root / "origin_net")
-    assert {r["seed"] for r in records} == {0, 1, 2} and {r["train_images"] for r in records} == {200}
-    assert len(ledger.uses(records, "origin_net")) == 1
-    assert record["caveat"].startswith("offline copy: JPEG")
-    table = (root / "reproduce.md").read_text()
-    assert "| origin_net | weighted_f1 |" in table and "0.5521" in table and f"| {net['verdict']} | 200 |" in table
-    assert (root / "origin_net" / "report" / "report.html").exists()
-    # a finished search is kept only for the same plan: a changed budget is refused naming it, never ignored
-    changed = [a if a != "3" or args[i - 1] != "--num-samples" else "4" for i, a in enumerate(args)]
-    third = run_cli(changed, timeout=300)
-    assert third.returncode == 2 and "--num-samples 4" in third.stdout.strip().splitlines()[-1], third.stdout
-    assert "Traceback" not in third.stdout
+    records3 = ledger.read_experiment(root / "origin_net")
+    assert {r["seed"] for r in records3} == {0, 1} and {r["train_images"] for r in records3} == {200}
+    assert len(ledger.uses(records3, "origin_net")) == 1
+    assert records["report003"]["result"]["caveat"].startswith("offline copy: JPEG")
+    assert "| origin_net | weighted_f1 |" in tables["report003"] and "0.5521" in tables["report003"]
+    # 001: resnet18 from scratch, said beside the number; not searched (a fifth of 20 epochs), said below the table
+    resnet = result["report001"]
+    assert resnet["ours_note"] == "from scratch" and ", from scratch" in tables["report001"]
+    assert resnet["search_rule"] == "own+defaults" and "- resnet18: not searched" in tables["report001"]
+    assert not resnet["config"].get("pretrained") and resnet["published"] == 0.8003
+    # 002: the plan's proxy is recorded (here --set subset=300 replaced it, and the record says what ran)
+    ghasemi = result["report002"]
+    assert records["report002"]["plan"]["nets"][0]["search_subset"] == 10_000 and ghasemi["search_images"] == 300
+    assert "- ghasemi_net: searched on a proxy, the first 300 training images" in tables["report002"]
+    assert ghasemi["config"]["val_size"] == 0 and ghasemi["published"] == 0.84  # 50,000-image protocol: no val
+    # 004: the final model's accuracy on a held-out validation split, as the report measured it, test beside it
+    lozano = result["report004"]
+    assert records["report004"]["result"]["train_on"] == "train" and lozano["metric"] == "val_accuracy"
+    assert lozano["config"]["val_size"] == 100 and lozano["published"] == 0.7979
+    evaluation = json.loads((exps["lozano_f"] / "evaluation.json").read_text())["results"][0]
+    assert lozano["per_seed"] == [r["val_accuracy"] for r in evaluation["runs"]]
+    assert lozano["test_accuracy"]["values"] == [r["test_accuracy"] for r in evaluation["runs"]]
+    assert lozano["published_test_accuracy"] == 0.79 and lozano["test_verdict"] in ("beats", "matches", "misses")
+    assert "; test accuracy " in tables["report004"] and "(report: 0.7900, " in tables["report004"]
+    assert "held-out validation split" in tables["report004"]
+    # a finished search is kept only for the same plan: a changed budget or --max-concurrent is refused naming it,
+    # never ignored (refused before any Ray or training, so this process can ask)
+    from search.cli import main
+
+    capsys.readouterr()
+    changed = [a if a != "2" or args[i - 1] != "--num-samples" else "4" for i, a in enumerate(args)]
+    assert main(changed) == 2
+    one_line_error(capsys, "--num-samples 4", "was started with --num-samples 2")
+    assert main([*args, "--max-concurrent", "1"]) == 2
+    one_line_error(capsys, "--max-concurrent 1", "was started with --max-concurrent 0")
+
+
+def test_a_proxy_is_the_searchs_alone_and_a_set_lifts_it(tmp_path):
+    """ghasemi_net searches on its plan's 10,000-image proxy; ``--set subset=0`` (what a GPU pays) searches on all
+    the data; the final runs train on the report's number of images either way (their subset is train_images)."""
+    from search.reproduce import net_spec
+
+    plan = get_plan("report002")
+    (net,) = plan.nets
+    assert net_spec(plan, net, tmp_path, {}).fixed["subset"] == net.search_subset == 10_000
+    assert net_spec(plan, net, tmp_path, {"subset": 0}).fixed["subset"] == 0
+    plan4 = get_plan("report004")  # 004 validates on the report's 10,000 held-out images, in the search too
+    assert all(net_spec(plan4, n, tmp_path, {}).fixed == {"val_size": 10_000} for n in plan4.nets)
+    assert plan4.train_on == "train" and plan4.train_images == 40_000
+
+
+def test_list_prints_each_nets_epochs_and_eta_from_the_measured_speed(capsys):
+    from search.cli import main
+    from search.reproduce_plans import epoch_seconds, measured_speeds
+
+    assert main(["reproduce", "--list"]) == 0
+    out = capsys.readouterr().out
+    speeds, source = measured_speeds()
+    assert out.splitlines()[0] == source and "docs/benchmarks.md" in source and "Epoch time per net" in source
+    assert speeds["ghasemi_net"] == 66 and speeds["resnet18"] == 629  # the fp32 CPU rows of that table
+    for _, net in PLANS:
+        line = next(line for line in out.splitlines() if f" {net.arch} " in line)
+        assert f"budget {net.epoch_budget:>3} epochs" in line and "~" in line, line
+    # ghasemi_net's final runs: 3 seeds x 20 epochs of 50,000 images at 66 images/s, printed as h:mm:ss
+    seconds = 3 * 20 * epoch_seconds(66, 50_000, 0)
+    assert f"3 seeds x 20 epochs on 50,000 images of trainval: ~{int(seconds) // 3600}:" in out
+    assert "resnet18" in out and "(from scratch)" in out and "proxy" in out
+    cheapest = out.strip().splitlines()[-1]
+    assert cheapest.startswith("cheapest first: ") and cheapest.index("resnet18") < cheapest.index("lozano_c") \
+        < cheapest.index("ghasemi_net")
+
+
+@pytest.mark.parametrize("value", ["x", "0", "-2", "1.5"])
+def test_a_bad_max_concurrent_is_one_line_before_anything_runs(value, tmp_path, capsys):
+    from search.cli import main
+
+    assert main(["reproduce", "report004", "--storage", str(tmp_path), "--max-concurrent", value]) == 2
+    one_line_error(capsys, f"--max-concurrent {value!r}", "integer >= 1")
+    assert not any(tmp_path.iterdir())  # nothing made
+
+
+def test_several_reports_are_checked_before_any_starts(tmp_path, capsys):
+    from search.cli import main
+
+    for args, named in ((["report001", "report001"], "named twice"),
+                        (["report001", "report004", "--name", "x"], "--name x"),
+                        (["report001", "report004", "--archs", "resnet18,lozano_z"], "--archs lozano_z"),
+                        (["report001", "report004", "--archs", "resnet18"], "no net of report004"),
+                        (["report001", "report9"], "unknown report 'report9'")):
+        assert main(["reproduce", *args, "--storage", str(tmp_path)]) == 2
+        one_line_error(capsys, named)
+    assert not any(tmp_path.iterdir())
+
+
+def test_resnet18_loads_a_saved_state_dict_as_pretrained_without_the_network(tmp_path, monkeypatch):
+    """The pretrained path on a machine without network: a state dict saved on a connected machine, named by
+    $CIFAR_TUNE_RESNET18_WEIGHTS, is what "pretrained" loads (here one the test saves itself); a wrong file is one
+    error naming it."""
+    import socket
+
+    import torch
+    import torchvision
+
+    from trainables.models import create_model
+    from trainables.models.report001 import WEIGHTS_ENV
+
+    def no_network(*_a, **_k):
+        raise AssertionError("the network was used")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(torchvision.models.ResNet18_Weights, "get_state_dict", no_network)
+    torch.manual_seed(1)
+    saved = torchvision.models.resnet18(weights=None).state_dict()  # a 1000-way head, as torchvision's file has
+    saved = {k: v + 0.01 + torch.rand_like(v) if v.is_floating_point() else v for k, v in saved.items()}  # not an init
+    torch.save(saved, tmp_path / "resnet18-imagenet.pt")
+    monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path / "resnet18-imagenet.pt"))
+    model = create_model("resnet18", pretrained=True, freeze=2)
+    fresh = create_model("resnet18")
+    for key in ("conv1.weight", "layer3.0.conv1.weight", "layer4.1.bn2.running_var"):
+        assert torch.equal(model.state_dict()[key], saved[key]) and not torch.equal(fresh.state_dict()[key], saved[key])
+    assert model.fc.out_features == 10 and not model.layer1[0].conv1.weight.requires_grad
+    # a file that is not ResNet-18's weights, and one that is missing: one error naming the variable and the file
+    torch.save({k: v for k, v in saved.items() if not k.startswith("layer4.")}, tmp_path / "cut.pt")
+    for name, why in (("cut.pt", "not a torchvision ResNet-18 state dict"), ("none.pt", "cannot be read")):
+        monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path / name))
+        with pytest.raises(RuntimeError, match=f"{WEIGHTS_ENV}=.*{name}.*{why}"):
+            create_model("resnet18", pretrained=True)

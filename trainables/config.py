@@ -13,7 +13,9 @@ METRIC = "val_accuracy"  # the one metric search optimises and reports rank by
 MODE = "max"
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adamax")
 SCHEDULES = ("constant", "cosine", "step")
-DATASETS = ("cifar10", "cifar100", "fashion_mnist")
+DATASETS = ("cifar10", "cifar100", "fashion_mnist", "mnist", "kmnist", "svhn")  # built in: trainables/data.py
+DATASET_HELP = (f"one of {', '.join(DATASETS)}, a class of your own as path/to/data.py:Name or pkg.module:attr, "
+                f"or an installed cifar_tune.datasets entry point")
 STATUSES = ("completed", "stopped", "diverged", "errored")
 
 
@@ -33,10 +35,25 @@ def _unit(x):  # [0, 1)
     return 0 <= x < 1
 
 
+def _dataset(name: str) -> bool:
+    if name in DATASETS or ":" in name:  # a reference is checked for form in validate_value, loaded with the data
+        return True
+    from trainables.plugins import entry_points
+
+    return name in entry_points("cifar_tune.datasets")
+
+
 # key: (type, default, check, what the check means). Units in the comments, as airbench does.
 FIELDS: dict[str, tuple[type, Any, Callable | None, str]] = {
     "arch": (str, "simple_cnn", None, "a registered architecture"),
-    "dataset": (str, "cifar10", lambda v: v in DATASETS, f"one of {', '.join(DATASETS)}"),
+    # A user's net (``--arch path/to/nets.py:MyNet``): the absolute reference and its file's sha256, set by
+    # resolve_config so a trial config says which code it ran (and a worker loads exactly that).
+    "net": (str, None, None, "a reference path/to/file.py:Name or package.module:name"),
+    "net_sha256": (str, None, lambda v: len(v) == 64, "a sha256 hex digest"),
+    "dataset": (str, "cifar10", _dataset, DATASET_HELP),
+    # Side of the square the net sees, pixels: shorter side resized to it, then the centre square (train, val and
+    # test alike). None: the images as stored.
+    "image_size": (int, None, lambda v: 8 <= v <= 1024, "in [8, 1024] (pixels)"),
     "data_dir": (str, None, None, "a path"),  # None: $CIFAR_TUNE_DATA_DIR or ~/.cache/cifar-tune/data
     "lr": (float, 1e-3, _positive, "> 0"),  # peak learning rate
     "batch_size": (int, 128, _positive, ">= 1"),  # images per step
@@ -49,7 +66,8 @@ FIELDS: dict[str, tuple[type, Any, Callable | None, str]] = {
     "dropout": (float, None, _unit, "in [0, 1)"),  # None: the report's own
     "norm": (str, None, None, "a normalisation the arch supports"),  # None: the report's own
     "label_smoothing": (float, 0.0, _unit, "in [0, 1)"),
-    "augment": (bool, True, None, "true or false"),  # random crop (pad 4) + horizontal flip
+    # true = crop (pad 4) + flip; false = none; or named steps (trainables.augment, docs/data.md).
+    "augment": (str, True, None, "true, false or an augmentation name"),
     "epochs": (int, 10, _positive, ">= 1"),
     "schedule": (str, "constant", lambda v: v in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
     "warmup_epochs": (float, 0.0, _nonneg, ">= 0"),  # linear warm-up, epochs
@@ -90,6 +108,10 @@ def _coerce(key: str, value: Any) -> Any:
     typ = FIELDS[key][0]
     if value is None:
         return None
+    if key == "augment":  # a bool (the old switch) or steps by name, kept in one spelling
+        from trainables.augment import canonical_augment
+
+        return canonical_augment(value)
     if typ is bool:
         if isinstance(value, bool):
             return value
@@ -133,6 +155,10 @@ def validate_value(key: str, value: Any) -> Any:
     if key not in FIELDS:
         raise ConfigError(f"unknown config key {key!r}; known: {', '.join(sorted(FIELDS))}")
     value = _coerce(key, value)
+    if key == "dataset" and ":" in value:  # a file reference is pinned to the current directory now (Ray moves it)
+        from trainables.plugins import absolute_ref
+
+        value = absolute_ref(value, "dataset")
     _, _, check, meaning = FIELDS[key]
     if value is not None:
         if isinstance(value, float) and not math.isfinite(value):
@@ -144,15 +170,20 @@ def validate_value(key: str, value: Any) -> Any:
 
 def resolve_config(config: dict) -> dict:
     """Defaults < the arch's report setting < ``config``; every value checked. Returns a new flat dict."""
-    from trainables.models import NORMS, get_arch
+    from trainables.models import NORMS, resolve_arch
+    from trainables.plugins import PluginError
 
     for key, value in config.items():
         validate_value(key, value)
     arch = validate_value("arch", config.get("arch", FIELDS["arch"][1]))
+    net = config.get("net")  # a user's net as a trial config records it; or the arch itself is a reference
     try:
-        spec = get_arch(arch)
+        spec = resolve_arch(net or arch, sha256=config.get("net_sha256"), name=arch if net else None)
+    except PluginError:
+        raise
     except ValueError as e:
         raise ConfigError(f"arch: {e}") from None
+    arch = spec.name
     out = {k: FIELDS[k][1] for k in FIELDS}
     for key, value in spec.defaults.items():
         if key in FIELDS:
@@ -160,16 +191,17 @@ def resolve_config(config: dict) -> dict:
     for key, value in config.items():
         if value is not None or key in ("data_dir",):
             out[key] = validate_value(key, value)
+    out["arch"] = arch
+    if spec.source:
+        out["net"], out["net_sha256"] = spec.source["resolved"], spec.source["sha256"]
     if out["norm"] not in NORMS:
         raise ConfigError(f"norm: must be one of {', '.join(NORMS)}, got {out['norm']!r}")
-    import inspect
-
-    accepted = inspect.signature(spec.builder).parameters
-    for key in ARCH_KWARGS:
-        if config.get(key) is not None and key not in accepted:
+    accepted = spec.options
+    for key in (*ARCH_KWARGS, "dropout", "norm"):  # a user's net may have neither (its default is not passed)
+        if config.get(key) is not None and key not in accepted and out[key] != spec.defaults.get(key):
             raise ConfigError(f"{key}: arch {arch!r} has no such option (value {config[key]!r})")
     shape = {k: out[k] for k in SHAPE_KWARGS if out[k] is not None}
-    if shape:
+    if shape or out["image_size"]:
         check_buildable(arch, out, shape)
     return out
 
@@ -181,13 +213,15 @@ def check_buildable(arch: str, cfg: dict, shape: dict) -> None:
 
     from trainables.models import create_model
 
-    channels, side = (1, 28) if cfg["dataset"] == "fashion_mnist" else (3, 32)
+    channels, side = (1, 28) if cfg["dataset"] in ("fashion_mnist", "mnist", "kmnist") else (3, 32)
+    side = cfg.get("image_size") or side  # other datasets' shapes are checked when the net is built for them
     try:
         with torch.device("meta"):
             create_model(arch, in_channels=channels, image_size=side, dropout=cfg["dropout"], norm=cfg["norm"],
                          **shape)
     except (ValueError, RuntimeError) as e:
-        knobs = ", ".join(f"{k}={v!r}" for k, v in shape.items())
+        knobs = ", ".join(f"{k}={v!r}" for k, v in {**shape, "image_size": cfg.get("image_size")}.items()
+                          if v is not None)
         raise ConfigError(f"{knobs}: arch {arch!r} cannot be built with these values: {e}") from None
 
 

@@ -3,16 +3,22 @@
 Every source ends in the same in-memory form, a :class:`Dataset`: uint8 images ``N x H x W x C``, int64 labels and
 class names, for the official train and test splits. Sources:
 
-* torchvision CIFAR-10 / CIFAR-100 / Fashion-MNIST files in ``data_dir`` (downloaded through torchvision when absent
-  and ``download=True``);
+* torchvision CIFAR-10 / CIFAR-100 / MNIST / Fashion-MNIST / KMNIST / SVHN files in ``data_dir``, in torchvision's own
+  layouts (downloaded through torchvision when absent and ``download=True``);
 * an image-folder tree ``train/<class>/*`` + ``test/<class>/*``, or a ``.tar.gz`` of one;
-* Fashion-MNIST raw idx files (``train-images-idx3-ubyte[.gz]`` ...), e.g. Debian's ``/usr/share/datasets/fashion-mnist``.
+* (Fashion-)MNIST raw idx files (``train-images-idx3-ubyte[.gz]`` ...), e.g. Debian's
+  ``/usr/share/datasets/fashion-mnist``;
+* a dataset class of the user's own, ``dataset="path/to/data.py:MyData"`` or ``"pkg.module:attr"`` or the name of a
+  ``cifar_tune.datasets`` entry point (:mod:`trainables.user_data`, docs/data.md).
 
 Decoding happens once: the arrays are cached in a single ``.npz`` keyed by the sha256 of the source files. The zip
 container's CRC-32 catches a corrupt or truncated cache, which is then rebuilt.
 
 The validation split is carved from the training set (stratified, fixed seed); the test split is only handed out by
 :meth:`Dataset.split` ``("test")``, which evaluation calls and search never does.
+
+:class:`DeviceBatches` resizes (config ``image_size``: shorter side, then the centre square) and augments (config
+``augment``: see :mod:`trainables.augment`) each batch on the device, the same way for the train, val and test splits.
 """
 from __future__ import annotations
 
@@ -30,6 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from trainables.augment import AUGMENT_POLICIES, augment_steps, policy, resize_center
+from trainables.config import DATASETS
 from trainables.experiment import write_json
 
 DEFAULT_VAL_SIZE = 5000
@@ -37,11 +45,15 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp")
 CACHE_FORMAT = 1  # bump when the cache layout changes
 
 LAYOUTS = """accepted data layouts for --data-dir:
-  1. torchvision CIFAR-10: DIR/cifar-10-batches-py/ or DIR/cifar-10-python.tar.gz (downloaded when online)
+  1. torchvision CIFAR-10: DIR/cifar-10-batches-py/ or DIR/cifar-10-python.tar.gz (downloaded when online);
+     CIFAR-100 (dataset cifar100): DIR/cifar-100-python/ or DIR/cifar-100-python.tar.gz
   2. an image-folder tree DIR/train/<class>/*.jpg + DIR/test/<class>/*.jpg, or a .tar.gz holding one
      (e.g. the offline copy cifar10-jpeg.tar.gz; DIR may be the archive itself or a folder holding only it)
-  3. Fashion-MNIST raw files DIR/train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz],
-     t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz] (Debian: /usr/share/datasets/fashion-mnist)"""
+  3. (Fashion-/K)MNIST raw files DIR/train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz],
+     t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz], or torchvision's DIR/MNIST/raw/, DIR/FashionMNIST/raw/,
+     DIR/KMNIST/raw/ (Debian: /usr/share/datasets/fashion-mnist)
+  4. SVHN (dataset svhn): DIR/train_32x32.mat + DIR/test_32x32.mat, as torchvision downloads them
+  5. a dataset class of your own: --dataset path/to/data.py:MyData or pkg.module:attr (see docs/data.md)"""
 
 
 class DataError(RuntimeError):
@@ -72,6 +84,16 @@ class Dataset:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def input_shape(self, image_size: int | None = None) -> tuple[int, int, int]:
+        """(C, H, W) the net sees: the stored images, or ``image_size`` squares (config ``image_size``)."""
+        h, w, c = self.shape
+        if image_size:
+            return c, int(image_size), int(image_size)
+        if h != w:  # the registry's dense heads are sized for squares
+            raise DataError(f"{self.name}: images are {h}x{w}, not square; set image_size (e.g. --set image_size="
+                            f"{min(h, w)}: shorter side resized to it, then the centre square cut)")
+        return c, h, w
 
     def split_indices(self, val_size: int = DEFAULT_VAL_SIZE, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Stratified train/val indices into the official training set; the same for the same (val_size, seed)."""
@@ -154,11 +176,23 @@ def _find(d: Path, *names: str) -> Path | None:
     return None
 
 
-def _fashion_files(d: Path) -> dict[str, Path] | None:
+def _idx_files(d: Path) -> dict[str, Path] | None:
     stems = {"train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
              "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte"}
     files = {k: _find(d, s, s + ".gz") for k, s in stems.items()}
     return files if all(files.values()) else None
+
+
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot"]
+# The idx-file family: dataset -> (kind, torchvision's folder under the root, torchvision class, class names).
+IDX_DATASETS = {
+    "fashion_mnist": ("fashion_idx", "FashionMNIST", "FashionMNIST", FASHION_CLASSES),
+    "mnist": ("mnist_idx", "MNIST", "MNIST", ["0 - zero", "1 - one", "2 - two", "3 - three", "4 - four", "5 - five",
+                                              "6 - six", "7 - seven", "8 - eight", "9 - nine"]),
+    "kmnist": ("kmnist_idx", "KMNIST", "KMNIST", ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"]),
+}
+SVHN_FILES = ("train_32x32.mat", "test_32x32.mat")  # torchvision's names; "extra_32x32.mat" is not used
 
 
 def locate(data_dir: str | os.PathLike | None, dataset: str = "cifar10") -> tuple[str, list[Path]]:
@@ -179,9 +213,14 @@ def locate(data_dir: str | os.PathLike | None, dataset: str = "cifar10") -> tupl
         if dataset == "cifar100" and _find(d, "cifar-100-python", "cifar-100-python.tar.gz"):
             return "torchvision_cifar100", sorted(p for p in [d / "cifar-100-python", d / "cifar-100-python.tar.gz"]
                                                   if p.exists())
-        fm = _fashion_files(d) or _fashion_files(d / "FashionMNIST" / "raw")
-        if fm:
-            return "fashion_idx", [fm[k] for k in ("train_x", "train_y", "test_x", "test_y")]
+        if dataset == "svhn" and all((d / f).is_file() for f in SVHN_FILES):
+            return "svhn_mat", [d / f for f in SVHN_FILES]
+        # Bare idx files are read as the dataset asked for (Fashion-MNIST unless mnist/kmnist: Debian's copy is
+        # found without --dataset); torchvision's own layout names the dataset by its folder.
+        kind, folder = IDX_DATASETS.get(dataset, IDX_DATASETS["fashion_mnist"])[:2]
+        idx = _idx_files(d) or _idx_files(d / folder / "raw")
+        if idx:
+            return kind, [idx[k] for k in ("train_x", "train_y", "test_x", "test_y")]
         archives = [p for p in d.iterdir() if p.name.endswith((".tar.gz", ".tgz"))
                     and not p.name.startswith(("cifar-10-python", "cifar-100-python"))]
         if len(archives) == 1:
@@ -271,14 +310,39 @@ def _read_idx(path: Path) -> np.ndarray:
     return body.reshape(dims)
 
 
-FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                   "Ankle boot"]
+def _decode_idx(files: list[Path], classes: list[str]) -> dict:
+    tx, ty, vx, vy = (_read_idx(p) for p in files)
+    for x, y, path in ((tx, ty, files[0]), (vx, vy, files[2])):
+        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+            raise DataError(f"idx files {str(path)!r}: images {list(x.shape)} and labels {list(y.shape)} do not match "
+                            f"(expected N x H x W images and N labels)")
+    return {"classes": classes, "train_x": tx[..., None], "train_y": ty.astype(np.int64),
+            "test_x": vx[..., None], "test_y": vy.astype(np.int64)}
 
 
 def _decode_fashion(files: list[Path]) -> dict:
-    tx, ty, vx, vy = (_read_idx(p) for p in files)
-    return {"classes": FASHION_CLASSES, "train_x": tx[..., None], "train_y": ty.astype(np.int64),
-            "test_x": vx[..., None], "test_y": vy.astype(np.int64)}
+    return _decode_idx(files, FASHION_CLASSES)
+
+
+def _decode_svhn(files: list[Path]) -> dict:
+    """torchvision's SVHN .mat files: X is H x W x C x N, y is N x 1 with 10 standing for the digit 0."""
+    import scipy.io
+
+    out: dict = {"classes": [str(i) for i in range(10)]}
+    for split, path in zip(("train", "test"), files):
+        try:
+            mat = scipy.io.loadmat(str(path))
+            x, y = np.asarray(mat["X"]), np.asarray(mat["y"]).reshape(-1)
+        except Exception as e:  # scipy raises ValueError, OSError, KeyError... for a broken file
+            raise DataError(f"SVHN file {str(path)!r} is truncated or corrupt: {type(e).__name__}: {e}") from e
+        if x.ndim != 4 or x.shape[2] != 3 or x.shape[3] != len(y):
+            raise DataError(f"SVHN file {str(path)!r}: X {list(x.shape)} and y {len(y)} do not match "
+                            f"(expected X of 32 x 32 x 3 x N and N labels)")
+        y = y.astype(np.int64)
+        y[y == 10] = 0
+        out[f"{split}_x"] = np.ascontiguousarray(x.transpose(3, 0, 1, 2).astype(np.uint8))
+        out[f"{split}_y"] = y
+    return out
 
 
 # The official python-pickle layouts, read here rather than through torchvision.datasets: torchvision checks the
@@ -332,12 +396,13 @@ def _download(root: Path, dataset: str) -> None:
     """Fetch the official files through torchvision (it verifies their md5)."""
     import torchvision
 
-    cls = {"cifar10": torchvision.datasets.CIFAR10, "cifar100": torchvision.datasets.CIFAR100,
-           "fashion_mnist": torchvision.datasets.FashionMNIST}[dataset]
+    tv = torchvision.datasets
+    cls = {"cifar10": tv.CIFAR10, "cifar100": tv.CIFAR100, "svhn": tv.SVHN,
+           **{name: getattr(tv, spec[2]) for name, spec in IDX_DATASETS.items()}}[dataset]
     try:
         root.mkdir(parents=True, exist_ok=True)
-        cls(str(root), train=True, download=True)
-        cls(str(root), train=False, download=True)
+        for split in (("train", "test") if dataset == "svhn" else (True, False)):
+            cls(str(root), **({"split": split} if dataset == "svhn" else {"train": split}), download=True)
     except Exception as e:  # URLError offline, RuntimeError on a bad checksum
         raise DataError(f"no {dataset} data in {str(root)!r} and the download through torchvision failed: {e}\n"
                         f"{LAYOUTS}") from e
@@ -409,9 +474,15 @@ def _write_cache(path: Path, arrays: dict) -> None:
 
 def load_dataset(data_dir: str | os.PathLike | None = None, dataset: str = "cifar10", download: bool = True,
                  cache_dir: str | os.PathLike | None = None) -> Dataset:
-    """Find, decode (once) and return the dataset in ``data_dir``; see the module docstring for the layouts."""
-    if dataset not in ("cifar10", "cifar100", "fashion_mnist"):
-        raise ValueError(f"unknown dataset {dataset!r}; known: cifar10, cifar100, fashion_mnist")
+    """Find, decode (once) and return the dataset in ``data_dir``; see the module docstring for the layouts.
+
+    ``dataset`` is a built-in name (``DATASETS``), or a dataset of the user's own: ``path/to/data.py:Name``,
+    ``pkg.module:attr`` or a ``cifar_tune.datasets`` entry-point name (:func:`load_user_dataset`).
+    """
+    if dataset not in DATASETS:
+        from trainables.user_data import load_user_dataset
+
+        return load_user_dataset(dataset, data_dir)
     d = Path(data_dir) if data_dir is not None else default_data_dir()
     if data_dir is not None and not d.exists():
         # Not created (and downloaded into) silently: a typo in --data-dir would download 170 MB beside it.
@@ -428,6 +499,7 @@ def load_dataset(data_dir: str | os.PathLike | None = None, dataset: str = "cifa
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cache_path = cache / f"{kind}-{checksum[:20]}.npz"
     arrays = _load_cache(cache_path)
+    idx_kinds = {spec[0]: (name, spec[3]) for name, spec in IDX_DATASETS.items()}
     if arrays is None:  # first load, or the cache is truncated/corrupt: decode the source again
         if kind == "folder":
             arrays = _decode_folder(files[0])
@@ -435,10 +507,15 @@ def load_dataset(data_dir: str | os.PathLike | None = None, dataset: str = "cifa
             arrays = _decode_folder_archive(files[0])
         elif kind == "fashion_idx":
             arrays = _decode_fashion(files)
+        elif kind in idx_kinds:
+            arrays = _decode_idx(files, idx_kinds[kind][1])
+        elif kind == "svhn_mat":
+            arrays = _decode_svhn(files)
         else:
             arrays = _decode_cifar(d, kind)
         _write_cache(cache_path, arrays)
-    name = {"fashion_idx": "fashion_mnist", "torchvision_cifar10": "cifar10", "torchvision_cifar100": "cifar100"}.get(
+    name = {"torchvision_cifar10": "cifar10", "torchvision_cifar100": "cifar100", "svhn_mat": "svhn",
+            **{k: v[0] for k, v in idx_kinds.items()}}.get(
         kind, Path(str(files[0]).removesuffix(".tar.gz").removesuffix(".tgz")).name)
     return Dataset(name=name, source=f"{kind}:{files[0]}", checksum=checksum, cache_path=str(cache_path),
                    **{k: arrays[k] for k in ("classes", "train_x", "train_y", "test_x", "test_y")})
@@ -460,15 +537,20 @@ def as_shared_tensor(array) -> torch.Tensor:
 class DeviceBatches:
     """Shuffled mini-batches from uint8 images that already sit on ``device``.
 
-    Augmentation (random crop with zero padding, horizontal flip) runs on the whole batch on the device, then the
-    batch is scaled and normalised. No PIL, no worker processes. Iterating again reshuffles (seeded).
+    Each batch is resized (``image_size``: shorter side, then the centre square; the same for every split), then
+    augmented (``augment``, see :mod:`trainables.augment`: random crop with zero padding and horizontal flip on the
+    whole batch, a torchvision policy per image) on the device, then scaled and normalised. No PIL, no worker
+    processes. Iterating again reshuffles (seeded; the policies draw from torch's global RNG, seeded by the trial).
     """
 
     def __init__(self, images, labels, batch_size: int, device="cpu", *, index=None, shuffle: bool = False,
-                 augment: bool = False, mean=(0.5,), std=(0.5,), pad: int = 4, seed: int = 0,
-                 drop_last: bool = False, channels_last: bool = False, dtype=torch.float32):
+                 augment: bool | str = False, mean=(0.5,), std=(0.5,), pad: int | None = None, seed: int = 0,
+                 drop_last: bool = False, channels_last: bool = False, dtype=torch.float32,
+                 image_size: int | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+        if image_size is not None and not (isinstance(image_size, int) and image_size >= 1):
+            raise ValueError(f"image_size must be a positive int, got {image_size!r}")
         self.device = torch.device(device)
         self.images = as_shared_tensor(images).to(self.device)  # N H W C uint8; a no-op when already there
         labels = as_shared_tensor(labels).to(self.device, torch.int64)
@@ -477,7 +559,14 @@ class DeviceBatches:
         self.labels = labels if self.index is None else labels[self.index]
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
             raise ValueError(f"images must be uint8 N x H x W x C, got {self.images.dtype} {tuple(self.images.shape)}")
-        self.batch_size, self.shuffle, self.augment, self.pad = batch_size, shuffle, augment, pad
+        self.steps = augment_steps(augment)
+        self.augment = bool(self.steps)
+        self.image_size = image_size
+        side = image_size or min(self.images.shape[1:3])
+        # 4 pixels as on CIFAR (and 28-pixel Fashion-MNIST); an eighth of the side for larger inputs.
+        self.pad = max(4, side // 8) if pad is None else pad
+        self.policy = next((policy(p) for p in self.steps if p in AUGMENT_POLICIES), None)
+        self.batch_size, self.shuffle = batch_size, shuffle
         self.drop_last, self.channels_last, self.dtype = drop_last, channels_last, dtype
         c = self.images.shape[-1]
         self.mean = torch.tensor(mean, dtype=dtype, device=self.device).expand(c).view(1, c, 1, 1) * 255
@@ -489,18 +578,20 @@ class DeviceBatches:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def _crop_flip(self, x: torch.Tensor) -> torch.Tensor:
-        """x: B H W C uint8 -> randomly translated by up to ``pad`` pixels (zeros enter) and flipped."""
+        """x: B H W C uint8 -> randomly translated by up to ``pad`` pixels (zeros enter) and/or flipped."""
         b, h, w, _ = x.shape
         p = self.pad
-        if p:
+        if p and "crop" in self.steps:
             padded = torch.nn.functional.pad(x, (0, 0, p, p, p, p))
             dy = torch.randint(0, 2 * p + 1, (b, 1), device=self.device, generator=self.generator)
             dx = torch.randint(0, 2 * p + 1, (b, 1), device=self.device, generator=self.generator)
             rows = (torch.arange(h, device=self.device) + dy)[:, :, None]
             cols = (torch.arange(w, device=self.device) + dx)[:, None, :]
             x = padded[torch.arange(b, device=self.device)[:, None, None], rows, cols]
-        flip = torch.rand(b, device=self.device, generator=self.generator) < 0.5
-        return torch.where(flip[:, None, None, None], x.flip(2), x)
+        if "flip" in self.steps:
+            flip = torch.rand(b, device=self.device, generator=self.generator) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(2), x)
+        return x
 
     def __iter__(self):
         n = len(self.labels)
@@ -510,9 +601,14 @@ class DeviceBatches:
         for start in range(0, stop, self.batch_size):
             idx = order[start:start + self.batch_size]
             x = self.images[idx if self.index is None else self.index[idx]]
+            if self.image_size:
+                x = resize_center(x.permute(0, 3, 1, 2), self.image_size).permute(0, 2, 3, 1)
             if self.augment:
                 x = self._crop_flip(x)
             # NHWC -> NCHW view: this is channels_last memory already; copy to contiguous NCHW unless asked not to.
-            x = x.permute(0, 3, 1, 2).to(self.dtype)
+            x = x.permute(0, 3, 1, 2)
+            if self.policy is not None:  # one random op per image, as torchvision applies it per sample
+                x = torch.stack([self.policy(im) for im in x])
+            x = x.to(self.dtype)
             x = (x - self.mean) / self.std
             yield (x if self.channels_last else x.contiguous()), self.labels[idx]

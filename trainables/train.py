@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from trainables.config import ARCH_KWARGS, METRIC, resolve_config
+from trainables.config import ARCH_KWARGS, METRIC, ConfigError, resolve_config
 from trainables.data import Dataset, DeviceBatches, as_shared_tensor, load_dataset
 from trainables.models import count_params, create_model, get_arch
 
@@ -164,6 +164,22 @@ def measure_inference(model: nn.Module, device: torch.device, image_shape: tuple
         model.train(was_training)
 
 
+def build_model(cfg: dict, ds: Dataset) -> nn.Module:
+    """The config's net for ``ds``'s class count and input shape (``image_size`` applied); a net that cannot take
+    that input is refused in one line naming it and the shape."""
+    c, h, w = ds.input_shape(cfg.get("image_size"))
+    extra = {k: cfg[k] for k in ARCH_KWARGS if cfg.get(k) is not None}
+    try:
+        return create_model(cfg["arch"], num_classes=ds.num_classes, in_channels=c, image_size=h,
+                            dropout=cfg["dropout"], norm=cfg["norm"], **extra)
+    except ConfigError:  # a user's net that does not load says so itself (trainables.plugins)
+        raise
+    except (ValueError, RuntimeError) as e:
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"arch {cfg['arch']!r} cannot take {c}x{h}x{w} input ({ds.name}): {why}"
+                          + ("; set a larger image_size" if "small" in why else "")) from None
+
+
 def print_report(metrics: dict, state: dict | None = None) -> None:
     keys = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_seconds", "images_per_second")
     print(f"epoch {metrics['epoch']:>3}/{metrics['epochs']}  " + "  ".join(
@@ -186,15 +202,14 @@ def train(config: dict, *, report: Callable[[dict, dict | None], None] = print_r
     mean, std = ds.channel_stats()
     if cfg["pretrained"]:  # torchvision's ImageNet weights expect ImageNet's normalisation
         mean, std = IMAGENET_MEAN, IMAGENET_STD
-    loader = dict(device=device, mean=mean, std=std, channels_last=cfg["channels_last"])
+    loader = dict(device=device, mean=mean, std=std, channels_last=cfg["channels_last"],
+                  image_size=cfg["image_size"])
     train_batches = DeviceBatches(images, labels, cfg["batch_size"], index=train_idx, shuffle=True,
                                   augment=cfg["augment"], seed=cfg["seed"], **loader)
     val_batches = DeviceBatches(images, labels, EVAL_BATCH, index=val_idx, **loader)
 
     spec = get_arch(cfg["arch"])
-    extra = {k: cfg[k] for k in ARCH_KWARGS if cfg[k] is not None}
-    model = create_model(cfg["arch"], num_classes=ds.num_classes, in_channels=ds.shape[-1], image_size=ds.shape[0],
-                         dropout=cfg["dropout"], norm=cfg["norm"], **extra).to(device)
+    model = build_model(cfg, ds).to(device)
     if cfg["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
     params, size_mb = count_params(model), model_size_mb(model)
@@ -242,7 +257,7 @@ def train(config: dict, *, report: Callable[[dict, dict | None], None] = print_r
         val = evaluate(model, val_batches, cfg["amp"]) if len(val_idx) else {"loss": float("nan"), "accuracy": 0.0}
         status = "diverged" if diverged else ("completed" if epoch == cfg["epochs"] else "running")
         if inference is None and cfg["latency_batch"] and not diverged:
-            image_shape = (ds.shape[-1], ds.shape[0], ds.shape[1])
+            image_shape = ds.input_shape(cfg["image_size"])
             inference = measure_inference(model, device, image_shape, cfg["latency_batch"], cfg["amp"],
                                           cfg["channels_last"])
         metrics = {"epoch": epoch, "epochs": cfg["epochs"], "arch": cfg["arch"], "train_loss": train_loss,

@@ -18,6 +18,7 @@ without max pooling for training from scratch.
 from __future__ import annotations
 
 import functools
+import os
 
 import torch.nn as nn
 import torchvision
@@ -108,17 +109,53 @@ def build_keras_cnn(num_classes: int = 10, in_channels: int = 3, dropout: float 
 STEMS = ("imagenet", "cifar")
 
 
+# A state dict of torchvision's ResNet-18 saved on a connected machine, e.g.
+#   torch.save(torchvision.models.resnet18(weights="IMAGENET1K_V1").state_dict(), "resnet18-imagenet.pt")
+# and named here, is loaded instead of the download: "pretrained" works where there is no network (as on the
+# machines this project trains on). Every Ray node must see the file at that path.
+WEIGHTS_ENV = "CIFAR_TUNE_RESNET18_WEIGHTS"
+
+
 def _load_imagenet_weights():
-    """torchvision's ImageNet-1k weights for ResNet-18, or a clear error when they cannot be had."""
+    """torchvision's ImageNet-1k weights for ResNet-18: the file ``$CIFAR_TUNE_RESNET18_WEIGHTS`` names, else
+    torchvision's download (or its hub cache), or a clear error when they cannot be had."""
+    path = os.environ.get(WEIGHTS_ENV, "").strip()
+    if path:
+        return _load_local_weights(path)
     weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
     try:
         return weights.get_state_dict(progress=False)
     except Exception as e:  # URLError, HTTP errors, a truncated file ... all mean the same thing to the caller
         raise RuntimeError(
             "resnet18(pretrained=True): could not load torchvision's ResNet18_Weights.IMAGENET1K_V1 "
-            f"(download from {weights.url} failed: {type(e).__name__}: {e}). Without network access put the "
-            "file into the torch hub cache ($TORCH_HOME/hub/checkpoints/) or build with pretrained=False."
+            f"(download from {weights.url} failed: {type(e).__name__}: {e}). Without network access save its "
+            f"state dict on a connected machine and name the file in ${WEIGHTS_ENV}, or put the file into the torch "
+            "hub cache ($TORCH_HOME/hub/checkpoints/), or build with pretrained=False."
         ) from e
+
+
+def _load_local_weights(path: str) -> dict:
+    """A saved state dict of torchvision's ResNet-18 (any head: ours replaces it), checked key by key and shape by
+    shape against the architecture, so a wrong file is one error naming it, not a half-loaded model."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # missing file, not a torch file, a pickle of arbitrary objects ...
+        raise RuntimeError(f"resnet18(pretrained=True): ${WEIGHTS_ENV}={path!r} cannot be read as a state dict "
+                           f"({type(e).__name__}: {e})") from None
+    with torch.device("meta"):
+        expected = {k: v.shape for k, v in torchvision.models.resnet18(weights=None).state_dict().items()
+                    if not k.startswith("fc.")}
+    if not isinstance(state, dict):
+        raise RuntimeError(f"resnet18(pretrained=True): ${WEIGHTS_ENV}={path!r} holds a {type(state).__name__}, "
+                           "not a state dict")
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    wrong = sorted(set(expected) ^ set(state)) or sorted(k for k in expected if tuple(state[k].shape) != expected[k])
+    if wrong:
+        raise RuntimeError(f"resnet18(pretrained=True): ${WEIGHTS_ENV}={path!r} is not a torchvision ResNet-18 "
+                           f"state dict ({len(wrong)} keys missing, unexpected or of another shape, e.g. {wrong[0]!r})")
+    return state
 
 
 def _stem_conv(in_channels: int, kernel_size: int, stride: int, channels: int = 64) -> nn.Conv2d:
@@ -183,7 +220,8 @@ def build_resnet18(num_classes: int = 10, in_channels: int = 3, dropout: float =
 
     11,181,642 parameters with the ImageNet stem, 11,173,962 with ``stem="cifar"`` (3x3/1 conv, no max pool).
     ``pretrained`` loads ``ResNet18_Weights.IMAGENET1K_V1`` (report's transfer setup; needs stem="imagenet"
-    and norm="batch"); ``freeze`` = N freezes the first N of the five stages (stem, layer1 .. layer4).
+    and norm="batch"), from the file ``$CIFAR_TUNE_RESNET18_WEIGHTS`` where set (no network needed);
+    ``freeze`` = N freezes the first N of the five stages (stem, layer1 .. layer4).
     Frozen BatchNorm layers keep updating their running statistics in train mode; only the weights are fixed.
     ``dropout`` > 0 puts a dropout layer before the classifier (the report has none).
     ``image_size`` is accepted like everywhere in the zoo but not needed (global average pooling).

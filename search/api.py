@@ -1,0 +1,166 @@
+"""cifar-tune from Python: the searches, evaluations and reports of the command line, with DataFrames back.
+
+    from search import api
+
+    exp = api.search("simple_cnn", num_samples=8, max_epochs=4, set={"subset": 5000}, storage="~/tune", name="a")
+    exp.trials                      # DataFrame, one row per trial (config values as columns)
+    exp.best()                      # DataFrame, each net's best trial on the validation split
+    exp.evaluate(top_k=1, repeats=3, epochs=10)   # DataFrame, test accuracy mean and 95% CI per config
+    exp.report()                    # Path of the HTML report
+    api.open_experiment("~/tune/a")  # an experiment made earlier (by the CLI or here)
+
+Every keyword of ``search`` is the ``cifar-tune search`` flag of the same name (``--num-samples`` ->
+``num_samples``); values go through the same parser and the same checks, so the CLI and this module cannot
+disagree: the CLI is the thin layer (it parses argv into the same namespace and runs the same functions). Errors are
+raised as exceptions (``SpecError``, ``ConfigError``, ``DataError``, ``ExperimentError``), each with the one-line
+message the CLI prints.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from search.spec import SpecError
+
+
+class SearchFailed(RuntimeError):
+    """The search ran but no trial finished (the first trial's error is in the message)."""
+
+
+def _search_namespace(options: dict) -> argparse.Namespace:
+    """The namespace `cifar-tune search` would build, with ``options`` (python values) in place of the flags."""
+    from search.cli import build_parser
+
+    args = build_parser().parse_args(["search"])
+    known = {k for k in vars(args) if k not in ("func", "command")}
+    for key, value in options.items():
+        if key not in known:
+            close = sorted(k for k in known if k.split("_")[0] == key.split("_")[0])
+            raise SpecError(f"search: unknown option {key!r}" + (f" (did you mean {', '.join(close)}?)"
+                                                                 if close else f"; options: {', '.join(sorted(known))}"))
+        if key == "set":
+            value = [_assignment(k, v) for k, v in (value or {}).items()] if isinstance(value, dict) else list(value)
+        elif key in ("arch", "objectives") and isinstance(value, (list, tuple)):
+            value = ",".join(map(str, value))
+        setattr(args, key, value)
+    return args
+
+
+def _assignment(key: str, value) -> str:
+    """A --set item from a python value: booleans and None as the CLI spells them, the rest as text."""
+    if isinstance(value, bool):
+        return f"{key}={str(value).lower()}"
+    return f"{key}={'none' if value is None else value}"
+
+
+def search(arch: str | list[str] | None = None, **options) -> "Experiment":
+    """Run a search (or, with ``resume=True``, finish one) and return its experiment.
+
+    ``arch``: a net name, a comma-separated string or a list (or give ``preset=``). ``set``: a dict of config values
+    fixed in every trial. Any other ``cifar-tune search`` flag by its python name: ``num_samples``, ``max_epochs``,
+    ``space``, ``data_dir``, ``storage``, ``name``, ``objectives``, ``address``, ...
+    """
+    from search.commands import DiskFull, _last_line, search_spec
+    from search.tuner import run_search
+    from trainables.experiment import disk_full_cause
+
+    if arch is not None:
+        options["arch"] = arch
+    args = _search_namespace(options)
+    spec = search_spec(args)
+    results = run_search(spec, resume=bool(args.resume))
+    errors = [r.error for r in results if r.error is not None]
+    full = next((c for c in map(disk_full_cause, errors) if c is not None), None)
+    if full is not None:
+        raise DiskFull(full.filename or spec.experiment_dir)
+    if not any(r.error is None and (r.metrics or {}).get("status") for r in results):
+        raise SearchFailed(f"no trial finished ({len(errors)} of {len(results)} errored); the first error: "
+                           + (_last_line(errors[0]) if errors else "no trial ran"))
+    return Experiment(Path(spec.experiment_dir))
+
+
+def open_experiment(path: str | Path) -> "Experiment":
+    """An experiment folder made earlier; one line (ExperimentError) if it is not one."""
+    from analysis.load import load_spec
+
+    path = Path(path).expanduser()
+    load_spec(path)
+    return Experiment(path)
+
+
+class Experiment:
+    """One experiment folder. Each property reads the files as they are now (a running search's trials grow)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path).resolve()
+
+    def __repr__(self) -> str:
+        return f"Experiment({str(self.path)!r})"
+
+    @property
+    def spec(self) -> dict:
+        """The experiment's spec, as spec.json stores it (resolved flags, spaces, data, versions)."""
+        from analysis.load import load_spec
+
+        return load_spec(self.path)["spec"]
+
+    @property
+    def trials(self):
+        """DataFrame: one row per trial (trial_id, arch, status, epochs, metrics, then the config's values)."""
+        from analysis.load import load_experiment
+
+        return load_experiment(self.path)
+
+    @property
+    def history(self):
+        """DataFrame: one row per (trial, epoch) with the per-epoch metrics."""
+        from analysis.load import history_frame, load_trials
+
+        return history_frame(load_trials(self.path))
+
+    def best(self, metric: str = "val_accuracy"):
+        """DataFrame: each net's trial with the highest ``metric`` (the validation split; never the test split)."""
+        df = self.trials
+        if metric not in df.columns:
+            raise SpecError(f"best: no metric {metric!r} in the trials (columns: {', '.join(df.columns)})")
+        df = df[df[metric].notna()]
+        return df.loc[df.groupby("arch")[metric].idxmax()].reset_index(drop=True)
+
+    def evaluate(self, top_k: int = 3, repeats: int = 5, train_on: str = "train", epochs: int | None = None,
+                 train_images: int | None = None, archs: list[str] | None = None, trials: list[str] | None = None,
+                 pareto: bool = False, address: str | None = None, progress=None):
+        """Retrain each net's top configs ``repeats`` times and score them once on the test split (each config one
+        use in the test-split ledger); as ``cifar-tune evaluate``. Returns a DataFrame, one row per config:
+        test accuracy and weighted F1 means with their 95% CI; the whole record is in ``self.evaluation``."""
+        import pandas as pd
+
+        from analysis.evaluate import evaluate_experiment
+        from search.commands import holding_lock
+
+        record = holding_lock(str(self.path), "cifar-tune api evaluate", lambda: evaluate_experiment(
+            self.path, top_k=top_k, repeats=repeats, train_on=train_on, epochs=epochs, train_images=train_images,
+            archs=archs, trials=trials, pareto=pareto, address=address, progress=progress,
+            command=f"search.api evaluate({str(self.path)!r})"))
+        rows = []
+        for r in record["results"]:
+            acc, f1 = r["test_accuracy"], r["weighted_f1"]
+            rows.append({"arch": r["arch"], "rank": r.get("rank"), "trial_id": r.get("trial_id"),
+                         "test_accuracy": acc["mean"], "test_accuracy_ci95": acc["ci95"], "weighted_f1": f1["mean"],
+                         "weighted_f1_ci95": f1["ci95"], "seeds": r["seeds"], "train_images": r.get("train_images"),
+                         "config": r.get("config")})
+        return pd.DataFrame(rows)
+
+    @property
+    def evaluation(self) -> dict | None:
+        """The saved evaluation record (evaluation.json), or None before any evaluation."""
+        from analysis.load import EVALUATION_FILE, read_json
+
+        return read_json(self.path, EVALUATION_FILE, "evaluation", ("results",))
+
+    def report(self, out: str | Path | None = None, top_k: int = 3, without_study: bool = False) -> Path:
+        """Write the tables and the HTML report (default into EXP/report); returns the HTML file's path."""
+        from analysis.report import write_report
+        from analysis.report import REPORT_FILE
+
+        write_report(self.path, out=out, top_k=top_k, quiet=True, without_study=without_study)
+        return (Path(out) if out else self.path / "report") / REPORT_FILE
