@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.load import EVALUATION_FILE, ExperimentError, load
+from analysis.load import EVALUATION_FILE, load
 from analysis.stats import mean_ci, paired_comparison
 from analysis.tables import fmt_ci, grid_points, ranked
 from trainables import ledger
@@ -444,22 +444,3 @@ def summary_lines(record: dict) -> list[str]:
         lines.append(f"  svm_pca (subset {s['subset']:,}, k={s['k']})  test_accuracy {s['test_accuracy']:.4f} "
                      f"weighted_f1 {s['weighted_f1']:.4f}")
     return lines + ledger_lines(record)
-
-
-def cmd_evaluate(args) -> int:
-    archs = [a.strip() for a in args.archs.split(",") if a.strip()] if args.archs else None
-    try:
-        record = evaluate_experiment(args.experiment, top_k=args.top_k, repeats=args.repeats, train_on=args.train_on,
-                                     epochs=args.epochs, archs=archs, svm_subset=args.svm_subset, svm_k=args.svm_k,
-                                     address=args.address, pareto=getattr(args, "pareto", False),
-                                     trials=[t.strip() for t in args.trials.split(",")] if args.trials else None,
-                                     train_images=getattr(args, "train_images", None),
-                                     progress=None if args.json else (lambda line: print(line, flush=True)))
-    except ValueError as e:  # the CLI prints an ExperimentError as one line, exit status 2
-        raise ExperimentError(str(e)) from None
-    if args.json:
-        print(json.dumps(record, default=str))
-        return 0
-    print("\n".join(summary_lines(record)))
-    print(f"saved {Path(args.experiment) / EVALUATION_FILE}; next: cifar-tune report {shlex.quote(args.experiment)}")
-    return 0

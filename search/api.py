@@ -60,7 +60,8 @@ def search(arch: str | list[str] | None = None, **options) -> "Experiment":
     fixed in every trial. Any other ``cifar-tune search`` flag by its python name: ``num_samples``, ``max_epochs``,
     ``space``, ``data_dir``, ``storage``, ``name``, ``objectives``, ``address``, ...
     """
-    from search.commands import DiskFull, _last_line, search_spec
+    from search.cli.common import DiskFull
+    from search.cli.search import last_line, search_spec
     from search.tuner import run_search
     from trainables.experiment import disk_full_cause
 
@@ -75,8 +76,27 @@ def search(arch: str | list[str] | None = None, **options) -> "Experiment":
         raise DiskFull(full.filename or spec.experiment_dir)
     if not any(r.error is None and (r.metrics or {}).get("status") for r in results):
         raise SearchFailed(f"no trial finished ({len(errors)} of {len(results)} errored); the first error: "
-                           + (_last_line(errors[0]) if errors else "no trial ran"))
+                           + (last_line(errors[0]) if errors else "no trial ran"))
     return Experiment(Path(spec.experiment_dir))
+
+
+def holding_lock(experiment: str, holder: str, run):
+    """``run()`` while holding the experiment's lock, after checking that the experiment and its study can be read
+    (one line, before the lock file, Ray or a test-split scoring). A search running in it is refused, naming it."""
+    from analysis.load import check_study, load_spec
+    from trainables.experiment import ExperimentLock, ExperimentLocked
+
+    load_spec(experiment)  # no such experiment: one line, before anything is made in it
+    check_study(experiment)
+    exp = str(Path(experiment).resolve())
+    try:
+        lock = ExperimentLock(exp, holder).acquire(create=False)
+    except ExperimentLocked as e:
+        raise SpecError(str(e)) from None
+    try:
+        return run()
+    finally:
+        lock.release()
 
 
 def open_experiment(path: str | Path) -> "Experiment":
@@ -135,7 +155,6 @@ class Experiment:
         import pandas as pd
 
         from analysis.evaluate import evaluate_experiment
-        from search.commands import holding_lock
 
         record = holding_lock(str(self.path), "cifar-tune api evaluate", lambda: evaluate_experiment(
             self.path, top_k=top_k, repeats=repeats, train_on=train_on, epochs=epochs, train_images=train_images,

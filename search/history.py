@@ -32,6 +32,13 @@ class CheckpointedResults(JsonLoggerCallback):
     def on_checkpoint(self, iteration: int, trials, trial, checkpoint, **info):
         self._write_held(trial)
 
+    def on_trial_start(self, iteration: int, trials, trial, **info):
+        # A resumed trial may list a checkpoint Ray deleted just before the driver was killed; Ray's next deletion
+        # of it would raise (a traceback, and a skipped state snapshot). The folder is gone, so is the record.
+        from trainables.compat import forget_missing_checkpoints
+
+        forget_missing_checkpoints(trial)
+
     def on_trial_recover(self, iteration: int, trials, trial, **info):
         # The retry restores the newest recorded checkpoint; what came after it is trained and reported again.
         self._held.pop(trial.trial_id, None)

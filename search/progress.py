@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 from ray.tune import Callback
 
 from trainables.config import METRIC
 from trainables.experiment import trial_outcome as outcome_of
+
+
+# Set by search.tuner while it hands a SIGINT / SIGTERM to Tune (the callbacks run in the driver's process).
+INTERRUPTED = threading.Event()
 
 
 def trial_outcome(trial) -> str:
@@ -95,4 +100,7 @@ class ProgressCallback(Callback):
         self._maybe_print(trials, force=True)
 
     def on_experiment_end(self, trials, **info):
-        print(self.line(trials), flush=True)
+        # After SIGINT / SIGTERM Tune has marked the running trials TERMINATED: a line now would count them as
+        # stopped early. The saved state keeps them unfinished; the CLI's closing line says how many.
+        if not INTERRUPTED.is_set():
+            print(self.line(trials), flush=True)

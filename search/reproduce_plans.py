@@ -120,8 +120,15 @@ def own_setting(arch: str) -> dict:
     from spaces import load_space
     from trainables.config import resolve_config
 
+    import inspect
+
+    from trainables.models import get_arch
+
     own = resolve_config({"arch": arch})
-    return {k: own[k] for k in load_space(arch, space_file(arch)).params}
+    # a size knob the config leaves unset (keras_cnn's padding) is the net's own builder default
+    built = {n: p.default for n, p in inspect.signature(get_arch(arch).builder).parameters.items()
+             if p.default is not inspect.Parameter.empty}
+    return {k: own[k] if own.get(k) is not None else built.get(k) for k in load_space(arch, space_file(arch)).params}
 
 
 def space_file(arch: str) -> Path:

@@ -276,6 +276,19 @@ class SearchInterrupted(Exception):
         super().__init__(f"interrupted by {signal.Signals(signum).name}")
 
 
+def unfinished_trials(spec: ExperimentSpec) -> int:
+    """Trials a ``--resume`` of this experiment has still to run or finish, from the state Tune saved (in memory,
+    Tune marks the trials it stopped for a signal TERMINATED, as if they had ended)."""
+    from analysis.load import ExperimentError, load_trials
+
+    try:
+        trials = load_trials(spec.experiment_dir)
+    except ExperimentError:
+        trials = []
+    planned = len(spec.grid) if spec.grid else spec.num_samples * len(spec.archs)
+    return sum(t["status"] in ("running", "pending") for t in trials) + max(0, planned - len(trials))
+
+
 def interrupted_exit(error: BaseException, prog: str, saved: str, again: str) -> int:
     """One line for a stop by Ctrl-C or SIGTERM (``SearchInterrupted`` or ``KeyboardInterrupt``): which signal, what
     is saved, the command that continues; returns the exit status, 128 + the signal's number."""
@@ -294,8 +307,11 @@ class _Interrupts:
     A second signal, or one before Tune is listening, stops at once (KeyboardInterrupt)."""
 
     def __init__(self):
+        from search.progress import INTERRUPTED
+
         self.signum: int | None = None
         self.previous: dict = {}
+        self.flag = INTERRUPTED  # the progress callback's: no closing count of trials Tune stopped for the signal
 
     def _handle(self, signum, frame):
         import signal
@@ -305,12 +321,14 @@ class _Interrupts:
             self.signum = self.signum or signum
             raise KeyboardInterrupt
         self.signum = signum
+        self.flag.set()
         tune_handler(signal.SIGUSR1, frame)
 
     def __enter__(self):
         import signal
         import threading
 
+        self.flag.clear()
         if threading.current_thread() is threading.main_thread():
             os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours forwards it
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -323,6 +341,7 @@ class _Interrupts:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
         os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+        self.flag.clear()
 
 
 class _QuietTuneEnding:
@@ -419,7 +438,7 @@ def run_search(spec: ExperimentSpec, resume: bool = False, callbacks=()):
         finally:
             tune_log.removeFilter(quiet)
         if interrupts.signum is not None:
-            raise SearchInterrupted(interrupts.signum, len(results) - results.num_terminated - results.num_errors)
+            raise SearchInterrupted(interrupts.signum, unfinished_trials(spec))
         return results
     finally:
         restoring(None)

@@ -6,6 +6,7 @@ in tests/fault_driver.py) until Tune stops it.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 from pathlib import Path
@@ -96,6 +97,9 @@ def test_sigterm_stops_cleanly_with_143_then_resume_finishes(tmp_path, cifar, ci
             kill_session(proc)
     log = (tmp_path / "log").read_text()
     assert "interrupted (SIGTERM)" in last_line(log) and "--resume --name term" in last_line(log), log[-3000:]
+    # the trial held after its first epoch is unfinished, not "stopped early" (Tune marks it TERMINATED in memory)
+    assert "1 trial(s) unfinished" in last_line(log), last_line(log)
+    assert not re.search(r"stopped early [1-9]", log), log[-3000:]
     assert "best configuration" not in log
     resume_and_check(storage, "term", samples=1, epochs=2)
 

@@ -114,7 +114,7 @@ def test_unknown_preset_lists_known_ones():
 
 def test_set_overrides_a_grid_presets_settings_but_not_its_dimensions(tmp_path):
     from search.cli import build_parser
-    from search.commands import spec_from_args
+    from search.cli.search import spec_from_args
     from search.spec import SpecError
 
     def spec(*sets):

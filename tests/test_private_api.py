@@ -374,6 +374,46 @@ def test_the_compat_functions_work_on_real_objects(tmp_path):
     assert len(stage) == 2 and model.inplanes == 32
 
 
+def test_a_checkpoint_deleted_before_a_kill_is_forgotten_on_resume(tmp_path):
+    """Ray's own checkpoint bookkeeping, restored listing a checkpoint already gone from disk (the driver was killed
+    between Ray's deletion and its next state snapshot): registering the next one raises FileNotFoundError inside
+    Tune (seen on a real resume, 2026-12-01); after forget_missing_checkpoints it does not, and Ray's num_to_keep
+    rule goes on deleting on disk."""
+    import shutil
+
+    import pyarrow.fs
+    from ray.train import Checkpoint, CheckpointConfig
+    from ray.train._internal.checkpoint_manager import _CheckpointManager
+    from ray.train._internal.session import _TrainingResult
+
+    from trainables import compat
+
+    def result(root, i: int):
+        (root / f"checkpoint_{i}").mkdir(parents=True)
+        return _TrainingResult(checkpoint=Checkpoint(str(root / f"checkpoint_{i}"),
+                                                     filesystem=pyarrow.fs.LocalFileSystem()), metrics={"epoch": i})
+
+    class TrialLike:  # what compat reads of ray.tune.experiment.Trial
+        def __init__(self, manager):
+            self.run_metadata = type("RunMetadata", (), {"checkpoint_manager": manager})()
+
+    for root, forget in ((tmp_path / "as_ray_does", False), (tmp_path / "ours", True)):
+        manager = _CheckpointManager(CheckpointConfig(num_to_keep=2))
+        for i in (0, 1):
+            manager.register_checkpoint(result(root, i))
+        shutil.rmtree(root / "checkpoint_0")  # gone from disk, still listed: the state a resume read
+        if not forget:
+            with pytest.raises(FileNotFoundError):
+                manager.register_checkpoint(result(root, 2))
+            continue
+        assert compat.forget_missing_checkpoints(TrialLike(manager)) == [str(root / "checkpoint_0")]
+        assert compat.forget_missing_checkpoints(TrialLike(manager)) == []
+        for i in (2, 3):
+            manager.register_checkpoint(result(root, i))
+        assert sorted(p.name for p in root.iterdir()) == ["checkpoint_2", "checkpoint_3"]
+        assert manager.latest_checkpoint_result.metrics == {"epoch": 3}
+
+
 class Untouchable:
     """A tune controller that fails on any use: Ray's restricted wrapper warns the user on some."""
 

@@ -165,6 +165,20 @@ def test_entry_point_net_is_found_through_importlib_metadata(nets, monkeypatch):
     assert set(spec.options) == {"dropout", "norm"}
 
 
+def test_archs_lists_installed_entry_point_nets(nets, monkeypatch, capsys):
+    import json
+
+    from search.cli import main
+    from trainables.models import count_params, create_model
+
+    monkeypatch.syspath_prepend(str(nets["site"]))
+    assert main(["archs", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["ep_tiny"]["report"] == "entry point epnets.models:build" and "error" not in rows["ep_tiny"]
+    assert rows["ep_tiny"]["params"] == count_params(create_model("ep_tiny")) > 0
+    assert main(["archs"]) == 0 and "ep_tiny" in capsys.readouterr().out
+
+
 def test_changed_file_is_refused_where_a_record_names_it(nets, monkeypatch):
     """A trial config pins the file's content: a worker given a changed file refuses it instead of running it."""
     from trainables.config import ConfigError, resolve_config

@@ -80,6 +80,12 @@ PRIVATE: tuple[Private, ...] = (
             "(a DeveloperAPI in ray.train._internal)",
             "ray#39281 (StorageContext as a developer API, from inside a trainable only)"),
     Private(STORAGE, "storage_filesystem", "trial_storage", "see trial_fs_path", "ray#39281"),
+    Private("ray.train._internal.checkpoint_manager._CheckpointManager", "_checkpoint_results",
+            "forget_missing_checkpoints",
+            "a driver killed after Ray deleted a checkpoint (num_to_keep) but before its next state snapshot resumes "
+            "with the deleted one still listed; Ray's next deletion of it raises FileNotFoundError, logged as a "
+            "traceback, and skips the state snapshot that checkpoint should force. Nothing public edits the list",
+            "none found (ray.train._internal.storage._delete_fs_path could ignore a missing path)"),
     Private(STORAGE, "trial_dir_name", "trial_dir_name",
             "reading an experiment with ExperimentAnalysis (no Ray session), the folder a trial's files are in is "
             "the name Ray stored; its driver-side path needs a session",
@@ -170,6 +176,22 @@ def set_asha_num_stopped(sched, count: int) -> None:
 def trial_storage(trial) -> tuple:
     """``(pyarrow filesystem, the trial's folder on it)`` of a Tune trial."""
     return trial.storage.storage_filesystem, trial.storage.trial_fs_path
+
+
+def forget_missing_checkpoints(trial) -> list[str]:
+    """Drop from a trial's checkpoint bookkeeping the checkpoints gone from its storage (deleted by Ray before a
+    driver kill, still listed in the state the resume read); returns their paths."""
+    from pyarrow.fs import FileType
+
+    manager = trial.run_metadata.checkpoint_manager
+    kept, gone = [], []
+    for result in manager._checkpoint_results:
+        ckpt = result.checkpoint
+        missing = ckpt.filesystem.get_file_info(ckpt.path).type == FileType.NotFound
+        (gone if missing else kept).append(result)
+    if gone:
+        manager._checkpoint_results = kept
+    return [r.checkpoint.path for r in gone]
 
 
 def trial_dir_name(trial) -> str | None:

@@ -1,4 +1,4 @@
-"""The search-side subcommands of ``cifar-tune``: search, presets, report (evaluate lives in analysis)."""
+"""``cifar-tune search``: a new search from its flags, or ``--resume`` of one (search.api runs the same)."""
 from __future__ import annotations
 
 import json
@@ -6,17 +6,10 @@ import shlex
 import sys
 from pathlib import Path
 
+from search.cli.common import DiskFull, add_set, assignments, comma_list
 from search.spec import (NAME, ExperimentSpec, SpecError, check_name_fits, refuse_blank_objectives,
                          resume_conflict)
-from trainables.experiment import ExperimentLock, ExperimentLocked, disk_full_cause
-
-
-def _csv(value: str, option: str = "--arch") -> list[str]:
-    """'a,b' -> ['a', 'b']; an empty item ('a,,b', 'a,') is refused, not skipped: it is a typo, not a request."""
-    items = [v.strip() for v in value.split(",")]
-    if not value.strip() or any(not v for v in items):
-        raise SpecError(f"{option} {value!r}: an empty name in the comma-separated list")
-    return items
+from trainables.experiment import disk_full_cause
 
 
 # Options of `search` that are ExperimentSpec fields of the same name. Their parser default is None, so that one
@@ -27,21 +20,22 @@ SEARCH_FLAGS = ("num_samples", "max_epochs", "grace_period", "reduction_factor",
                 "rung_ranking")
 
 
+
 def given_flags(args) -> dict:
     """The SEARCH_FLAGS given on the command line: field -> value."""
     return {f: getattr(args, f) for f in SEARCH_FLAGS if getattr(args, f, None) is not None}
+
 
 
 def resume_flags(args, archs: list[str]) -> dict:
     """Everything a `search --resume` command line says about the search (field -> value as ExperimentSpec holds
     it; ``fixed``: the --set / --data-dir values given; ``archs``: the experiment's nets, each of which a --space
     would apply to), for search.spec.resume_conflict to compare with the experiment's own spec."""
-    from trainables.config import ConfigError, parse_assignments, validate_value
     from trainables.objectives import ObjectiveError, parse_objectives
 
     given = given_flags(args)
     if args.arch:
-        given["archs"] = _csv(args.arch)
+        given["archs"] = comma_list(args.arch, "--arch")
     if args.preset:
         given["preset"] = args.preset
     if args.objectives is not None:
@@ -53,10 +47,7 @@ def resume_flags(args, archs: list[str]) -> dict:
     for key in ("optuna_storage", "warm_start", "mlflow"):
         if getattr(args, key, None):
             given[key] = getattr(args, key)
-    try:
-        fixed = {k: validate_value(k, v) for k, v in parse_assignments(args.set).items()}
-    except ConfigError as e:
-        raise SpecError(f"--set {e}") from None
+    fixed = assignments(args.set)  # (validated, as parse_assignments does)
     if args.data_dir:
         fixed["data_dir"] = str(Path(args.data_dir).resolve())
     if fixed:
@@ -66,14 +57,10 @@ def resume_flags(args, archs: list[str]) -> dict:
     return given
 
 
+
 def spec_from_args(args) -> ExperimentSpec:
     from search.presets import get_preset, grid_runs, tuned_plan
-    from trainables.config import ConfigError, parse_assignments
-
-    try:
-        fixed = parse_assignments(args.set)
-    except ConfigError as e:
-        raise SpecError(f"--set {e}") from None
+    fixed = assignments(args.set)
     if args.data_dir:
         fixed["data_dir"] = str(Path(args.data_dir).resolve())
     objectives = getattr(args, "objectives", None)
@@ -85,7 +72,7 @@ def spec_from_args(args) -> ExperimentSpec:
               mlflow=mlflow or "",
               fixed=fixed, objectives=[] if objectives is None else objectives,  # "" is refused, not "none"
               **given_flags(args))
-    archs = _csv(args.arch) if args.arch else []
+    archs = comma_list(args.arch, "--arch") or []
     if args.preset:
         if archs:
             raise SpecError("give --arch or --preset, not both")
@@ -134,6 +121,7 @@ def spec_from_args(args) -> ExperimentSpec:
     return ExperimentSpec(archs=archs, **kw)
 
 
+
 def search_spec(args) -> ExperimentSpec:
     """The experiment a `search` command line describes: a new one from its flags, or with ``--resume`` the one
     in --storage/--name, checked against the flags given again (never silently ignored)."""
@@ -161,6 +149,7 @@ def search_spec(args) -> ExperimentSpec:
     return spec
 
 
+
 def cmd_search(args) -> int:
     from search.tuner import SearchInterrupted, interrupted_exit, run_search
 
@@ -178,12 +167,13 @@ def cmd_search(args) -> int:
         raise DiskFull(full.filename or spec.experiment_dir, args.resume_command)
     finished = [r for r in results if r.error is None and (r.metrics or {}).get("status")]
     if not finished:
-        first = _last_line(errors[0]) if errors else "no trial ran"
+        first = last_line(errors[0]) if errors else "no trial ran"
         print(f"cifar-tune search: error: no trial finished ({len(errors)} of {len(results)} errored); the first "
               f"error: {first}", file=sys.stderr, flush=True)
         return 1
     print_best(results, spec)
     return 0
+
 
 
 def resume_command(spec: ExperimentSpec) -> str:
@@ -195,18 +185,12 @@ def resume_command(spec: ExperimentSpec) -> str:
     return " ".join(shlex.quote(c) for c in cmd)
 
 
-def _last_line(error: BaseException) -> str:
+
+def last_line(error: BaseException) -> str:
     """The exception a trial raised, in one line (Ray wraps it in a long traceback)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return (lines[-1] if lines else type(error).__name__)[:300]
 
-
-class DiskFull(Exception):
-    """The storage is full; main prints one line with the path, its free space and what to run after."""
-
-    def __init__(self, path, then: str = ""):
-        self.path, self.then = Path(path), then
-        super().__init__(str(path))
 
 
 def print_best(results, spec: ExperimentSpec) -> None:
@@ -233,100 +217,8 @@ def print_best(results, spec: ExperimentSpec) -> None:
     print(f"\nexperiment: {spec.experiment_dir}\nnext: cifar-tune report {shlex.quote(str(spec.experiment_dir))}")
 
 
-def cmd_presets(args) -> int:
-    from search.presets import expand_grid, get_preset, grid_cost, list_presets, tuned_plan
 
-    rows = []
-    for name in list_presets():
-        p = get_preset(name)
-        rows.append({"name": name, "report": p.report, "archs": list(p.archs), "grid_points": len(expand_grid(p)),
-                     "grid_epochs": grid_cost(p), "tuned": tuned_plan(p), "description": p.description})
-    if args.json:
-        print(json.dumps(rows, default=str))
-        return 0
-    for r in rows:
-        t = r["tuned"]
-        print(f"{r['name']:<12} {','.join(r['archs']):<28} grid {r['grid_points']:>3} runs / {r['grid_epochs']:>5} "
-              f"epochs | tuned {t['num_samples']} trials x <= {t['max_epochs']} epochs, <= {t['epoch_budget']} epochs "
-              f"per net  ({r['report']})")
-    return 0
-
-
-def cmd_report(args) -> int:
-    from analysis.load import ExperimentError, check_study, load_trials
-
-    try:
-        trials = load_trials(args.experiment)
-        if args.json and not args.without_study:  # (write_report's load checks it, after the other files)
-            check_study(args.experiment)
-    except ExperimentError as e:
-        raise SpecError(str(e)) from None
-    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
-        raise SpecError(f"--out {args.out!r} exists and is not a directory")
-    without = without_study_note(args.experiment) if args.without_study else None
-    if args.json:
-        from analysis.load import load_spec
-        from analysis.pareto import pareto_summary
-
-        front = pareto_summary(load_spec(args.experiment), trials)  # objectives, pareto, hypervolume
-        print(json.dumps({"experiment": str(Path(args.experiment).resolve()), "trials": trials, **front,
-                          **({"without_study": without} if without else {})}, default=str))
-        return 0
-    try:
-        from analysis.report import write_report
-    except ImportError:
-        write_report = None
-    if write_report is None:
-        for t in trials:
-            print(f"{t['trial_id']:<14} {t['arch']:<14} {t['status']:<10} epochs {t['epochs']:>3} "
-                  f"val_accuracy {t['val_accuracy'] if t['val_accuracy'] is not None else float('nan'):.4f}")
-        return 0
-    try:
-        return write_report(args.experiment, out=args.out, without_study=args.without_study)
-    except ExperimentError as e:  # a half-written asha_state.json or evaluation.json, an unreadable study
-        raise SpecError(str(e)) from None
-
-
-def without_study_note(experiment: str) -> str:
-    """Say (on stderr, and return it) that the report comes from the Ray results alone, and why."""
-    from analysis.load import load_spec
-    from trainables.experiment import study_error
-
-    why = study_error(experiment, load_spec(experiment)["spec"])
-    note = ("the trials are read from the Ray results alone, without the Optuna study"
-            + (f" ({why})" if why else " (not opened)") + ": the report has no hyperparameter importance")
-    print(f"cifar-tune report: note: {note}", file=sys.stderr, flush=True)
-    return note
-
-
-def cmd_evaluate(args) -> int:
-    """analysis.evaluate's command, holding the experiment's lock: it writes evaluation.json into it."""
-    from analysis.evaluate import cmd_evaluate as evaluate
-
-    if args.archs is not None:
-        _csv(args.archs, "--archs")
-    return holding_lock(args.experiment, "cifar-tune evaluate", lambda: evaluate(args))
-
-
-def holding_lock(experiment: str, holder: str, run):
-    """``run()`` while holding the experiment's lock, after checking that the experiment and its study can be read
-    (one line, before the lock file, Ray or a test-split scoring). A search running in it is refused, naming it."""
-    from analysis.load import check_study, load_spec
-
-    load_spec(experiment)  # no such experiment: one line, before anything is made in it
-    check_study(experiment)
-    exp = str(Path(experiment).resolve())
-    try:
-        lock = ExperimentLock(exp, holder).acquire(create=False)
-    except ExperimentLocked as e:
-        raise SpecError(str(e)) from None
-    try:
-        return run()
-    finally:
-        lock.release()
-
-
-def add_commands(sub) -> None:
+def add(sub) -> None:
     s = sub.add_parser("search", help="Optuna TPE + ASHA search on Ray Tune")
     s.add_argument("--arch", help="comma-separated nets; each gets its own study and the same budget")
     s.add_argument("--preset", help="NAME[:grid|:tuned] (see `cifar-tune presets`)")
@@ -348,7 +240,7 @@ def add_commands(sub) -> None:
                                           "(NSGA-II: the front's ends first)")
     s.add_argument("--seed", type=int, help="default 0")
     s.add_argument("--space", help="your own YAML search space (applies to every --arch)")
-    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="fix a config value in every trial")
+    add_set(s, "fix a config value in every trial")
     s.add_argument("--data-dir")
     s.add_argument("--name", help="experiment name (default: search-<timestamp>)")
     s.add_argument("--storage", help="results root: a directory, or a URL such as s3://bucket/path")
@@ -365,39 +257,3 @@ def add_commands(sub) -> None:
                    help="retries of a failing trial from its last checkpoint (default 1)")
     s.add_argument("--resume", action="store_true", help="finish the experiment --name in --storage")
     s.set_defaults(func=cmd_search)
-
-    p = sub.add_parser("presets", help="one preset per report: its experiment, as a grid or a tuned search")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_presets)
-
-    r = sub.add_parser("report", help="tables and report.html for an experiment")
-    r.add_argument("experiment")
-    r.add_argument("--out", help="output directory (default: EXPERIMENT/report)")
-    r.add_argument("--json", action="store_true", help="machine-readable trial summary")
-    r.add_argument("--without-study", action="store_true",
-                   help="read the trials from the Ray results alone, for an Optuna study that cannot be read "
-                        "(no hyperparameter importance)")
-    r.set_defaults(func=cmd_report)
-
-    e = sub.add_parser("evaluate", help="final test-set evaluation: retrain the top configs with N seeds, 95%% CIs")
-    e.add_argument("experiment")
-    e.add_argument("--top-k", type=int, default=3, help="configs per net, ranked by validation accuracy")
-    e.add_argument("--repeats", type=int, default=5, help="seeds per config")
-    e.add_argument("--train-on", default="train", choices=["train", "trainval"],
-                   help="trainval also trains on the validation split (the table says which)")
-    e.add_argument("--epochs", type=int, default=None, help="default: each config's own (the search's max epochs)")
-    e.add_argument("--train-images", type=int, default=None,
-                   help="train each final run on exactly N images (a report's training-set size); default: all")
-    e.add_argument("--archs", help="comma-separated subset of the experiment's nets")
-    e.add_argument("--svm-subset", type=int, default=0, help="also fit report 000's SVM on N training images")
-    e.add_argument("--svm-k", type=int, default=448, help="PCA components of the SVM")
-    e.add_argument("--address", help="Ray cluster: auto or HOST:PORT, or local for a new embedded one")
-    e.add_argument("--pareto", action="store_true",
-                   help="evaluate the Pareto front's members (see report) instead of the top-k per net")
-    e.add_argument("--trials", help="evaluate exactly these trials (comma-separated ids, as in report)")
-    e.add_argument("--json", action="store_true", help="print the saved record")
-    e.set_defaults(func=cmd_evaluate)
-
-    from search.reproduce import add_command as add_reproduce
-
-    add_reproduce(sub)

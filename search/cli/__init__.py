@@ -1,0 +1,72 @@
+"""The ``cifar-tune`` command line: one module per subcommand, each with ``add(sub)`` (its flags) and its handler.
+Every subcommand validates everything before it starts any work; an error is one line and exit status 2.
+
+    cifar-tune archs     [--json]                                   search/cli/archs.py
+    cifar-tune data      [--data-dir D] [--dataset N] [--json]      search/cli/data.py
+    cifar-tune ledger    [--data-dir D] [--arch A] [--json]         search/cli/ledger.py (the test split's uses)
+    cifar-tune train     --arch A [--set k=v ...] [--json]          search/cli/train.py
+    cifar-tune search    ...                                        search/cli/search.py (search.api runs the same)
+    cifar-tune presets   [--json]                                   search/cli/presets.py
+    cifar-tune report    EXP [--json]                               search/cli/report.py
+    cifar-tune evaluate  EXP [--json]                               search/cli/evaluate.py
+    cifar-tune reproduce REPORT ... | --list                        search/cli/reproduce.py
+
+Shared by all (search/cli/common.py): the one-line error, ``--json``, comma lists, ``--set``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from search.cli import archs, data, evaluate, ledger, presets, report, reproduce, search, train
+from search.cli.common import CliError  # noqa: F401  (raised by handlers; imported from here by callers)
+
+SUBCOMMANDS = (archs, data, ledger, train, search, presets, report, evaluate, reproduce)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cifar-tune", description="Hyperparameter search for CIFAR-10 CNNs on Ray Tune.")
+    sub = p.add_subparsers(dest="command", required=True)
+    for module in SUBCOMMANDS:
+        module.add(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from analysis.load import ExperimentError
+    from search.spec import SpecError
+    from trainables.config import ConfigError
+    from trainables.data import DataError
+
+    from search.cli.common import DiskFull
+    from trainables.experiment import disk_full_cause, free_space
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (CliError, ConfigError, DataError, ExperimentError, SpecError) as e:
+        print(f"cifar-tune {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        then = getattr(args, "resume_command", None)
+        print(f"cifar-tune {args.command}: interrupted" + (f"; finish it with: {then}" if then else ""),
+              file=sys.stderr)
+        return 130
+    except Exception as e:  # a full disk anywhere (results, checkpoints, optuna.db, report): one line, not 500
+        full = e if isinstance(e, DiskFull) else disk_full_cause(e)
+        if full is None:
+            raise
+        path = full.path if isinstance(full, DiskFull) else (full.filename or getattr(args, "experiment_dir", None)
+                                                             or getattr(args, "experiment", None) or Path.cwd())
+        then = getattr(full, "then", "") or getattr(args, "resume_command", "")
+        print(f"cifar-tune {args.command}: error: disk full: no space left writing {str(path)!r} "
+              f"({free_space(path)} free there); free some space, then "
+              + (f"finish it with: {then}" if then else "run the command again"), file=sys.stderr)
+        return 1
+
+
+
+if __name__ == "__main__":
+    sys.exit(main())

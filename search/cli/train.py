@@ -1,0 +1,89 @@
+"""``cifar-tune train``: one training run, no search."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from search.cli.common import CliError, add_json, add_set, assignments, emit_json
+from search.cli.data import DATASET_FLAG_HELP
+
+
+def _train_config(args) -> dict:
+    from trainables.config import validate_value
+
+    config: dict = {}
+    if args.config:
+        path = Path(args.config)
+        try:
+            loaded = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise CliError(f"--config {args.config!r}: {e}") from None
+        if not isinstance(loaded, dict):
+            raise CliError(f"--config {args.config!r}: expected a JSON object of config values")
+        loaded = loaded.get("config", loaded)  # accepts a bare config or a report row holding one
+        if not isinstance(loaded, dict):
+            raise CliError(f"--config {args.config!r}: 'config' is not a JSON object")
+        from trainables.config import FIELDS
+
+        for key, value in loaded.items():  # JSON has numbers and booleans: a quoted one is a mistake, not a value
+            if key in FIELDS and FIELDS[key][0] is not str and isinstance(value, str):
+                raise CliError(f"--config {args.config!r}: {key} must be a JSON {FIELDS[key][0].__name__}, "
+                               f"got the string {value!r}")
+        config.update(loaded)
+    if args.arch:
+        config["arch"] = args.arch
+    if args.data_dir:
+        config["data_dir"] = args.data_dir
+    if args.dataset:
+        config["dataset"] = args.dataset
+    config.update(assignments(args.set))
+    return {k: validate_value(k, v) for k, v in config.items()}
+
+
+def cmd_train(args) -> int:
+    from trainables.config import resolve_config
+    from trainables.data import load_dataset
+    from trainables.train import load_state, print_report, save_state, train
+
+    cfg = resolve_config(_train_config(args))  # every bad value fails here, before data or model exist
+    resume_state = None
+    if args.resume:
+        if not args.checkpoint_dir or not (Path(args.checkpoint_dir) / "checkpoint.pt").exists():
+            raise CliError(f"--resume needs an existing checkpoint in --checkpoint-dir, got {args.checkpoint_dir!r}")
+        try:
+            resume_state = load_state(args.checkpoint_dir)
+        except Exception as e:  # torch raises many types for a truncated or garbled file
+            raise CliError(f"--resume: cannot read the checkpoint in {args.checkpoint_dir!r} "
+                           f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        saved = dict(resume_state["config"])
+        if saved["arch"] != cfg["arch"]:
+            raise CliError(f"checkpoint in {args.checkpoint_dir!r} is for arch {saved['arch']!r}, not {cfg['arch']!r}")
+    data = load_dataset(cfg["data_dir"], cfg["dataset"])
+
+    def report(metrics, state):
+        if not args.json:
+            print_report(metrics)
+        else:
+            print(json.dumps({"event": "epoch", **metrics}), flush=True)
+        if state is not None and args.checkpoint_dir:
+            Path(args.checkpoint_dir).mkdir(parents=True, exist_ok=True)
+            save_state(state, args.checkpoint_dir)
+
+    final = train(cfg, report=report, resume_state=resume_state, data=data)
+    if args.json:
+        emit_json({"event": "final", "config": cfg, **final})
+    return 0
+
+
+
+def add(sub) -> None:
+    t = sub.add_parser("train", help="one training run, no search")
+    t.add_argument("--arch", default=None)
+    t.add_argument("--data-dir", default=None)
+    t.add_argument("--dataset", default=None, help=DATASET_FLAG_HELP + " (the config key dataset)")
+    add_set(t, "config value (repeatable)")
+    t.add_argument("--config", default=None, help="JSON file with a config (e.g. a row of a report)")
+    t.add_argument("--checkpoint-dir", default=None, help="save a checkpoint here after each epoch")
+    t.add_argument("--resume", action="store_true", help="continue from the checkpoint in --checkpoint-dir")
+    add_json(t, "JSON lines; the last holds the final metrics")
+    t.set_defaults(func=cmd_train)
