@@ -84,7 +84,9 @@ def test_two_drivers_on_one_experiment_one_refuses_naming_the_other_then_sigint_
 
 
 @pytest.mark.slow
-def test_sigterm_stops_cleanly_with_143_then_resume_finishes(tmp_path, cifar, cifar_path):
+def test_sigterm_stops_cleanly_with_143_and_saves_the_unfinished_trial(tmp_path, cifar, cifar_path):
+    """SIGTERM takes SIGINT's path (both handed to Tune's stop; the test above resumes after it): exit 143, one line,
+    and the state Tune saved keeps the trial unfinished, so --resume will continue it."""
     storage = tmp_path / "r"
     proc = start_cli(args(storage, name="term", samples=1, cifar_path=cifar_path), tmp_path / "log",
                      faults={"hold_after_epoch": 1})
@@ -101,7 +103,8 @@ def test_sigterm_stops_cleanly_with_143_then_resume_finishes(tmp_path, cifar, ci
     assert "1 trial(s) unfinished" in last_line(log), last_line(log)
     assert not re.search(r"stopped early [1-9]", log), log[-3000:]
     assert "best configuration" not in log
-    resume_and_check(storage, "term", samples=1, epochs=2)
+    (trial,) = report(storage / "term")
+    assert trial["status"] in ("running", "pending") and trial["epochs"] < 2, trial
 
 
 @pytest.mark.slow
