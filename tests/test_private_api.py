@@ -463,6 +463,12 @@ def test_our_schedulers_never_read_the_tune_controller(make, tmp_path):
      "search/tuner.py keeps Tune's SIGINT handler off to catch SIGINT itself"),
     ("ray.tune.utils.callback", "_create_default_callbacks", "isinstance(callback, JsonLoggerCallback)",
      "search/history.py replaces Ray's JSON logger by passing a subclass"),
+    ("ray.tune.utils.callback", "_create_default_callbacks", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS",
+     "search/trackers.py switches Ray's default loggers (its TensorBoard one) off while a search runs"),
+    ("ray.tune.tune", "run", "isinstance(cb, TBXLoggerCallback)",
+     "Ray prints its temp-dir TensorBoard path only for a TBXLoggerCallback, which search/trackers.py's is not"),
+    ("ray.tune.execution.tune_controller", "TuneController.stop_trial", "on_trial_complete",
+     "search/trackers.py reads a trial's outcome (completed / stopped) in on_trial_complete"),
 ])
 def test_the_ray_behaviour_we_rely_on_is_still_there(module, function, needle, why):
     obj = importlib.import_module(module)

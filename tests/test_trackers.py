@@ -151,21 +151,3 @@ def test_an_mlflow_uri_that_does_not_answer_is_one_line_before_ray(tmp_path, cap
     one_line_error(capsys, f"--mlflow {url}", "Connection refused")
     assert not ray.is_initialized()
     assert not (tmp_path / "results" / "unreached").exists()
-
-
-@pytest.mark.parametrize("module, function, needle, why", [
-    ("ray.tune.utils.callback", "_create_default_callbacks", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS",
-     "search/trackers.py switches Ray's default loggers (its TensorBoard one) off while a search runs"),
-    ("ray.tune.tune", "run", "isinstance(cb, TBXLoggerCallback)",
-     "Ray prints its temp-dir TensorBoard path only for a TBXLoggerCallback, which search/trackers.py's is not"),
-    ("ray.tune.execution.tune_controller", "TuneController.stop_trial", "on_trial_complete",
-     "search/trackers.py reads a trial's outcome (completed / stopped) in on_trial_complete"),
-])
-def test_the_ray_behaviour_the_trackers_rely_on_is_still_there(module, function, needle, why):
-    import importlib
-    import inspect
-
-    obj = importlib.import_module(module)
-    for part in function.split("."):
-        obj = getattr(obj, part)
-    assert needle in inspect.getsource(obj), f"{module}.{function} no longer has {needle!r} ({why})"
