@@ -1,7 +1,8 @@
 """Experiment directory -> one record per trial (and a pandas DataFrame of them).
 
 Reads only what the search wrote: Ray Tune's experiment state (trial status, config, last result), each trial's
-``result.json`` (every epoch), ``spec.json``, ``asha_state.json`` and, once ``cifar-tune evaluate`` ran,
+``result.json`` (every epoch), ``spec.json``, the scheduler's record (``asha_state.json``, ``moasha_state.json``,
+``hyperband_state.json`` or ``pbt_state.json``: each trial's ``decisions``) and, once ``cifar-tune evaluate`` ran,
 ``evaluation.json``. Works on finished, running (killed) and resumed experiments.
 
 Statuses: ``completed`` (trained all its epochs), ``stopped`` (ASHA stopped it early), ``diverged`` (NaN/inf loss),
@@ -16,8 +17,8 @@ from pathlib import Path
 
 from trainables.compat import trial_dir_name
 from trainables.config import METRIC
-from trainables.experiment import (ASHA_FILE, EVALUATION_FILE, MOASHA_FILE, SPEC_FILE, trial_outcome,
-                                   unreadable_study)
+from trainables.experiment import (ASHA_FILE, EVALUATION_FILE, HYPERBAND_FILE, MOASHA_FILE, PBT_FILE, SPEC_FILE,
+                                   trial_outcome, unreadable_study)
 
 BYTES_PER_PARAM = 4  # float32 weights: model size in MB = params * 4 / 1e6
 # Inference speed each trial measured once (trainables.train.measure_inference); absent in older experiments.
@@ -95,7 +96,13 @@ def load_trials(exp_dir: str | Path) -> list[dict]:
     best_val_accuracy, best_val_loss, best_epoch, train_accuracy, train_loss, params, size_mb, train_time_s,
     max_epochs (the trial's budget), error (message), history (per-epoch metrics), path."""
     exp = Path(exp_dir)
-    load_spec(exp)
+    spec = load_spec(exp)["spec"]
+    try:
+        record = scheduler_record(exp, spec)
+    except ExperimentError:  # half-written: the trials are still readable; load() refuses it in one line
+        record = None
+    decisions = decisions_by_trial(record)
+    initial = {r["trial_id"]: r["config"] for r in (record or {}).get("population", []) if r.get("trial_id")}
     if not list(exp.glob("experiment_state*.json")):
         raise ExperimentError(f"{str(exp)!r} has no Ray Tune experiment state yet (the search never started "
                               f"or was killed before its first save)")
@@ -139,7 +146,89 @@ def load_trials(exp_dir: str | Path) -> list[dict]:
             "error": _error_message(trial_dir) if status == "errored" else None,
             "history": [{k: _clean(r.get(k)) for k in HISTORY_KEYS} for r in history],
             "path": str(trial_dir) if trial_dir else None,
+            # What the scheduler did to it, in order (see decisions_by_trial); PBT: the config it started with.
+            "decisions": decisions.get(trial.trial_id, []),
+            **({"initial_config": initial[trial.trial_id]} if trial.trial_id in initial else {}),
         })
+    return out
+
+
+def scheduler_record(exp: Path, spec: dict) -> dict | None:
+    """The scheduler's record of the experiment (its JSON file), None when it has none (--scheduler none, or a
+    search killed before the first decision); a half-written one is an ExperimentError."""
+    scheduler = spec.get("scheduler")
+    if scheduler == "hyperband":
+        return read_json(exp, HYPERBAND_FILE, "HyperBand state", ("archs", "pauses", "halvings", "stops"))
+    if scheduler == "pbt":
+        return read_json(exp, PBT_FILE, "PBT state", ("population", "exploits"))
+    return (read_json(exp, ASHA_FILE, "ASHA state", ("rungs", "stops"))
+            or read_json(exp, MOASHA_FILE, "MO-ASHA state"))
+
+
+def decisions_by_trial(record: dict | None) -> dict[str, list[dict]]:
+    """trial id -> the scheduler's decisions about it, in epoch order, each a dict with ``kind``:
+
+    * ``kept`` / ``stopped`` at a rung or milestone (``epoch``, ``value``; ``cutoff`` the value it had to reach or
+      ``place`` of ``population`` for MO-ASHA; ``reason: budget`` for an epoch-budget stop), ASHA, MO-ASHA and
+      HyperBand (with its ``bracket`` [band, s]);
+    * ``paused`` (HyperBand): waited at ``epoch`` for its bracket;
+    * ``exploited`` (PBT): at ``epoch`` it copied ``donor``'s checkpoint of ``donor_epoch`` and went on with
+      ``new`` instead of ``old``; ``copied_by`` (PBT): ``trial`` copied it at ``epoch``.
+    """
+    out: dict[str, list[dict]] = {}
+    if not record:
+        return out
+
+    def add(tid, **decision):
+        out.setdefault(tid, []).append(decision)
+
+    kind = record.get("kind")
+    if kind == "pbt":
+        for e in record.get("exploits", []):
+            add(e["trial_id"], kind="exploited", epoch=e["epoch"], value=e.get("value"), donor=e.get("donor"),
+                donor_epoch=e.get("donor_epoch"), old=e.get("old"), new=e.get("new"), status=e.get("status"))
+            if e.get("donor"):
+                add(e["donor"], kind="copied_by", epoch=e["epoch"], trial=e["trial_id"], status=e.get("status"))
+    elif kind == "hyperband":
+        places = {tid: place for arch in record.get("archs", {}).values() for tid, place in arch["trials"].items()}
+        for p in record.get("pauses", []):
+            add(p["trial_id"], kind="paused", epoch=p["epoch"], bracket=p["bracket"])
+        for h in record.get("halvings", []):
+            for tid in h["kept"]:
+                add(tid, kind="kept", epoch=h["milestone"], value=h["values"].get(tid), cutoff=h["cutoff"],
+                    bracket=h["bracket"])
+            for tid in h["stopped"]:
+                add(tid, kind="stopped", epoch=h["milestone"], value=h["values"].get(tid), cutoff=h["cutoff"],
+                    bracket=h["bracket"])
+        for stop in record.get("stops", []):
+            if stop.get("reason"):  # not by a halving: at the last milestone of its bracket
+                add(stop["trial_id"], kind="stopped", epoch=stop["epoch"], value=stop.get("value"),
+                    reason=stop["reason"], bracket=stop["bracket"])
+        for tid, place in places.items():
+            out.setdefault(tid, []).insert(0, {"kind": "bracket", "epoch": 0, "bracket": place})
+    elif kind == "moasha":
+        for d in record.get("decisions", []):
+            add(d["trial_id"], kind="kept" if d["kept"] else "stopped", epoch=d["rung"], value=d["values"],
+                place=d["place"], population=d["population"])
+        for s in record.get("stops", []):
+            if s.get("reason"):
+                add(s["trial_id"], kind="stopped", epoch=s["rung"], reason=s["reason"], value=s["values"])
+    else:  # ASHA: a value at every rung the trial reached, a stop where it was stopped
+        stops = {s["trial_id"]: s for s in record.get("stops", [])}
+        max_t = record.get("max_t")
+        for rungs in record.get("rungs", {}).values():
+            for milestone, recorded in rungs:
+                if max_t is not None and milestone >= max_t:  # the last epoch: the trial ended there, not judged
+                    continue
+                for tid, value in recorded.items():
+                    stop = stops.get(tid)
+                    if stop is None or stop["epoch"] != milestone:
+                        add(tid, kind="kept", epoch=int(milestone), value=value)
+        for tid, stop in stops.items():
+            add(tid, kind="stopped", epoch=stop["epoch"], value=stop["value"], cutoff=stop.get("cutoff"),
+                **({"reason": stop["reason"]} if stop.get("reason") else {}))
+    for decisions in out.values():
+        decisions.sort(key=lambda d: d["epoch"])  # stable: a pause at an epoch comes before its halving
     return out
 
 
@@ -149,7 +238,7 @@ def trials_frame(trials: list[dict]):
 
     rows = []
     for t in trials:
-        row = {k: v for k, v in t.items() if k not in ("config", "history")}
+        row = {k: v for k, v in t.items() if k not in ("config", "history", "decisions", "initial_config")}
         row.update({k: v for k, v in t["config"].items() if k not in row and k != "epochs"})
         rows.append(row)
     return pd.DataFrame(rows)
@@ -177,6 +266,7 @@ class Experiment:
     record: dict  # spec.json
     trials: list[dict]
     asha: dict | None = None  # asha_state.json (moasha_state.json for a multi-objective search)
+    scheduler: dict | None = None  # the scheduler's record, whichever it is (see scheduler_record)
     evaluation: dict | None = None  # evaluation.json
     frame: object = field(default=None, repr=False)  # pandas DataFrame, one row per trial
     history: object = field(default=None, repr=False)  # pandas DataFrame, one row per trial epoch
@@ -219,12 +309,12 @@ def load(exp_dir: str | Path, without_study: bool = False) -> Experiment:
     trials = load_trials(exp)
     if not trials:
         raise ExperimentError(f"{str(exp)!r} holds no trials yet")
-    asha = (read_json(exp, ASHA_FILE, "ASHA state", ("rungs", "stops"))
-            or read_json(exp, MOASHA_FILE, "MO-ASHA state"))
+    scheduler = scheduler_record(exp, record["spec"])
+    asha = scheduler if (scheduler or {}).get("kind") not in ("hyperband", "pbt") else None
     evaluation = read_json(exp, EVALUATION_FILE, "evaluation", ("results",))
     if not without_study:
         check_study(exp)
-    return Experiment(path=exp, record=record, trials=trials, asha=asha, evaluation=evaluation,
+    return Experiment(path=exp, record=record, trials=trials, asha=asha, scheduler=scheduler, evaluation=evaluation,
                       frame=trials_frame(trials), history=history_frame(trials), without_study=without_study)
 
 

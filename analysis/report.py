@@ -39,11 +39,24 @@ def build_tables(exp: Experiment, top_k: int = 3) -> list[tuple[str, str, pd.Dat
                                   f"numbers beside ours", grid))
     out.append(("pareto", pareto.caption(exp), pareto.pareto_table(exp)))
     out.append(("leaderboard", f"Top-{top_k} configs per net by best {METRIC}", tables.leaderboard(exp, top_k)))
+    decisions = tables.decisions_table(exp)
+    if decisions is not None:
+        out.append(("decisions", _decisions_caption(exp), decisions))
     epoch, effects = tables.effect_tables(exp)
     for name, t in effects.items():
         out.append((f"effect_{name}", f"Effect of {name}: {METRIC} at epoch {epoch}, which every trial reached",
                     t))
     return out
+
+
+def _decisions_caption(exp: Experiment) -> str:
+    scheduler = exp.spec.get("scheduler")
+    if scheduler == "pbt":
+        return ("PBT per trial: who copied whom at which epoch, old → new hyperparameters, and whose training the "
+                "final weights hold (lineage)")
+    if scheduler == "hyperband":
+        return "HyperBand per trial: its bracket, where it waited, and where it was kept or stopped (value vs cut-off)"
+    return "The scheduler per trial: where it was kept or stopped (value vs cut-off)"
 
 
 def _terminal(df: pd.DataFrame) -> str:
@@ -132,7 +145,9 @@ def write_report(exp_dir: str | Path, out: str | Path | None = None, top_k: int 
     if not quiet:
         print(f"experiment {exp.path}: {len(exp.trials)} trials ({_status_line(exp)})")
         for name, caption, df in built:
-            if name in ("comparison", "grid_table", "pareto", "leaderboard"):
+            # The decisions table is long for an ASHA search of many trials: in the terminal for HyperBand and PBT.
+            if name in ("comparison", "grid_table", "pareto", "leaderboard") or (
+                    name == "decisions" and exp.spec.get("scheduler") in ("hyperband", "pbt")):
                 print(f"\n{caption}\n{_terminal(df)}")
         print(f"\nwrote {len(written)} table files and {page}")
     return 0

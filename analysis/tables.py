@@ -5,7 +5,9 @@
   ASHA's early stops do not favour the values that were allowed to train longer;
 * :func:`comparison` - one row per net at the search's equal budget, with test accuracy (mean and 95% CI) once
   ``cifar-tune evaluate`` ran, and the number the net's report published beside it;
-* :func:`grid_table` - for a preset run in ``grid`` mode, the report's own table regenerated row by row.
+* :func:`grid_table` - for a preset run in ``grid`` mode, the report's own table regenerated row by row;
+* :func:`decisions_table` - per trial, what the scheduler did to it (ASHA / HyperBand: kept or stopped at which
+  milestone, with the cut-off; HyperBand: its bracket and pauses; PBT: its exploits and the lineage of its weights).
 
 :func:`write_table` writes any of them as Markdown, CSV, LaTeX and HTML.
 """
@@ -81,9 +83,10 @@ def leaderboard(exp: Experiment, k: int = 3) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------- effect tables
 
 def equal_epoch(exp: Experiment) -> int:
-    """The epoch every non-failed trial reached: ASHA's grace period, else the shortest finished run."""
+    """The epoch every non-failed trial reached: ASHA's grace period, PBT's first perturbation (every trial's own
+    config until then), else the shortest finished run."""
     spec = exp.spec
-    if spec.get("scheduler") == "asha" and not exp.is_grid:
+    if spec.get("scheduler") in ("asha", "pbt") and not exp.is_grid:
         return int(spec.get("grace_period", 1))
     done = exp.frame[exp.frame["status"].isin(["completed", "stopped"])]["epochs"]
     return int(done.min()) if len(done) else 1
@@ -118,6 +121,11 @@ def effect_tables(exp: Experiment, at_epoch: int | None = None) -> tuple[int, di
     epoch = at_epoch or equal_epoch(exp)
     score = _value_at(exp, epoch).rename("score")
     df = exp.frame.join(score, on="trial_id")
+    started = {t["trial_id"]: t["initial_config"] for t in exp.trials if t.get("initial_config")}
+    if started:  # PBT: a trial's values at the first boundary belong to the config it started with
+        for name in exp.searched_params():
+            if name in df.columns:
+                df[name] = [started.get(tid, {}).get(name, v) for tid, v in zip(df["trial_id"], df[name])]
     df = df[df["score"].notna()]
     tables = {}
     for name in exp.searched_params():
@@ -274,6 +282,72 @@ def grid_table(exp: Experiment) -> pd.DataFrame | None:
         for metric, value in preset.published.get(label, {}).items():
             row[f"published {metric}"] = (f"[{value[0]}, {value[1]}]" if isinstance(value, (list, tuple))
                                           else value)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------- scheduler decisions
+
+def _decision_text(d: dict) -> str:
+    kind, epoch = d["kind"], d.get("epoch")
+    if kind == "bracket":
+        band, s = d["bracket"]
+        return f"bracket s={s}" + (f" of band {band}" if band else "")
+    if kind == "paused":
+        return f"paused at {epoch}"
+    if kind in ("kept", "stopped"):
+        value = d.get("value")
+        if d.get("reason"):
+            why = f"{d['reason']}"
+        elif d.get("place") is not None:
+            why = f"place {d['place']} of {d['population']}"
+        elif isinstance(value, (int, float)) and d.get("cutoff") is not None:
+            why = f"{fmt_value(value)}; cut-off {fmt_value(d['cutoff'])}"  # a tie at the cut-off can go either way
+        else:
+            why = fmt_value(value) if not isinstance(value, dict) else ""
+        return f"{kind} at {epoch}" + (f" ({why})" if why else "")
+    if kind == "exploited":
+        changes = ", ".join(f"{k} {fmt_value(v)}→{fmt_value((d.get('new') or {}).get(k))}"
+                            for k, v in (d.get("old") or {}).items() if v != (d.get("new") or {}).get(k))
+        lost = " [lost in a driver kill]" if d.get("status") == "lost" else ""
+        return (f"at {epoch} copied {d.get('donor')} (its epoch {d.get('donor_epoch')})"
+                + (f": {changes}" if changes else "") + lost)
+    if kind == "copied_by":
+        return f"copied by {d['trial']} at {epoch}"
+    return kind
+
+
+def lineage(exp: Experiment, trial_id: str) -> str:
+    """Whose training the trial's final weights hold, newest first: "t1 (3–4) ← t7 (1–2)" = epochs 3-4 trained as
+    t1, from t7's checkpoint of epoch 2 (PBT exploits; the trial's own id alone when it was never replaced)."""
+    by_trial = {t["trial_id"]: t for t in exp.trials}
+    segments, current = [], trial_id
+    upto = (by_trial.get(trial_id) or {}).get("epochs") or 0
+    for _ in range(len(by_trial) + 1):  # a donor's epoch is always earlier: the chain ends
+        prior = [d for d in (by_trial.get(current) or {}).get("decisions", [])
+                 if d["kind"] == "exploited" and d.get("status") != "lost" and d["epoch"] < upto]
+        if not prior:
+            segments.append((current, 1, upto))
+            break
+        last = prior[-1]
+        segments.append((current, last["epoch"] + 1, upto))
+        current, upto = last["donor"], last["donor_epoch"]
+    return " ← ".join(f"{t} ({a}–{b})" if a < b else f"{t} ({b})" for t, a, b in segments if a <= b)
+
+
+def decisions_table(exp: Experiment) -> pd.DataFrame | None:
+    """One row per trial the scheduler acted on: its status and epochs, and the decisions in order (``report
+    --json`` has them as records, per trial, under ``decisions``); for PBT the lineage of its weights. None for
+    an experiment without a scheduler record."""
+    if exp.scheduler is None and exp.asha is None:
+        return None
+    rows = []
+    for t in sorted(exp.trials, key=lambda t: (t["arch"] or "", t["trial_id"])):
+        decisions = t.get("decisions") or []
+        row = {"arch": t["arch"], "trial_id": t["trial_id"], "status": t["status"], "epochs": t["epochs"],
+               BEST: t.get(BEST), "decisions": "; ".join(_decision_text(d) for d in decisions)}
+        if (exp.scheduler or {}).get("kind") == "pbt":
+            row["lineage (final weights)"] = lineage(exp, t["trial_id"])
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -1,114 +1,431 @@
-"""HPO efficiency: best validation accuracy against epochs spent, TPE + ASHA vs random + ASHA vs the report's grid.
+"""HPO efficiency, anytime: best validation accuracy against epochs spent and wall time, every method at one budget.
 
-For each net, the report's own grid (its preset, every row cut to ``--epochs``) sets the budget ``B``: the grid's
-total epochs. TPE + ASHA and random + ASHA (same maximum epochs, grace 1, reduction 3) are given more trials than
-``B`` can pay for (``--trial-factor`` x the grid's rows) and are scored on the epochs they trained first, in the
-order they were trained, up to ``B`` — so all three spend the same epochs. The searches run with ``--seeds`` seeds
-each (the grid's rows carry their own seeds and run once). All runs share the training subset and validation split.
-Reported per method: the best validation accuracy within ``B`` epochs (mean over seeds, and each seed's), and the
-epochs spent until the method first matched the grid's best (per seed; "-" where it did not within ``B``).
-Writes the section "HPO efficiency" of docs/benchmarks.md.
+For each net (simple_cnn: report 000's grid; modified_net: report 003's), the report's own grid, every row cut to
+``--max-epochs`` E, sets the budget ``B`` = rows x E epochs. At that budget, with ``--seeds`` seeds each:
 
-    python -m benchmarks.hpo_efficiency                      # simple_cnn and modified_net, 3 seeds; ~30 min on 2 CPUs
-    python -m benchmarks.hpo_efficiency --smoke              # one net, grid and TPE, 1 epoch, no doc update
+* ``tpe+asha`` / ``random+asha``: ``B // 2`` trials of at most E epochs, ASHA (grace 1, eta 3), the epoch budget
+  ``B`` enforced by the scheduler (``ExperimentSpec.epoch_budget``);
+* ``random``: ``B // E`` random trials, each trained to E (no stopping);
+* ``grid``: the report's rows, each trained to E, in the report's order;
+* ``hyperband``: synchronous HyperBand (``ExperimentSpec(scheduler="hyperband")``, eta 3), random sampling, as many
+  whole bands (every bracket once) as come nearest to ``B``; it takes no epoch budget, so its curve is cut at ``B``
+  (what it trains after that is not counted, and the record says "cut");
+* ``pbt``: population-based training (``scheduler="pbt"``), a random population of ``B // E`` trained to E,
+  perturbed every E // 3 epochs: B epochs by construction.
+A method the experiment spec refuses is skipped with the spec's reason (named in the output and the record).
+
+Seed i of every method: sampler seed i and training seed i, on the same data (the first ``--subset`` images of the
+seeded training split, the same ``--val-size`` validation split), so seed i of A is paired with seed i of B.
+Every search is a *unit* whose per-epoch events (wall second, validation accuracy) are saved as JSON under
+``--storage``; then each unit's pick (its best config within ``B``) is retrained for E epochs on the same training
+images with a fresh seed (1000 + i) and scored on ``--heldout`` images none of the searches saw: the last images of
+the training split, after the subset (not the test split, which this benchmark never reads). Each retrain is a unit
+too. Rerun the same command and finished units are kept: a killed run continues. One Ray session serves up to
+``UNITS_PER_RAY`` searches.
+
+Size front (``--front-archs``): MO-TPE vs NSGA-II vs random, each with MO-ASHA at the same budget, objectives
+``val_accuracy:max,params:min``; the anytime curve is the front's hypervolume (``benchmarks/anytime.py``).
+
+Statistics (``benchmarks/anytime.py``): median and interquartile band across seeds at every epoch and on a grid of
+wall times; Wilcoxon signed-rank tests, paired by seed, of TPE + ASHA (MO-TPE on the front) against each other
+method at several budget points and on the held-out retrains; epochs and seconds to reach the report's grid's
+median result. Writes ``STORAGE/hpo_efficiency.json`` (+ ``.html``) and, unless ``--smoke``, the record
+``docs/results/hpo_efficiency.json``, its figure ``docs/results/hpo_efficiency.html`` and the "HPO efficiency"
+section of docs/benchmarks.md.
+
+    python -m benchmarks.hpo_efficiency --storage ~/cifar-tune-results/hpo-efficiency      # hours on 2 CPUs
+    python -m benchmarks.hpo_efficiency --smoke --storage /tmp/hpo-smoke                    # ~1 min, no doc update
+    python -m benchmarks.hpo_efficiency --storage ... --summary-only   # tables from the finished units, no runs
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benchmarks.common import data_dir, machine, publish, scratch_storage
+from benchmarks.common import REPO, data_dir
 
 PRESET_OF = {"simple_cnn": "report000", "modified_net": "report003"}
+RECORD = "hpo_efficiency.json"
+UNITS_PER_RAY = 10
+RETRAIN_SEED = 1000  # retrain of seed i uses training seed RETRAIN_SEED + i: fresh, the same for every method
+OBJECTIVES = [["val_accuracy", "max"], ["params", "min"]]
 
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    sampler: str
+    scheduler: str
+    # "stopping": B // 2 trials, the scheduler holds B; "full": B // E trials, each to the end (PBT: its population);
+    # "bands": as many whole HyperBand bands (every bracket once) as come nearest to B; "grid": the report's rows
+    trials: str
+    what: str
+
+
+METHODS = {m.name: m for m in (
+    Method("tpe+asha", "tpe", "asha", "stopping", "Optuna TPE, ASHA early stopping"),
+    Method("random+asha", "random", "asha", "stopping", "random sampling, ASHA early stopping"),
+    Method("random", "random", "none", "full", "random sampling, every trial trained to the horizon"),
+    Method("grid", "grid", "none", "grid", "the report's own grid, every row trained to the horizon"),
+    Method("hyperband", "random", "hyperband", "bands", "synchronous HyperBand, random sampling"),
+    Method("pbt", "random", "pbt", "full", "population-based training, random initial population"),
+)}
+FRONT_METHODS = {m.name: m for m in (
+    Method("mo-tpe", "tpe", "asha", "stopping", "MO-TPE, MO-ASHA"),
+    Method("nsga2", "nsga2", "asha", "stopping", "NSGA-II, MO-ASHA"),
+    Method("mo-random", "random", "asha", "stopping", "random sampling, MO-ASHA"),
+)}
+REFERENCE, FRONT_REFERENCE = "tpe+asha", "mo-tpe"  # what every other method is tested against
+
+
+# --------------------------------------------------------------------------------------------- the budget
 
 def grid_rows(arch: str, epochs: int) -> list[dict]:
+    """The report's rows for ``arch`` in the report's order, cut to ``epochs`` (their val_size is ours)."""
     from search.presets import expand_grid, get_preset
 
     rows = [r for r in expand_grid(get_preset(PRESET_OF[arch])) if r["arch"] == arch]
     return [{**{k: v for k, v in r.items() if k not in ("epochs", "val_size")}, "epochs": epochs} for r in rows]
 
 
-def curve(exp_dir: Path, budget: int | None = None) -> list[tuple[int, float]]:
-    """(cumulative epochs, best val accuracy so far) in the order epochs were reported, across all trials, cut at
-    ``budget`` epochs. A diverged epoch costs its epoch but never counts as the best."""
-    events = []
-    for result in exp_dir.glob("*/result.json"):
+def hyperband_trials(budget: int, max_epochs: int, eta: int = 3) -> int:
+    """Trials for synchronous HyperBand: whole bands (each bracket of ``search.hyperband`` filled once), as many as
+    come nearest to ``budget`` epochs, at least one. A band's epochs: each bracket's trials to its first milestone,
+    then the top 1/eta of them on to each next one."""
+    from search.hyperband import bracket_sizes, brackets
+
+    cost = 0
+    for n0, steps in zip(bracket_sizes(max_epochs, eta), brackets(max_epochs, eta)):
+        cost += n0 * steps[0] + sum(max(1, n0 // eta ** i) * (steps[i] - steps[i - 1]) for i in range(1, len(steps)))
+    return sum(bracket_sizes(max_epochs, eta)) * max(1, round(budget / cost))
+
+
+class Bench:
+    """The run's settings and where its units live; ``data`` (for retrains) is loaded on first use."""
+
+    def __init__(self, args):
+        self.args, self.root = args, Path(args.storage).expanduser().resolve()
+        self.fixed = {"data_dir": str(Path(data_dir(args.data_dir)).resolve()), "subset": args.subset,
+                      "val_size": args.val_size, "latency_batch": 0}
+        self._data = None
+
+    def rows(self, arch: str) -> list[dict]:
+        rows = grid_rows(arch, self.args.max_epochs)
+        return rows[:self.args.grid_rows] if self.args.grid_rows else rows
+
+    def budget(self, arch: str) -> int:
+        return len(self.rows(arch)) * self.args.max_epochs
+
+    def unit_path(self, arch: str, method: str, seed: int, kind: str = "search") -> Path:
+        return self.root / "units" / arch / method / f"seed{seed}{'' if kind == 'search' else '.' + kind}.json"
+
+    def spec(self, arch: str, method: Method, seed: int, objectives=None):
+        """The unit's ExperimentSpec and whether its scheduler holds the budget; SpecError if the spec refuses."""
+        from search.spec import ExperimentSpec, SpecError
+
+        budget, epochs = self.budget(arch), self.args.max_epochs
+        common = dict(archs=[arch], max_epochs=epochs, fixed={**self.fixed, "seed": seed}, seed=seed,
+                      storage=str(self.root / "searches"), name=f"{arch}-{method.name.replace('+', '-')}-s{seed}")
+        if method.trials == "grid":
+            return ExperimentSpec(sampler="grid", scheduler="none", grid=[{**r, "seed": seed} for r in self.rows(arch)],
+                                  **common), True
+        if method.trials == "full":  # PBT perturbs every third of the horizon (its grace period is the interval)
+            return ExperimentSpec(sampler=method.sampler, scheduler=method.scheduler, reduction_factor=3,
+                                  grace_period=max(1, epochs // 3) if method.scheduler == "pbt" else 1,
+                                  num_samples=max(1, budget // epochs), **common), True
+        trials = hyperband_trials(budget, epochs) if method.trials == "bands" else max(1, budget // 2)
+        kw = dict(sampler=method.sampler, scheduler=method.scheduler, num_samples=trials,
+                  grace_period=1, reduction_factor=3, objectives=objectives or [], **common)
+        try:
+            return ExperimentSpec(epoch_budget=budget, **kw), True
+        except SpecError as e:  # a scheduler that takes no epoch budget: its curve is cut at B instead
+            if "epoch-budget" not in str(e) or method.scheduler == "asha":
+                raise
+            return ExperimentSpec(**kw), False
+
+    @property
+    def data(self):
+        if self._data is None:
+            from trainables.data import load_dataset
+            from trainables.experiment import without_test_split
+
+            self._data = without_test_split(load_dataset(self.fixed["data_dir"]))  # the test split is never read
+        return self._data
+
+    def heldout_index(self):
+        """The last ``--heldout`` images of the seeded training split: after the searches' subset, not validation."""
+        train_idx, _ = self.data.split_indices(self.args.val_size)
+        if self.args.subset + self.args.heldout > len(train_idx):
+            raise SystemExit(f"hpo_efficiency: --subset {self.args.subset} + --heldout {self.args.heldout} exceed the "
+                             f"{len(train_idx):,} training images left after --val-size {self.args.val_size}")
+        return train_idx[len(train_idx) - self.args.heldout:]
+
+
+# --------------------------------------------------------------------------------------------- units
+
+def read_events(exp: Path, segments: list) -> tuple[list[dict], dict]:
+    """Every reported epoch of every trial, in the order reported, with its wall second since the unit began
+    (summed over the invocations that ran it: ``segments``), and the configs the events name (a trial's config,
+    and a later one under ``trial#epoch`` where the scheduler changed it, as PBT does)."""
+    rows, configs = [], {}
+    for result in sorted(exp.glob("*/result.json")):
+        current = None
         for line in result.read_text().splitlines():
+            if not line.strip():
+                continue
             r = json.loads(line)
-            events.append((r["timestamp"], r.get("time_total_s", 0),
-                           r["val_accuracy"] if r.get("status") != "diverged" else 0.0))
-    events.sort()
-    out, best = [], 0.0
-    for i, (_, _, acc) in enumerate(events[:budget], 1):
-        best = max(best, acc)
-        out.append((i, best))
-    return out
+            config = {k: v for k, v in r.get("config", {}).items() if k != "epochs"}
+            if current is None or configs[current] != config:
+                current = r["trial_id"] if r["trial_id"] not in configs else f"{r['trial_id']}#{r.get('epoch')}"
+                configs[current] = config
+            value = r.get("val_accuracy") if r.get("status") != "diverged" else None
+            rows.append({"ts": float(r["timestamp"]), "trial_id": r["trial_id"], "epoch": r.get("epoch"),
+                         "value": value, "params": r.get("params"), "config": current})
+    rows.sort(key=lambda e: (e["ts"], e["trial_id"], e["epoch"] or 0))
+    starts = [s for s, _ in segments] + [float("inf")]
+    ends = [end if end is not None else max([e["ts"] for e in rows if starts[k] <= e["ts"] < starts[k + 1]],
+                                            default=starts[k])  # killed hard: it ran at least until its last event
+            for k, (_, end) in enumerate(segments)]
+    for e in rows:
+        k = max([i for i, s in enumerate(starts[:-1]) if s <= e["ts"]], default=0)
+        e["t"] = round(sum(ends[i] - starts[i] for i in range(k)) + max(0.0, e.pop("ts") - starts[k]), 3)
+    return rows, configs
 
 
-def run(method: str, arch: str, rows: list[dict], fixed: dict, epochs: int, storage: str, seed: int,
-        num_samples: int) -> Path:
-    from search.spec import ExperimentSpec
-    from search.tuner import run_search
+def ended_trials(exp: Path) -> int:
+    from analysis.load import ExperimentError, load_trials
+    from trainables.experiment import OUTCOMES_ENDED
 
-    name = f"hpo-{arch}-{method.replace('+', '-')}-{seed}"
-    if method == "grid":
-        spec = ExperimentSpec(archs=[arch], sampler="grid", scheduler="none", grid=rows, max_epochs=epochs,
-                              fixed=fixed, storage=storage, name=name)
-    else:
-        sampler = method.split("+")[0]
-        spec = ExperimentSpec(archs=[arch], num_samples=num_samples, max_epochs=epochs, sampler=sampler,
-                              grace_period=1, reduction_factor=3, fixed=fixed, storage=storage, name=name, seed=seed)
-    run_search(spec)
-    return Path(spec.experiment_dir)
+    try:
+        return sum(t["status"] in OUTCOMES_ENDED for t in load_trials(exp))
+    except ExperimentError:
+        return 0
+
+
+def run_unit(bench: Bench, arch: str, method: Method, seed: int, skipped: dict, objectives=None) -> dict | None:
+    """One search (or its record, if finished earlier). None when the spec refuses the method (``skipped``)."""
+    from search.spec import SpecError
+    from search.tuner import init_ray, run_search
+    from trainables.experiment import SPEC_FILE, write_json
+
+    path = bench.unit_path(arch, method.name, seed)
+    if path.exists():
+        print(f"hpo_efficiency: {arch} {method.name} seed {seed}: finished earlier, kept", flush=True)
+        return json.loads(path.read_text())
+    try:
+        spec, enforced = bench.spec(arch, method, seed, objectives)
+    except SpecError as e:
+        if method.name not in skipped:
+            print(f"hpo_efficiency: {method.name} skipped: the spec refuses it ({e})", flush=True)
+        skipped[method.name] = str(e)
+        return None
+    # The invocations that ran this search (wall start, end): kept beside the record, so the events' wall seconds
+    # stay right when the record is rebuilt from a search a killed run had finished.
+    exp, partial = Path(spec.experiment_dir), path.with_suffix(".segments.json")
+    resume = (exp / SPEC_FILE).exists()
+    if exp.exists() and not resume:  # killed before its spec was written: nothing in it to keep
+        shutil.rmtree(exp)
+    segments = json.loads(partial.read_text())["segments"] if partial.exists() and resume else []
+    planned = len(spec.grid) if spec.grid else spec.num_samples
+    print(f"hpo_efficiency: {arch} {method.name} seed {seed}: {planned} trials of <= {spec.max_epochs} epochs, budget "
+          f"{bench.budget(arch)} epochs{'' if enforced else ' (cut, not enforced)'}{' [resumed]' if resume else ''}",
+          flush=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    init_ray(spec)  # before the clock starts: Ray's start-up is no method's cost
+    segments.append([time.time(), None])
+    write_json(partial, {"segments": segments})
+    try:
+        run_search(spec, resume=resume)
+    finally:
+        segments[-1][1] = time.time()
+        write_json(partial, {"segments": segments})
+    if ended_trials(exp) < planned:
+        raise SystemExit(f"hpo_efficiency: the search {spec.name} ended unfinished; run the same command again")
+    events, configs = read_events(exp, segments)
+    budget = bench.budget(arch)
+    scored = [e for e in events[:budget] if e["value"] is not None]
+    best = max(scored, key=lambda e: e["value"], default=None)  # the first of equals: reached soonest
+    record = {"arch": arch, "method": method.name, "seed": seed, "budget": budget, "budget_enforced": enforced,
+              "spec": {k: getattr(spec, k) for k in ("sampler", "scheduler", "num_samples", "max_epochs",
+                                                     "grace_period", "reduction_factor", "epoch_budget")},
+              "planned_trials": planned, "spent_epochs": len(events), "segments": segments,
+              "wall_seconds": round(sum(e - s for s, e in segments), 2), "resumed": len(segments) > 1,
+              "experiment": str(exp), "events": events, "configs": configs,
+              "pick": ({"trial_id": best["trial_id"], "epoch": best["epoch"], "val_accuracy": best["value"],
+                        "config": configs[best["config"]]} if best else None)}
+    write_json(path, record)
+    return record
+
+
+def retrain_unit(bench: Bench, unit: dict) -> dict | None:
+    """The unit's pick trained E epochs on the searches' training images (fresh seed), scored on the held-out
+    images; saved, and kept on a rerun."""
+    import torch
+
+    from trainables.config import resolve_config
+    from trainables.data import DeviceBatches
+    from trainables.experiment import write_json
+    from trainables.train import EVAL_BATCH, IMAGENET_MEAN, IMAGENET_STD, build_model, evaluate, pick_device, train
+
+    path = bench.unit_path(unit["arch"], unit["method"], unit["seed"], "retrain")
+    if path.exists():
+        return json.loads(path.read_text())
+    if unit["pick"] is None:
+        return None
+    config = {**unit["pick"]["config"], **bench.fixed, "epochs": bench.args.max_epochs,
+              "seed": RETRAIN_SEED + unit["seed"]}
+    last: dict = {}
+    start = time.monotonic()
+    metrics = train(config, report=lambda m, state: last.update(state=state) if state is not None else None,
+                    data=bench.data)
+    cfg = resolve_config(config)
+    device = pick_device(cfg["device"])
+    model = build_model(cfg, bench.data).to(device)
+    model.load_state_dict(last["state"]["model"])
+    if cfg["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if cfg["pretrained"] else bench.data.channel_stats()
+    heldout = bench.heldout_index()
+    batches = DeviceBatches(bench.data.train_x, bench.data.train_y, EVAL_BATCH, device, index=heldout, mean=mean,
+                            std=std, channels_last=cfg["channels_last"], image_size=cfg["image_size"])
+    record = {"arch": unit["arch"], "method": unit["method"], "seed": unit["seed"], "config": config,
+              "heldout_accuracy": evaluate(model, batches, cfg["amp"])["accuracy"], "heldout_images": len(heldout),
+              "val_accuracy": metrics.get("val_accuracy"), "status": metrics.get("status"),
+              "train_images": metrics.get("train_images"), "seconds": round(time.monotonic() - start, 2)}
+    write_json(path, record)
+    print(f"hpo_efficiency: retrain {unit['arch']} {unit['method']} seed {unit['seed']}: held-out accuracy "
+          f"{record['heldout_accuracy']:.4f} ({record['seconds']:.0f} s)", flush=True)
+    return record
+
+
+# --------------------------------------------------------------------------------------------- the command
+
+def parse(argv):
+    from search.spec import default_storage
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--storage", default=str(Path(default_storage()) / "hpo-efficiency"),
+                   help="where the searches and unit records live; the same command there continues a run")
+    p.add_argument("--archs", default=None, help="default simple_cnn,modified_net (smoke: modified_net)")
+    p.add_argument("--methods", default=None, help=f"default all: {','.join(METHODS)} (smoke: tpe+asha,grid)")
+    p.add_argument("--front-archs", default=None, help="size front (MO-TPE vs NSGA-II vs random) on these nets; "
+                   "default modified_net; '' for none (smoke: none)")
+    p.add_argument("--seeds", type=int, default=None, help="per method (default 10, smoke 2)")
+    p.add_argument("--max-epochs", type=int, default=9, help="E: every grid row and every trial's horizon")
+    p.add_argument("--subset", type=int, default=5000, help="training images every search trains on")
+    p.add_argument("--val-size", type=int, default=1000, help="the searches' validation split")
+    p.add_argument("--heldout", type=int, default=5000, help="images the retrains are scored on (seen by no search)")
+    p.add_argument("--grid-rows", type=int, default=0, help="use only the first N rows of the report's grid (0: all)")
+    p.add_argument("--no-retrain", action="store_true", help="skip retraining the picks (the costly stage)")
+    p.add_argument("--summary-only", action="store_true", help="run nothing: tables from the finished units")
+    p.add_argument("--smoke", action="store_true", help="one net, 2 seeds, tpe+asha and grid, 2 epochs, 200 "
+                   "images, 2 grid rows; no doc update")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.max_epochs, args.subset, args.val_size, args.heldout, args.grid_rows = 2, 200, 100, 200, 2
+    args.archs = (args.archs or ("modified_net" if args.smoke else "simple_cnn,modified_net")).split(",")
+    args.methods = (args.methods or ("tpe+asha,grid" if args.smoke else ",".join(METHODS))).split(",")
+    front = args.front_archs if args.front_archs is not None else ("" if args.smoke else "modified_net")
+    args.front_archs = [a for a in front.split(",") if a]
+    args.seeds = args.seeds or (2 if args.smoke else 10)
+    for a in args.archs:
+        if a not in PRESET_OF:
+            p.error(f"--archs {a}: no report grid for it; known: {', '.join(PRESET_OF)}")
+    for a in args.front_archs:
+        if a not in PRESET_OF:
+            p.error(f"--front-archs {a}: the budget comes from a report grid; known: {', '.join(PRESET_OF)}")
+    for m in args.methods:
+        if m not in METHODS:
+            p.error(f"--methods {m}: unknown; known: {', '.join(METHODS)}")
+    if REFERENCE not in args.methods:
+        p.error(f"--methods must include {REFERENCE}: every other method is tested against it")
+    return p, args
+
+
+def settings_of(bench: Bench) -> dict:
+    """What every unit in a storage must share (seeds and methods may be added later)."""
+    a = bench.args
+    return {"max_epochs": a.max_epochs, "subset": a.subset, "val_size": a.val_size, "heldout": a.heldout,
+            "grid_rows": a.grid_rows, "fixed": bench.fixed, "objectives": OBJECTIVES}
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--archs", default="simple_cnn,modified_net")
-    p.add_argument("--epochs", type=int, default=4, help="epochs per grid row (and ASHA's max)")
-    p.add_argument("--subset", type=int, default=5000)
-    p.add_argument("--val-size", type=int, default=1000)
-    p.add_argument("--seeds", type=int, default=3, help="seeds per search method")
-    p.add_argument("--trial-factor", type=int, default=3, help="search trials = this x the grid's rows")
-    p.add_argument("--smoke", action="store_true")
-    args = p.parse_args(argv)
-    import statistics
+    from benchmarks import hpo_efficiency_report as report
+    from trainables.experiment import write_json
 
-    archs = args.archs.split(",")
-    epochs, subset, seeds = args.epochs, args.subset, args.seeds
-    if args.smoke:
-        archs, epochs, subset, seeds = archs[:1], 1, 256, 1
-    fixed = {"data_dir": str(Path(data_dir(args.data_dir)).resolve()), "subset": subset, "val_size": args.val_size}
-    lines = [f"{machine()}; training subset {subset:,} images, validation {args.val_size:,}; every grid row cut to "
-             f"{epochs} epochs; budget = the grid's epochs; TPE/random + ASHA (max {epochs} epochs, grace 1, "
-             f"reduction 3) get {args.trial_factor}x the grid's trials and are scored on their first budget-many "
-             f"epochs; {seeds} seed(s) per search method", "",
-             "| net | method | budget (epochs) | best val acc within budget: mean | per seed | "
-             "epochs to match the grid's best, per seed |",
-             "|---|---|---:|---:|---|---|"]
-    with scratch_storage() as storage:
-        for arch in archs:
-            rows = grid_rows(arch, epochs)
-            if args.smoke:
-                rows = rows[:3]
-            grid = curve(run("grid", arch, rows, fixed, epochs, storage, 0, len(rows)))
-            budget, target = grid[-1][0], grid[-1][1]
-            results = {"grid": [grid]}
-            for method in ("tpe+asha",) if args.smoke else ("tpe+asha", "random+asha"):  # smoke: one of each path
-                results[method] = [curve(run(method, arch, rows, fixed, epochs, storage, seed,
-                                             args.trial_factor * len(rows)), budget) for seed in range(seeds)]
-            for method, curves in results.items():
-                bests = [c[-1][1] for c in curves]
-                reach = [next((e for e, best in c if best >= target), None) for c in curves]
-                lines.append(f"| {arch} | {method} | {budget} | {statistics.mean(bests):.4f} | "
-                             f"{', '.join(f'{b:.4f}' for b in bests)} | "
-                             f"{', '.join(str(r) if r is not None else '-' for r in reach)} |")
-                print(lines[-1], flush=True)
-    publish("HPO efficiency", lines, "hpo_efficiency", args.smoke)
+    p, args = parse(argv)
+    bench = Bench(args)
+    bench.root.mkdir(parents=True, exist_ok=True)
+    settings, saved = settings_of(bench), bench.root / "settings.json"
+    if saved.exists() and json.loads(saved.read_text()) != json.loads(json.dumps(settings)):
+        p.error(f"--storage {bench.root}: its units were run with other settings ({saved}); use another --storage")
+    write_json(saved, settings)
+    again = " ".join(shlex.quote(a) for a in ["python", "-m", "benchmarks.hpo_efficiency", *(argv or sys.argv[1:])])
+    skipped: dict = {}
+    units: dict = {"anytime": {}, "front": {}}
+    retrains: dict = {}
+    from search.tuner import SearchInterrupted, interrupted_exit
+
+    start = time.monotonic()
+    try:
+        plan = [("anytime", a, METHODS[m], None) for a in args.archs for m in args.methods]
+        plan += [("front", a, m, OBJECTIVES) for a in args.front_archs for m in FRONT_METHODS.values()]
+        session = 0  # searches run in this Ray session; a new one every UNITS_PER_RAY bounds what a session piles up
+        for part, arch, method, objectives in plan:
+            for seed in range(args.seeds):
+                path = bench.unit_path(arch, method.name, seed)
+                if args.summary_only:
+                    unit = json.loads(path.read_text()) if path.exists() else None
+                else:
+                    if session >= UNITS_PER_RAY:
+                        _shutdown_ray()
+                        session = 0
+                    session += not path.exists()
+                    unit = run_unit(bench, arch, method, seed, skipped, objectives)
+                if unit is not None:
+                    units[part].setdefault(arch, {}).setdefault(method.name, []).append(unit)
+        _shutdown_ray()
+        if not args.no_retrain:
+            for arch, by_method in units["anytime"].items():
+                for name, seeds in by_method.items():
+                    for unit in seeds:
+                        path = bench.unit_path(arch, name, unit["seed"], "retrain")
+                        done = json.loads(path.read_text()) if path.exists() else None
+                        done = done or (None if args.summary_only else retrain_unit(bench, unit))
+                        if done:
+                            retrains.setdefault(arch, {}).setdefault(name, []).append(done)
+    except (SearchInterrupted, KeyboardInterrupt) as e:
+        _shutdown_ray()
+        return interrupted_exit(e, "hpo_efficiency", "finished searches and retrains are saved", again)
+    record = report.summarise(bench, units, retrains, skipped, METHODS, FRONT_METHODS)
+    record.update(command=again, wall_seconds_this_invocation=round(time.monotonic() - start, 1),
+                  methods_table={k: asdict(m) for k, m in {**METHODS, **FRONT_METHODS}.items()})
+    write_json(bench.root / RECORD, record)
+    report.figure(record, bench.root / "hpo_efficiency.html")
+    lines = report.markdown(record)
+    print(lines)
+    if not args.smoke:
+        write_json(REPO / "docs" / "results" / RECORD, record)
+        report.figure(record, REPO / "docs" / "results" / "hpo_efficiency.html")
+        from benchmarks.common import write_section
+
+        write_section("HPO efficiency", lines)
+    print(f"hpo_efficiency: record in {bench.root / RECORD}")
     return 0
+
+
+def _shutdown_ray() -> None:
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
 
 
 if __name__ == "__main__":

@@ -23,6 +23,17 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 ADDRESS = re.compile(r"^(auto|local|ray://\S+|[^\s:/]+:\d{1,5})$")
 
 
+SCHEDULERS = ("asha", "hyperband", "pbt", "none")  # docs/schedulers.md says what each does here
+PERTURBABLE = ("lr", "weight_decay", "dropout", "label_smoothing")  # what PBT may change in a running trial
+
+
+def perturbable(params: dict) -> dict:
+    """Of a space's params (name -> ``Param.to_dict()``), those PBT may perturb: in PERTURBABLE, a float or a
+    categorical, searched without a ``when`` condition (a conditional one is absent from some configs)."""
+    return {name: dict(p) for name, p in params.items()
+            if name in PERTURBABLE and not p.get("when") and p.get("type") in ("float", "categorical")}
+
+
 class SpecError(ValueError):
     """A search argument is invalid; the message names it and the bad value."""
 
@@ -38,7 +49,7 @@ class ExperimentSpec:
     max_epochs: int = 8
     grace_period: int = 1  # epochs before ASHA may stop a trial
     reduction_factor: float = 3.0
-    scheduler: str = "asha"  # asha | none
+    scheduler: str = "asha"  # asha | hyperband | pbt | none (SCHEDULERS)
     sampler: str = "tpe"  # tpe | random | grid (presets)
     seed: int = 0
     fixed: dict = field(default_factory=dict)  # --set values, in every trial
@@ -75,8 +86,11 @@ class ExperimentSpec:
                 raise SpecError(f"--{key.replace('_', '-')} must be an integer >= {low}, got {value!r}")
         if not isinstance(self.epoch_budget, int) or isinstance(self.epoch_budget, bool) or self.epoch_budget < 0:
             raise SpecError(f"--epoch-budget must be an integer >= 0, got {self.epoch_budget!r}")
+        if self.scheduler not in SCHEDULERS:
+            raise SpecError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
         if self.epoch_budget and self.scheduler != "asha":
-            raise SpecError("--epoch-budget needs --scheduler asha (the scheduler enforces it)")
+            raise SpecError(f"--epoch-budget {self.epoch_budget} needs --scheduler asha: {self.scheduler} cannot "
+                            f"enforce an epoch budget")
         if self.epoch_budget and self.epoch_budget < self.num_samples * self.grace_period:
             raise SpecError(f"--epoch-budget {self.epoch_budget} cannot pay the first rung of every trial: "
                             f"--num-samples {self.num_samples} x --grace-period {self.grace_period} = "
@@ -85,8 +99,6 @@ class ExperimentSpec:
             raise SpecError(f"--grace-period {self.grace_period} exceeds --max-epochs {self.max_epochs}")
         if not self.reduction_factor > 1:
             raise SpecError(f"--reduction-factor must be > 1, got {self.reduction_factor!r}")
-        if self.scheduler not in ("asha", "none"):
-            raise SpecError(f"--scheduler must be asha or none, got {self.scheduler!r}")
         if self.sampler not in ("tpe", "random", "grid", "nsga2"):
             raise SpecError(f"--sampler must be tpe, random, nsga2 or grid, got {self.sampler!r}")
         if self.sampler == "grid" and not self.grid:
@@ -107,6 +119,7 @@ class ExperimentSpec:
         if "epochs" in self.fixed:
             raise SpecError("--set epochs=... is not allowed in a search: use --max-epochs")
         self._check_objectives()
+        self._check_scheduler()
         from trainables.config import resolve_config
 
         for a in self.archs:  # e.g. --set stem=cifar with a net that has no stem: refuse now, not in every trial
@@ -165,6 +178,46 @@ class ExperimentSpec:
                     self.space_files[spec.name] = self.space_files.pop(a)
             archs.append(spec.name)
         self.archs = archs
+
+    def _check_scheduler(self) -> None:
+        """hyperband and pbt: the combinations they cannot honour are refused here, naming the value."""
+        s = self.scheduler
+        if s not in ("hyperband", "pbt"):
+            return
+        if self.objectives:
+            raise SpecError(f"--scheduler {s} with --objectives: a multi-objective search stops trials with MO-ASHA; "
+                            f"use --scheduler asha (or none)")
+        if self.sampler == "grid":
+            raise SpecError(f"--scheduler {s} with --sampler grid: a grid runs the report's rows to their own epochs; "
+                            f"use --preset NAME:tuned (or --arch) to search")
+        if s == "hyperband" and self.grace_period != 1:
+            raise SpecError(f"--grace-period {self.grace_period} with --scheduler hyperband: HyperBand sets each "
+                            f"bracket's first milestone itself (max-epochs / reduction-factor^s); leave it out")
+        if s != "pbt":
+            return
+        if self.num_samples < 2:
+            raise SpecError(f"--num-samples {self.num_samples} with --scheduler pbt: a population of one has no one "
+                            f"to copy from; give 2 or more")
+        if self.grace_period >= self.max_epochs:
+            raise SpecError(f"--grace-period {self.grace_period} with --scheduler pbt (epochs between perturbations) "
+                            f"must be below --max-epochs {self.max_epochs}, or PBT never acts")
+        population = self.num_samples * len(self.archs)
+        if self.max_concurrent and self.max_concurrent < population:
+            raise SpecError(f"--max-concurrent {self.max_concurrent} with --scheduler pbt: PBT needs its whole "
+                            f"population ({population} trials) live at once; it takes turns on the hardware itself")
+        from spaces import SpaceError, load_space
+
+        for arch in self.archs:
+            try:
+                space = load_space(arch, self.space_files.get(arch))
+            except SpaceError as e:
+                raise SpecError(f"--space: {e}") from None
+            params = {k: p.to_dict() for k, p in space.params.items() if k not in self.fixed}
+            if not perturbable(params):
+                pinned = [k for k in PERTURBABLE if k in self.fixed]
+                why = f" (--set fixes {', '.join(pinned)})" if pinned else ""
+                raise SpecError(f"--scheduler pbt with --arch {arch}: its space ({space.source}) searches none of "
+                                f"{', '.join(PERTURBABLE)} without a condition{why}, so PBT has nothing to perturb")
 
     def _check_objectives(self) -> None:
         from trainables.config import FIELDS

@@ -1,7 +1,8 @@
 """Build and run (or resume) a search: spaces -> searcher + scheduler -> ``ray.tune.Tuner`` -> experiment dir.
 
 The experiment directory holds Ray's results (one folder per trial), ``optuna.db`` (one study per architecture),
-``asha_state.json`` (rung records) and ``spec.json`` (the resolved command, spaces, versions, hardware, seed).
+the scheduler's record (``asha_state.json``, ``hyperband_state.json`` or ``pbt_state.json``) and ``spec.json``
+(the resolved command, spaces, versions, hardware, seed).
 """
 from __future__ import annotations
 
@@ -164,6 +165,8 @@ def build_tuner(spec: ExperimentSpec, data, spaces: dict, *, resume: bool = Fals
                              state_path=exp_dir / STATE_FILE, epoch_budget=spec.epoch_budget or None,
                              num_samples=spec.num_samples)
                  if spec.scheduler == "asha" and spec.sampler != "grid" else None)
+    milestones = ([*rung_epochs(spec.max_epochs, spec.grace_period, spec.reduction_factor), spec.max_epochs]
+                  if scheduler else None)
     if scheduler is not None and spec.objectives:
         from search.moasha import STATE_FILE as MO_STATE_FILE, PerArchMOASHA
 
@@ -171,21 +174,41 @@ def build_tuner(spec: ExperimentSpec, data, spaces: dict, *, resume: bool = Fals
                                   spec.reduction_factor, state_path=exp_dir / MO_STATE_FILE,
                                   epoch_budget=spec.epoch_budget or None, num_samples=spec.num_samples,
                                   ranking=spec.rung_ranking)
+    search_alg, keep = searcher, 3
+    if spec.scheduler == "hyperband":
+        from search.hyperband import STATE_FILE as HB_STATE_FILE, PerArchHyperBand, milestones as hb_milestones
+
+        scheduler = PerArchHyperBand(spec.archs, spec.max_epochs, spec.reduction_factor,
+                                     state_path=exp_dir / HB_STATE_FILE)
+        milestones = [*hb_milestones(spec.max_epochs, spec.reduction_factor), spec.max_epochs]
+    elif spec.scheduler == "pbt":
+        # Ray's PBT takes no searcher: the population is asked of ours now, and Tune runs it as fixed configs.
+        from ray.tune.search import BasicVariantGenerator
+
+        from search.pbt import STATE_FILE as PBT_STATE_FILE, PerArchPBT, ask_population
+
+        population = ask_population(searcher, total)
+        scheduler = PerArchPBT(spec.archs, {a: {k: p.to_dict() for k, p in spaces[a].params.items()}
+                                            for a in spec.archs}, spec.grace_period, spec.max_epochs, searcher,
+                               population, state_path=exp_dir / PBT_STATE_FILE, seed=spec.seed)
+        search_alg = BasicVariantGenerator(points_to_evaluate=[dict(r["config"]) for r in population])
+        # Every key a member sets must be in the param space (None there: a member without it gets None, which
+        # PerArchPBT.on_trial_add takes out again, so each trial's config is exactly the member's).
+        param_space = {k: None for r in population for k in r["config"]}
+        # A donor's checkpoint of the boundary epoch must outlive the interval its copier may wait to restart.
+        keep = max(3, spec.grace_period + 2)
     import ray
 
     res = trial_resources(spec, ray.cluster_resources())
     trainable = tune.with_resources(tune.with_parameters(tune_trainable, data=data), res)
-    tune_config = tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=total,
-                                  max_concurrent_trials=spec.max_concurrent or None, reuse_actors=True,
-                                  trial_dirname_creator=trial_dirname)
+    tune_config = tune.TuneConfig(search_alg=search_alg, scheduler=scheduler, num_samples=total,
+                                  max_concurrent_trials=(spec.max_concurrent or None) if search_alg is searcher
+                                  else None, reuse_actors=True, trial_dirname_creator=trial_dirname)
     run_config = tune.RunConfig(
         name=spec.name, storage_path=spec.storage, verbose=0,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=3),
-        callbacks=[ProgressCallback(total, spec.max_epochs,
-                                    milestones=[*rung_epochs(spec.max_epochs, spec.grace_period,
-                                                             spec.reduction_factor), spec.max_epochs]
-                                    if scheduler else None,
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=keep),
+        callbacks=[ProgressCallback(total, spec.max_epochs, milestones=milestones,
                                     reduction_factor=spec.reduction_factor,
                                     epoch_budget=spec.epoch_budget * len(spec.archs) or None),
                    CheckpointedResults(), keep_results_on_retry(), *tracker_callbacks(spec), *callbacks])
@@ -433,7 +456,7 @@ def run_search(spec: ExperimentSpec, resume: bool = False, callbacks=()):
         try:
             from search.trackers import replacing_ray_loggers
 
-            with _Interrupts() as interrupts, replacing_ray_loggers(exp_dir, resume):
+            with _Interrupts() as interrupts, replacing_ray_loggers(exp_dir, resume), _pending_trials(spec):
                 results = tuner.fit()
         finally:
             tune_log.removeFilter(quiet)
@@ -443,6 +466,28 @@ def run_search(spec: ExperimentSpec, resume: bool = False, callbacks=()):
     finally:
         restoring(None)
         lock.release()
+
+
+class _pending_trials:
+    """Synchronous HyperBand needs a bracket's trials created together (search.hyperband.pending_trials): Tune's
+    cap on trials created ahead (TUNE_MAX_PENDING_TRIALS_PG, read when fit() builds its controller) is raised for
+    that search, new or resumed, and put back after it. A value the user set is left alone."""
+
+    def __init__(self, spec: ExperimentSpec):
+        self.value = None
+        if spec.scheduler == "hyperband" and "TUNE_MAX_PENDING_TRIALS_PG" not in os.environ:
+            from search.hyperband import pending_trials
+
+            self.value = str(pending_trials(spec.archs, spec.max_epochs, spec.reduction_factor))
+
+    def __enter__(self):
+        if self.value is not None:
+            os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = self.value
+        return self
+
+    def __exit__(self, *exc):
+        if self.value is not None:
+            os.environ.pop("TUNE_MAX_PENDING_TRIALS_PG", None)
 
 
 def _has_content(exp_dir: Path) -> bool:

@@ -21,20 +21,35 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
 @pytest.fixture(scope="session")
-def cifar_path() -> Path:
+def _cifar_loaded() -> list:
+    """[the dataset], decoded into the session's array cache once for both xdist workers: they inherit the
+    controller's CIFAR_TUNE_CACHE_DIR; the first here decodes while the other waits, then reads the cache. Every
+    test given ``cifar_path`` finds the cache built, so two searches started at once in subprocesses do not both
+    decode the JPEGs."""
     if not CIFAR_ARCHIVE.exists():
         msg = f"offline CIFAR-10 copy not found at {CIFAR_ARCHIVE} (set CIFAR_TUNE_TEST_DATA)"
         if os.environ.get("CI"):
             pytest.fail(msg)  # CI has shared/ beside the clone: a missing copy is a broken set-up, not a skip
         pytest.skip(msg)
+    import fcntl
+
+    from trainables.data import default_cache_dir, load_dataset
+
+    cache = default_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".tests-decode.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return [load_dataset(CIFAR_ARCHIVE, download=False)]
+
+
+@pytest.fixture(scope="session")
+def cifar_path(_cifar_loaded) -> Path:
     return CIFAR_ARCHIVE
 
 
 @pytest.fixture(scope="session")
-def cifar(cifar_path):
-    from trainables.data import load_dataset
-
-    return load_dataset(cifar_path, download=False)
+def cifar(_cifar_loaded):
+    return _cifar_loaded[0]
 
 
 def make_cifar_pickles(root: Path, n_train_per_batch: int = 20, n_test: int = 20, seed: int = 0) -> Path:
@@ -78,3 +93,33 @@ def make_image_folder(root: Path, classes=("cat", "dog", "frog"), per_class: int
             for i in range(per_class):
                 Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / split / c / f"{i}.png")
     return root
+
+
+# --------------------------------------------------------------------------------------------- order of the files
+# The suite runs as `pytest -n 2 --dist loadfile`: whole files go to the two workers, by default the files with the
+# most tests first. That puts files of few but long tests (real searches, minutes each) last, where one of them can
+# keep a worker busy alone while the other idles. Longest first instead: a file not listed here (it may run
+# searches) at once, then the slow ones, longest first (by what each takes on a quiet 2-core machine), then the
+# quick ones, so that whatever runs last is short. Only the order changes: a file still runs whole on one worker.
+SLOWEST_FIRST = ("test_faults.py", "test_benchmarks.py", "test_analysis.py", "test_reproduce.py",
+                 "test_size_search.py", "test_where_it_lies.py", "test_cluster.py", "test_interrupts.py",
+                 "test_search.py", "test_trackers.py", "test_train.py", "test_shared_data.py")
+QUICK = ("test_models.py", "test_cli.py", "test_inputs.py", "test_data.py", "test_ledger.py", "test_user_data.py",
+         "test_user_net.py", "test_dependencies.py", "test_docs.py", "test_spaces.py", "test_private_api.py",
+         "test_moasha.py", "test_objectives.py", "test_presets.py", "test_checkpoints.py", "test_history.py",
+         "test_layering.py")
+
+
+def pytest_configure(config):
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist: keep the order below, not most tests first
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        name = item.path.name
+        if name in SLOWEST_FIRST:
+            return 1 + SLOWEST_FIRST.index(name)
+        return 1 + len(SLOWEST_FIRST) + QUICK.index(name) if name in QUICK else 0
+
+    items.sort(key=rank)  # stable: each file's tests keep their order

@@ -13,6 +13,8 @@ corrupt_newest: {"experiment": DIR, "archs": [...]}
                     one Tune will restore, of epoch k-1) to half its size, as a crash mid-write would leave it.
 hold_after_epoch: k a trial's first attempt, once epoch k is reported (and its checkpoint recorded), waits for
                     ever: the search is certain to be unfinished when a test signals it, however busy the machine.
+release_file: path  with hold_after_epoch, the wait ends once this file exists (the test creates it): trials are
+                    certain to be mid-run, all at once, when the test acts, then they finish.
 driver_enospc: true the driver's first write of asha_state.json fails with OSError(ENOSPC), as on a full disk.
 memory_cap_mb: m    each trial may grow its address space by at most m MiB (a soft RLIMIT_AS, lifted again
                     when the trial ends), as on a machine with that little free memory: an absurd batch fails in
@@ -47,6 +49,7 @@ def make_trainable(faults: dict):
     cap_mb = faults.get("memory_cap_mb")
     corrupt = faults.get("corrupt_newest") or {}
     hold_after = faults.get("hold_after_epoch")
+    release = faults.get("release_file")
 
     def tune_trainable(config, data=None):
         import resource
@@ -66,9 +69,10 @@ def make_trainable(faults: dict):
                     raise RuntimeError(f"injected fault: trial raised at epoch {raise_at}")
                 report(metrics, state)
                 if hold_after is not None and first_attempt and metrics["epoch"] == hold_after:
+                    import os
                     import time
 
-                    while True:  # until Tune stops (kills) this trial
+                    while not (release and os.path.exists(release)):  # until released, or Tune stops (kills) it
                         time.sleep(0.2)
 
             return real_train(cfg, report=faulty_report, **kwargs)

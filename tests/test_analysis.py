@@ -74,11 +74,11 @@ from search import api
 exp = api.search(["origin_net", "simple_cnn"], num_samples=4, max_epochs=2, data_dir=sys.argv[1],
                  set={"subset": 300, "val_size": 200}, storage=sys.argv[2], name="main")
 best = exp.best()
-print(len(exp.trials), ",".join(best["arch"]), exp.path)
+print("api:", len(exp.trials), ",".join(best["arch"]), exp.path, flush=True)
 '''
 
+# Run after API_SEARCH in the same process, on the same Ray (one Ray start for both experiments).
 GRID = '''
-import sys
 from search.presets import get_preset, grid_runs
 from search.spec import ExperimentSpec
 from search.tuner import run_search
@@ -118,11 +118,11 @@ def lab(tmp_path_factory, cifar_path):
            # machine (another test's `ray start`), whose nodes that test may kill under our trials.
            "RAY_ADDRESS": "local"}
     storage = root / "exps"
-    # The two-net search through the Python API (search.api), which the CLI is a layer over; the grid through
-    # run_search; the CLI's own search is the fixture of test_search.
-    out = _run([sys.executable, "-c", API_SEARCH, str(cifar_path), str(storage)], env)
-    assert out.stdout.splitlines()[-1].split()[:2] == ["8", "origin_net,simple_cnn"], out.stdout[-2000:]
-    _run([sys.executable, "-c", GRID, str(cifar_path), str(storage)], env)
+    # The two-net search through the Python API (search.api), which the CLI is a layer over; then, in the same
+    # process and Ray, the grid through run_search; the CLI's own search is the fixture of test_search.
+    out = _run([sys.executable, "-c", API_SEARCH + GRID, str(cifar_path), str(storage)], env)
+    api = [line.split()[1:3] for line in out.stdout.splitlines() if line.startswith("api: ")]
+    assert api == [["8", "origin_net,simple_cnn"]], out.stdout[-2000:]
     return {"root": root, "env": env, "main": storage / "main", "grid": storage / "grid", "data": cifar_path}
 
 

@@ -11,7 +11,7 @@ import pytest
 from benchmarks.common import REPO
 
 
-@pytest.mark.parametrize("script", ["ray_overhead", "hpo_efficiency"])  # the others run in the GPU suite's smoke
+@pytest.mark.parametrize("script", ["ray_overhead"])  # hpo_efficiency: tests/test_anytime.py; the others: the GPU suite's smoke
 def test_benchmark_smoke(script, cifar_path):
     doc = REPO / "docs" / "benchmarks.md"
     before = doc.read_text() if doc.exists() else None
@@ -43,11 +43,16 @@ def test_gpu_suite_smoke(cifar_path, tmp_path):
     assert (doc.read_text() if doc.exists() else None) == before
 
 
-def test_size_front_smoke_runs_and_continues(cifar_path, tmp_path):
+def test_size_front_smoke_runs_and_continues(cifar_path, tmp_path, capsys):
     """Issue 11's full-scale comparison in smoke mode: MO-TPE and random searches at one epoch budget, hypervolume at
-    a common reference point, the joint front, a front member's test run; run again, it keeps all of it."""
-    cmd = [sys.executable, "-m", "benchmarks.size_front", "--smoke", "--data-dir", str(cifar_path),
-           "--storage", str(tmp_path)]
+    a common reference point, the joint front, a front member's test run; run again, it keeps all of it (so the
+    rerun and the refusal below run in this process: nothing to train, no Ray)."""
+    import ray
+
+    from benchmarks import size_front
+
+    args = ["--smoke", "--data-dir", str(cifar_path), "--storage", str(tmp_path)]
+    cmd = [sys.executable, "-m", "benchmarks.size_front", *args]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, cwd=REPO, env=env)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -60,16 +65,18 @@ def test_size_front_smoke_runs_and_continues(cifar_path, tmp_path):
     assert all(r["at_first_rung"]["epoch"] == 1 and r["at_first_rung"]["trials"] >= r["completed"] for r in rows)
     (pick,) = record["summary"]["targets"]
     assert pick["member"]["trial_id"] and 0 <= pick["test"]["test_accuracy"]["mean"] <= 1
-    again = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, cwd=REPO, env=env)
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert again.stdout.count(": finished earlier, kept") == 2 and "1 of 1 runs finished earlier" in again.stdout
+    capsys.readouterr()
+    assert size_front.main(args) == 0
+    again = capsys.readouterr().out
+    assert again.count(": finished earlier, kept") == 2 and "1 of 1 runs finished earlier" in again, again[-3000:]
     assert json.loads((tmp_path / "size_front.json").read_text())["summary"]["targets"][0]["test"] == pick["test"]
     assert record["settings"]["rung_ranking"] == "hypervolume"  # the default, kept by the rerun
+    assert not ray.is_initialized()
     # The storage's searches were ranked one way: asking for the other is one line, before anything runs.
-    other = subprocess.run(cmd + ["--rung-ranking", "crowding"], capture_output=True, text=True, timeout=300,
-                           cwd=REPO, env=env)
-    assert other.returncode == 2 and "ranked by hypervolume" in other.stderr.strip().splitlines()[-1], other.stderr
-    assert "Traceback" not in other.stderr
+    with pytest.raises(SystemExit) as refused:
+        size_front.main(args + ["--rung-ranking", "crowding"])
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and "ranked by hypervolume" in err.strip().splitlines()[-1], err
 
 
 def test_gpu_suite_runs_every_reproduce_plan_at_its_full_budget(tmp_path):

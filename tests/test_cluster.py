@@ -1,5 +1,6 @@
-"""cluster.yaml passes Ray's own validation; a real search on a real multi-node Ray cluster (loopback); a worker node
-removed mid-trial (fault 3); node-local storage refused in cluster mode (fault 8); users' nets shipped to every node.
+"""cluster.yaml passes Ray's own validation; a real search on a real multi-node Ray cluster (loopback), of users' nets
+shipped to every node, with a worker node removed mid-trial (fault 3); node-local storage refused in cluster mode
+(fault 8).
 
 The cluster: a head that advertises no CPU (like cluster.yaml's) and two worker nodes of one CPU each, each node
 its own raylet and object store (``ray.cluster_utils.Cluster``, all on this machine). The search is a real
@@ -10,15 +11,17 @@ from __future__ import annotations
 
 import copy
 import os
+import signal
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.searchrun import (REPO, checkpoints, epochs_of, free_port, kill_session, report, results, run_cli,
-                             saved_trials, start_cli, trial_dirs, wait_for)
+from tests.searchrun import (REPO, checkpoints, epochs_of, free_port, kill_session, report, results, saved_trials,
+                             start_cli, trial_dirs, wait_for)
 
-MAX_EPOCHS = 8
+MAX_EPOCHS = 4
+HOLD = 2  # epochs a trial's first attempt trains before it waits (tests/fault_driver.py)
 
 
 # --------------------------------------------------------------------------------------------- cluster.yaml
@@ -88,17 +91,25 @@ def actors(c) -> list[dict]:
     return list(c.global_state.actor_table(None).values())
 
 
-def running_trials(c) -> dict[str, str]:
-    """node id -> trial folder name, for the trial workers alive now. Tune runs each trial in its own working
-    directory named after the trial, and every node lives on this machine: /proc/<pid>/cwd says which trial."""
+def running_trials(c) -> dict[str, tuple[str, int]]:
+    """node id -> (trial folder name, worker pid), for the trial workers alive now. Tune runs each trial in its own
+    working directory named after the trial, and every node lives on this machine: /proc/<pid>/cwd says which."""
     out = {}
     for a in actors(c):
         if a["State"] == "ALIVE" and a["Pid"]:
             try:
-                out[a["Address"]["NodeID"]] = Path(os.readlink(f"/proc/{a['Pid']}/cwd")).name
+                out[a["Address"]["NodeID"]] = (Path(os.readlink(f"/proc/{a['Pid']}/cwd")).name, a["Pid"])
             except OSError:
                 pass
     return out
+
+
+def gone(pid: int) -> bool:
+    """The process ``pid`` has ended (a zombie not yet reaped has too)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 def node_of_pid(c) -> dict[int, str]:
@@ -106,72 +117,79 @@ def node_of_pid(c) -> dict[int, str]:
     return {a["Pid"]: a["Address"]["NodeID"] for a in actors(c) if a["Pid"]}
 
 
-@pytest.mark.cluster
-def test_user_nets_reach_every_node(cluster, cifar, cifar_path, tmp_path):
-    """Issue 20: a net from a .py file and one from an installed package's entry point, 2 trials each. The worker
-    nodes have neither the file's folder nor the package on their path: Ray's runtime environment ships both, and
-    every import on a worker is of a shipped copy. (Runs before the multinode tests, which remove a node.)"""
-    from tests.test_user_net import check_user_net_experiment, loads, search_args, write_user_nets
-
-    c = cluster["cluster"]
-    nets = write_user_nets(tmp_path)
-    out = run_cli([*search_args(nets, cifar_path, tmp_path / "r", "mine"), "--address", c.address,
-                   "--storage-is-shared"], timeout=300, PYTHONPATH=str(nets["site"]))
-    assert out.returncode == 0, out.stdout[-3000:]
-    check_user_net_experiment(tmp_path / "r" / "mine", nets)
-    node = node_of_pid(c)
-    on_workers = [(kind, node[pid], path) for kind, pid, path in loads(nets["log"]) if pid in node]
-    assert {kind for kind, _, _ in on_workers} == {"file", "package"}, loads(nets["log"])
-    assert {n for _, n, _ in on_workers} <= {w.node_id for w in cluster["workers"]}
-    assert all("runtime_resources" in path for _, _, path in on_workers), on_workers
-
-
 @pytest.fixture(scope="module")
 def multinode(cluster, cifar, cifar_path, tmp_path_factory):
-    """Four trials on two worker nodes; once both nodes have run trials, a node is removed while a trial is
-    mid-run on it."""
+    """One search on the two worker nodes, of two nets of the user's own (tests/test_user_net.py: one from a .py
+    file, one from an installed package's entry point), one trial each. Each trial's first attempt waits after
+    epoch HOLD (its checkpoint saved) until released (``hold_after_epoch`` + ``release_file`` in
+    tests/fault_driver.py), so both are mid-run on their own node at once however slowly the nodes start; then
+    one node is removed, the trials are released, and the removed node's trial must go on elsewhere from its
+    checkpoint."""
+    from tests.test_user_net import search_args, write_user_nets
+
     c = cluster["cluster"]
     tmp = tmp_path_factory.mktemp("multinode")
+    nets = write_user_nets(tmp / "user")
     storage = tmp / "results"
     exp = storage / "multi"
-    args = ["search", "--address", c.address, "--storage", storage, "--storage-is-shared", "--name", "multi",
-            "--arch", "origin_net,simple_cnn", "--num-samples", 2, "--max-epochs", MAX_EPOCHS, "--scheduler", "none",
-            "--data-dir", cifar_path, "--set", "subset=2000", "--set", "val_size=300", "--set", "batch_size=100",
-            "--max-failures", 2]
+    release = tmp / "release"
+    args = search_args(nets, cifar_path, storage, "multi")
+    args[args.index("--num-samples") + 1] = 1
+    args[args.index("--max-epochs") + 1] = MAX_EPOCHS
+    args += ["--address", c.address, "--storage-is-shared", "--scheduler", "none", "--max-failures", 2]
     log = tmp / "search.log"
-    proc = start_cli(args, log)
+    # The worker nodes have neither the net file's folder nor the package on their path (only this driver has).
+    proc = start_cli(args, log, faults={"hold_after_epoch": HOLD, "release_file": str(release)},
+                     PYTHONPATH=str(nets["site"]))
     try:
         workers = {w.node_id: w for w in cluster["workers"]}
         seen: dict[str, set] = {}  # node -> trials seen running there
 
-        def both_nodes_used_and_one_mid_run():
-            """Once trials have run on both worker nodes: (node, trial folder) of a trial running on a worker
-            with >= 2 epochs behind it and >= 2 ahead. Checkpoints reach the storage as they are written
-            (result.json only every few seconds)."""
+        def held_on_both_workers():
+            """{worker node: (trial folder, worker pid)} once a trial waits on each worker node with HOLD epochs
+            checkpointed (checkpoints reach the storage as they are written; result.json only every few seconds)."""
             running = running_trials(c)
-            for node, trial in running.items():
+            for node, (trial, _) in running.items():
                 seen.setdefault(node, set()).add(trial)
-            if not set(workers) <= set(seen):
-                return None
-            for node, trial in running.items():
-                done = [int(p.name.split("_")[1]) for p in checkpoints(exp / trial)] if exp.exists() else []
-                if node in workers and done and 1 <= max(done) <= MAX_EPOCHS - 3:
-                    return workers[node], trial
-            return None
+            held = {node: run for node, run in running.items() if node in workers and exp.exists()
+                    and len(checkpoints(exp / run[0])) >= HOLD}
+            return held if set(held) == set(workers) else None
 
-        victim, trial = wait_for(both_nodes_used_and_one_mid_run, 300, proc, log,
-                                 "trials on both workers, one of them mid-run")
+        held = wait_for(held_on_both_workers, 600, proc, log, "a trial waiting after its checkpoint on each worker")
+        victim = next(iter(held))
         placement_before = node_of_pid(c)
-        c.remove_node(victim, allow_graceful=False)  # SIGKILL its raylet, object store and trial workers
+        c.remove_node(workers[victim], allow_graceful=False)  # SIGKILL its raylet and object store ...
+        # ... and its trial's worker, at once, as the loss of that machine would: left to notice its raylet gone, it
+        # could run on for a moment, and released in that moment it would finish its epochs there.
+        try:
+            os.kill(held[victim][1], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        wait_for(lambda: gone(held[victim][1]), 120, proc, log, "the removed node's trial worker to die")
+        release.write_text("")
         proc.wait(timeout=600)
     finally:
         if proc.poll() is None:
             kill_session(proc)
     assert proc.returncode == 0, log.read_text()[-4000:]
-    return {"exp": exp, "log": log.read_text(), "victim": victim.node_id, "victim_trial": trial,
+    return {"exp": exp, "log": log.read_text(), "victim": victim, "victim_trial": held[victim][0], "nets": nets,
             "head": cluster["head"], "workers": [w.node_id for w in cluster["workers"]], "trials": report(exp),
             "nodes": {**placement_before, **node_of_pid(c)}, "saved": saved_trials(exp),
             "seen_before_removal": {n: sorted(t) for n, t in seen.items()}}
+
+
+@pytest.mark.cluster
+def test_user_nets_reach_every_node(multinode):
+    """Issue 20: the worker nodes have neither the net file's folder nor the package on their path: Ray's runtime
+    environment ships both, and every import on a worker is of a shipped copy."""
+    from tests.test_user_net import check_user_net_experiment, loads
+
+    nets, node = multinode["nets"], multinode["nodes"]
+    check_user_net_experiment(multinode["exp"], nets, samples=1)
+    on_workers = [(kind, node[pid], path) for kind, pid, path in loads(nets["log"]) if pid in node]
+    assert {kind for kind, _, _ in on_workers} == {"file", "package"}, loads(nets["log"])
+    assert {n for _, n, _ in on_workers} <= set(multinode["workers"])
+    assert all("runtime_resources" in path for _, _, path in on_workers), on_workers
 
 
 def placement(run) -> dict[str, list[str]]:
@@ -185,7 +203,7 @@ def placement(run) -> dict[str, list[str]]:
 @pytest.mark.cluster
 def test_search_on_a_multi_node_cluster_uses_several_nodes(multinode):
     trials = multinode["trials"]
-    assert len(trials) == 4 and {t["status"] for t in trials} == {"completed"}
+    assert len(trials) == 2 and {t["status"] for t in trials} == {"completed"}
     nodes = placement(multinode)
     used = {n for per_trial in nodes.values() for n in per_trial}
     assert used <= set(multinode["workers"]), f"a trial ran outside the worker nodes: {used}"

@@ -15,8 +15,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.searchrun import (PostgresServer, asha_stops, epochs_of, kill_session, lost_tune_trials, optuna_by_tune_id,
-                             report, results, run_cli, saved_trials, start_cli, trial_dirs, wait_for)
+from tests.searchrun import (PostgresServer, asha_stops, epochs_of, kill_session, lost_tune_trials, one_line_error,
+                             optuna_by_tune_id, report, results, run_cli, saved_trials, start_cli, trial_dirs,
+                             wait_for)
 
 ARCHS = ["origin_net", "simple_cnn"]
 OPTUNA_STATE = {"completed": "COMPLETE", "stopped": "PRUNED", "diverged": "PRUNED", "errored": "FAIL"}
@@ -308,16 +309,23 @@ def test_fault9_truncated_source_is_refused_before_ray(retried, tmp_path, capsys
 
 
 @pytest.mark.slow
-def test_fault9_resume_on_changed_data_is_refused(retried):
+def test_fault9_resume_on_changed_data_is_refused(retried, monkeypatch, capsys):
+    """Refused before Ray starts, so this process can ask."""
+    import ray
+
+    from search.cli import main
+
     batch = retried["data_dir"] / "cifar-10-batches-py" / "data_batch_1"
     original = batch.read_bytes()
+    monkeypatch.setenv("CIFAR_TUNE_CACHE_DIR", str(retried["cache_dir"]))
     try:
         garble(batch, at=0.6, n=64)  # inside the pixel array: still a valid pickle, silently different images
-        out = run_cli(["search", "--resume", "--name", "retry", "--storage", retried["exp"].parent],
-                      CIFAR_TUNE_CACHE_DIR=str(retried["cache_dir"]), timeout=300)
+        code = main(["search", "--resume", "--name", "retry", "--storage", str(retried["exp"].parent)])
     finally:
         batch.write_bytes(original)
-    assert out.returncode == 2 and "data changed since the experiment started" in out.stdout, out.stdout[-3000:]
+    assert code == 2
+    one_line_error(capsys, "data changed since the experiment started")
+    assert not ray.is_initialized()
 
 
 # --------------------------------------------------------------------------------------------- 5, 10: NaN and OOM

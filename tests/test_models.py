@@ -294,13 +294,13 @@ def test_keras_cnn_dropout_ramp_follows_depth():
     assert report001.keras_cnn_dropout_schedule(0.3, depth=5) == pytest.approx([0.3, 0.35, 0.4, 0.45, 0.5, 0.5])
 
 
-def test_archs_lists_each_nets_options():
+def test_archs_lists_each_nets_options(capsys):
     import json
-    import subprocess
-    import sys
 
-    out = subprocess.run([sys.executable, "-m", "search.cli", "archs", "--json"], capture_output=True, text=True)
-    options = {r["name"]: r["options"] for r in json.loads(out.stdout)}
+    from search.cli import main
+
+    assert main(["archs", "--json"]) == 0
+    options = {r["name"]: r["options"] for r in json.loads(capsys.readouterr().out)}
     assert options["origin_net"] == ["width", "kernel", "pool"]
     assert options["keras_cnn"] == ["width", "depth", "filters", "padding"]
     assert options["resnet18"] == ["stem", "pretrained", "freeze", "width"]

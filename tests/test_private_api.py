@@ -469,6 +469,15 @@ def test_our_schedulers_never_read_the_tune_controller(make, tmp_path):
      "Ray prints its temp-dir TensorBoard path only for a TBXLoggerCallback, which search/trackers.py's is not"),
     ("ray.tune.execution.tune_controller", "TuneController.stop_trial", "on_trial_complete",
      "search/trackers.py reads a trial's outcome (completed / stopped) in on_trial_complete"),
+    ("ray.tune.execution.tune_controller", "TuneController.stop_trial",
+     "self._search_alg.on_trial_complete(trial.trial_id)",
+     "search/hyperband.py tells the searcher first: Tune tells it of a paused trial it stops with no result"),
+    ("ray.tune.schedulers.pbt", "PopulationBasedTraining.on_trial_add", "SearchGenerator",
+     "search/pbt.py asks the population of our searcher up front: Ray's PBT refuses a searcher"),
+    ("ray.tune.execution.tune_controller", "_get_max_pending_trials", "TUNE_MAX_PENDING_TRIALS_PG",
+     "search/tuner.py lets a hyperband search create a bracket's trials together through this variable"),
+    ("ray.tune.execution.tune_controller", "TuneController._wrapped", "_schedule_trial_save",
+     "trainables/compat.py controller_view passes PBT's save request on; Tune whitelists it for schedulers"),
 ])
 def test_the_ray_behaviour_we_rely_on_is_still_there(module, function, needle, why):
     obj = importlib.import_module(module)

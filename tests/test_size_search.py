@@ -8,7 +8,7 @@ import math
 import optuna
 import pytest
 
-from tests.searchrun import kill_session, report, run_cli, saved_trials, start_cli, wait_for
+from tests.searchrun import kill_session, one_line_error, report, run_cli, saved_trials, start_cli, wait_for
 from trainables.objectives import dominates, to_loss
 
 ARCH = "origin_net"
@@ -34,9 +34,17 @@ def experiment(cifar_path, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reported(experiment):
-    out = run_cli(["report", experiment, "--json"])
-    assert out.returncode == 0, out.stdout[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    """``cifar-tune report EXP --json``, in this process (a report starts no Ray)."""
+    import contextlib
+    import io
+
+    from search.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["report", str(experiment), "--json"])
+    assert code == 0, out.getvalue()[-3000:]
+    return json.loads(out.getvalue().strip().splitlines()[-1])
 
 
 def test_every_trial_reports_the_objectives_and_searches_size(reported):
@@ -89,31 +97,37 @@ def test_pareto_front_is_the_non_dominated_completed_trials(reported):
 
 
 def test_report_html_shows_the_front_and_the_hypervolume(experiment, reported):
-    out = run_cli(["report", experiment])
-    assert out.returncode == 0, out.stdout[-3000:]
+    from search.cli import main
+
+    assert main(["report", str(experiment)]) == 0
     page = (experiment / "report" / "report.html").read_text()
     assert "Pareto front of the completed trials" in page and "Hypervolume" in page
     assert all(m["trial_id"] in page for m in reported["pareto"])
     assert (experiment / "report" / "pareto.csv").exists()
 
 
-def test_front_members_are_evaluated_on_the_test_split(experiment, reported):
-    out = run_cli(["evaluate", experiment, "--pareto", "--repeats", "1", "--epochs", "1", "--json"])
-    assert out.returncode == 0, out.stdout[-3000:]
-    record = json.loads(out.stdout.strip().splitlines()[-1])
+def test_front_members_are_evaluated_on_the_test_split(experiment, reported, capsys):
+    """In this process (the evaluation starts a Ray of its own and shuts it down)."""
+    import ray
+
+    from search.cli import main
+
+    assert main(["evaluate", str(experiment), "--pareto", "--repeats", "1", "--epochs", "1", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert record["pareto"] is True
     assert {r["trial_id"] for r in record["results"]} == {m["trial_id"] for m in reported["pareto"]}
     assert all(0 <= r["test_accuracy"]["mean"] <= 1 for r in record["results"])
+    assert not ray.is_initialized()
     # One member picked by id: the same config, seed and epochs, so its saved run is taken, not retrained.
     picked = record["results"][0]
-    out = run_cli(["evaluate", experiment, "--trials", picked["trial_id"], "--repeats", "1", "--epochs", "1",
-                   "--json"])
-    assert out.returncode == 0, out.stdout[-3000:]
-    again = json.loads(out.stdout.strip().splitlines()[-1])
+    assert main(["evaluate", str(experiment), "--trials", picked["trial_id"], "--repeats", "1", "--epochs", "1",
+                 "--json"]) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [r["trial_id"] for r in again["results"]] == [picked["trial_id"]]
     assert again["results"][0]["test_accuracy"] == picked["test_accuracy"]
-    out = run_cli(["evaluate", experiment, "--trials", f"{picked['trial_id']},nope"])
-    assert out.returncode != 0 and "--trials nope" in out.stdout and "Traceback" not in out.stdout
+    assert not ray.is_initialized()
+    assert main(["evaluate", str(experiment), "--trials", f"{picked['trial_id']},nope"]) == 2
+    one_line_error(capsys, "--trials nope")
 
 
 @pytest.mark.parametrize("args, named", [
@@ -123,12 +137,16 @@ def test_front_members_are_evaluated_on_the_test_split(experiment, reported):
     (["--objectives", "val_accuracy,inference_latency_ms", "--set", "latency_batch=0"], "latency_batch=0"),
     (["--objectives", "val_accuracy,params", "--sampler", "cmaes"], "--sampler"),
 ])
-def test_bad_objectives_are_refused_before_ray(args, named, tmp_path):
-    out = run_cli(["search", "--arch", ARCH, *args, "--storage", tmp_path, "--name", "bad"], timeout=120)
-    assert out.returncode == 2, out.stdout[-2000:]
-    lines = [ln for ln in out.stdout.splitlines() if ln.strip()]
-    assert len(lines) == 1 and named in lines[0], out.stdout
-    assert not (tmp_path / "bad").exists()
+def test_bad_objectives_are_refused_before_ray(args, named, tmp_path, capsys):
+    import ray
+
+    from search.cli import main
+
+    assert main(["search", "--arch", ARCH, *args, "--storage", str(tmp_path), "--name", "bad"]) == 2
+    captured = capsys.readouterr()
+    lines = [ln for ln in (captured.out + captured.err).splitlines() if ln.strip()]
+    assert len(lines) == 1 and named in lines[0], captured
+    assert not (tmp_path / "bad").exists() and not ray.is_initialized()
 
 
 def test_nsga2_generation_size_follows_the_budget():

@@ -85,14 +85,14 @@ def test_report_ranges_are_shipped():
     lai = load_space("modified_net").params
     assert (lai["lr"].low, lai["lr"].high) == (1e-4, 1e-2)  # report 003, Table VIII
     assert set(lai["optimizer"].choices) >= {"sgd", "adam", "rmsprop", "adagrad"}  # Table IX
-    assert load_space("resnet18").fixed == {"pretrained": False}
+    assert load_space("resnet18").fixed == {"pretrained": False, "augment": True}
 
 
 def test_define_by_run_returns_constants():
     space = load_space("resnet18")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     trial = study.ask()
-    assert space.define_by_run(trial) == {"arch": "resnet18", "pretrained": False}
+    assert space.define_by_run(trial) == {"arch": "resnet18", "pretrained": False, "augment": True}
     assert set(trial.params) <= set(space.dimensions())
     assert "stem" in trial.params
 
@@ -165,7 +165,7 @@ def test_user_file_may_extend_a_shipped_arch_file(tmp_path):
         fixed: {stem: cifar, norm: batch, freeze: 0}
     """)
     space = load_space("resnet18", path)
-    assert space.fixed == {"pretrained": False, "stem": "cifar", "norm": "batch", "freeze": 0}
+    assert space.fixed == {"pretrained": False, "augment": True, "stem": "cifar", "norm": "batch", "freeze": 0}
 
 
 # ---------------------------------------------------------------------------------------------------------------

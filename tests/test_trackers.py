@@ -1,6 +1,9 @@
-"""Trackers end to end: a real MLflow tracking server on a loopback port receives every trial of a real 2-trial search
+"""Trackers end to end: a real MLflow tracking server on a loopback port receives every trial of a real 4-trial search
 (the resolved config as params, per-epoch metrics, the outcome) and the spec; the same search leaves TensorBoard
-event files with HParams inside the experiment folder. A tracking URI that does not answer is one line, before Ray."""
+event files with HParams inside the experiment folder. A tracking URI that does not answer is one line, before Ray.
+
+The search is of two nets of the user's own (tests/test_user_net.py: one from a .py file, one from an installed
+package's entry point), so the same Ray start also checks them searched end to end on embedded Ray."""
 from __future__ import annotations
 
 import json
@@ -14,6 +17,7 @@ import pytest
 
 from tests.conftest import make_cifar_pickles
 from tests.searchrun import free_port, kill_session, one_line_error, report, results, run_cli, trial_dirs, wait_for
+from tests.test_user_net import check_shipped, check_user_net_experiment, search_args, write_user_nets
 
 NAME = "tracked"
 EPOCHS = 2
@@ -48,14 +52,29 @@ def mlflow_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def search(mlflow_server, cifar_path, tmp_path_factory):
+def nets(tmp_path_factory):
+    return write_user_nets(tmp_path_factory.mktemp("nets"))
+
+
+@pytest.fixture(scope="module")
+def search(mlflow_server, nets, cifar_path, tmp_path_factory):
+    """Both user nets (the file net by a path relative to the CLI's cwd), 2 trials each of EPOCHS epochs, ASHA."""
     storage = tmp_path_factory.mktemp("results")
-    out = run_cli(["search", "--arch", "modified_net", "--num-samples", "2", "--max-epochs", EPOCHS,
-                   "--reduction-factor", "2", "--data-dir", cifar_path, "--set", "subset=400", "--set", "val_size=200",
-                   "--storage", storage, "--name", NAME, "--seed", "1", "--mlflow", mlflow_server])
+    args = search_args(nets, cifar_path, storage, NAME)
+    args[args.index("--max-epochs") + 1] = EPOCHS
+    out = run_cli([*args, "--reduction-factor", "2", "--seed", "1", "--mlflow", mlflow_server],
+                  PYTHONPATH=f"{nets['site']}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     assert out.returncode == 0, out.stdout[-4000:]
     exp = storage / NAME
     return exp, out.stdout, {t["trial_id"]: t for t in report(exp)}
+
+
+def test_user_nets_searched_end_to_end(search, nets):
+    """A file net and an entry-point net on embedded Ray: recorded in the spec and the trial configs, every trial
+    ended, and the workers loaded the file net from the copy Ray shipped them (tests/test_user_net.py)."""
+    exp, _, _ = search
+    check_user_net_experiment(exp, nets, ended=("completed", "stopped"))
+    check_shipped(nets)
 
 
 def test_every_trial_reaches_mlflow_with_config_epochs_and_outcome(search, mlflow_server):
@@ -69,11 +88,11 @@ def test_every_trial_reaches_mlflow_with_config_epochs_and_outcome(search, mlflo
     assert len(parent) == 1 and parent[0].info.status == "FINISHED"
     parent = parent[0]
     by_trial = {r.data.tags["cifar_tune.trial_id"]: r for r in runs if "cifar_tune.trial_id" in r.data.tags}
-    assert sorted(by_trial) == sorted(trials) and len(trials) == 2
+    assert sorted(by_trial) == sorted(trials) and len(trials) == 4
     for trial_id, trial in trials.items():
         run = by_trial[trial_id]
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
-        assert run.info.run_name == f"modified_net_{trial_id}"
+        assert run.info.run_name == f"{trial['arch']}_{trial_id}"
         assert run.data.tags["outcome"] == trial["status"]  # completed / stopped (by ASHA) / diverged / errored
         assert run.info.status == ("FAILED" if trial["status"] == "errored" else "FINISHED")
         # params: the resolved config, searched values and defaults alike
@@ -88,7 +107,7 @@ def test_every_trial_reaches_mlflow_with_config_epochs_and_outcome(search, mlflo
         train_loss = client.get_metric_history(run.info.run_id, "train_loss")
         assert [m.step for m in train_loss] == [r["epoch"] for r in epochs]
     # the search's run: the spec, as params and as spec.json itself
-    assert json.loads(parent.data.params["archs"]) == ["modified_net"]
+    assert json.loads(parent.data.params["archs"]) == ["FileNet", "ep_tiny"]
     assert parent.data.params["mlflow"] == mlflow_server
     assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["spec.json"]
     local = client.download_artifacts(parent.info.run_id, "spec.json", str(exp.parent))

@@ -9,9 +9,10 @@ import trainables.data as data
 from trainables.config import ConfigError, METRIC, parse_assignments, resolve_config
 from trainables.train import load_state, save_state, train
 
-# Small but real: 3,000 CIFAR-10 training images, 1,000 validation images.
+# Small but real: 3,000 CIFAR-10 training images, 1,000 validation images. No inference timing (latency_batch=0):
+# it has its own tests at the end of this file, and every search trial measures it at the default batch.
 SMALL = {"arch": "simple_cnn", "subset": 3000, "val_size": 1000, "batch_size": 64, "optimizer": "adam", "lr": 2e-3,
-         "augment": False, "epochs": 2, "seed": 0}
+         "augment": False, "epochs": 2, "seed": 0, "latency_batch": 0}
 
 
 def run(config, data, resume_state=None):
@@ -31,7 +32,7 @@ def test_two_epochs_on_real_images_beat_chance(cifar):
 
 
 def test_seeded_cpu_runs_repeat_exactly(cifar):
-    cfg = {**SMALL, "subset": 640, "epochs": 1, "augment": True, "dropout": 0.2}
+    cfg = {**SMALL, "subset": 640, "val_size": 200, "epochs": 1, "augment": True, "dropout": 0.2}
     a, _, _ = run(cfg, cifar)
     b, _, _ = run(cfg, cifar)
     assert a["train_loss"] == b["train_loss"] and a[METRIC] == b[METRIC]
@@ -40,7 +41,8 @@ def test_seeded_cpu_runs_repeat_exactly(cifar):
 
 
 def test_resume_continues_the_epoch_count_and_the_same_trajectory(cifar, tmp_path):
-    cfg = {**SMALL, "subset": 1280, "epochs": 3, "augment": True, "schedule": "cosine"}
+    # Few images (5 steps an epoch) suffice: optimizer, schedule and RNG state all shape the third epoch exactly.
+    cfg = {**SMALL, "subset": 320, "val_size": 200, "epochs": 3, "augment": True, "schedule": "cosine"}
     _, straight, _ = run(cfg, cifar)
     # Stop after epoch 2 (a config with epochs=3 whose reporter raises, as a killed trial would), then resume.
     saved = []
@@ -60,7 +62,8 @@ def test_resume_continues_the_epoch_count_and_the_same_trajectory(cifar, tmp_pat
 
 
 def test_divergence_ends_cleanly_as_diverged(cifar):
-    final, rows, states = run({**SMALL, "optimizer": "sgd", "lr": 1e4, "subset": 3200, "epochs": 3}, cifar)
+    final, rows, states = run({**SMALL, "optimizer": "sgd", "lr": 1e4, "subset": 3200, "val_size": 200, "epochs": 3},
+                              cifar)
     assert final["status"] == "diverged" and len(rows) == 1
     assert not math.isfinite(final["train_loss"])
     assert states[-1] is not None  # the last state is still saved: the trial's record is complete
@@ -76,7 +79,7 @@ def test_every_optimizer_trains(cifar, optimizer):
 
 def test_training_never_reads_the_test_split(cifar):
     data._split_access_log.clear()
-    run({**SMALL, "subset": 128, "epochs": 1}, cifar)
+    run({**SMALL, "subset": 128, "val_size": 200, "epochs": 1}, cifar)
     assert data._split_access_log and "test" not in data._split_access_log
 
 
@@ -139,7 +142,7 @@ def test_every_epoch_reports_size_and_inference_speed_measured_once(cifar):
 
 
 def test_measuring_inference_leaves_the_training_trajectory_alone(cifar):
-    cfg = {**SMALL, "subset": 320, "epochs": 2, "augment": True, "dropout": 0.3}
+    cfg = {**SMALL, "subset": 320, "val_size": 200, "epochs": 2, "augment": True, "dropout": 0.3}
     measured, _, _ = run({**cfg, "latency_batch": 8}, cifar)
     unmeasured, _, _ = run({**cfg, "latency_batch": 0}, cifar)
     assert measured["train_loss"] == unmeasured["train_loss"] and measured[METRIC] == unmeasured[METRIC]

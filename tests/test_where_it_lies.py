@@ -4,15 +4,20 @@ are compared with the experiment's own, never ignored.
 
 One search is interrupted (SIGTERM while its trials wait after epoch 1, ``hold_after_epoch``: Tune's state saved,
 trials unfinished) and shared by every test here; each test works on its own real copy (``cp -a`` or
-``shutil.copytree``) and checks that the shared original is byte for byte what it was.
+``shutil.copytree``) and checks that the shared original is byte for byte what it was. What SIGTERM itself must do
+(exit 143, one line, the trials kept unfinished) is checked on that search too, and so is a second driver started on
+the same experiment at once (it refuses, naming the first). SIGINT takes the same path (tests/test_reproduce.py
+interrupts `cifar-tune reproduce` with it).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
@@ -40,22 +45,67 @@ def snapshot(folder: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def interrupted(tmp_path_factory, cifar, cifar_path):
-    """A search stopped by SIGTERM with trials unfinished: {"storage", "exp", "before" (its snapshot)}."""
+    """A search stopped by SIGTERM with trials unfinished: {"storage", "exp", "before" (its snapshot), "log"}.
+
+    Two drivers are started at once on it: one takes the experiment, the other refuses at once ("refused": its
+    output and both pids)."""
     tmp = tmp_path_factory.mktemp("lies")
-    storage, log = tmp / "r", tmp / "first.log"
+    storage = tmp / "r"
     exp = storage / NAME
-    proc = start_cli(search_args(storage, NAME, cifar_path), log, faults={"hold_after_epoch": 1})
+    logs = [tmp / f"first-{i}.log" for i in (0, 1)]
+    procs = [start_cli(search_args(storage, NAME, cifar_path), log, faults={"hold_after_epoch": 1}) for log in logs]
     try:
+        loser = wait_for(lambda: [i for i, p in enumerate(procs) if p.poll() is not None], 300,
+                         what="one of the two drivers to refuse")[0]
+        winner = 1 - loser
+        proc, log = procs[winner], logs[winner]
+        refused = {"code": procs[loser].returncode, "out": logs[loser].read_text(), "winner_pid": proc.pid}
         wait_for(lambda: exp.is_dir() and any(epochs_of(results(d)) for d in trial_dirs(exp).values()), 400, proc,
                  log, "a trial's epoch 1")
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=300) == 143, log.read_text()[-3000:]
     finally:
-        if proc.poll() is None:
-            kill_session(proc)
+        for p in procs:
+            if p.poll() is None:
+                kill_session(p)
     saved = saved_trials(exp)
     assert saved and any(t["status"] != "TERMINATED" for t in saved.values()), saved  # really unfinished
-    return {"storage": storage, "exp": exp, "before": snapshot(exp)}
+    return {"storage": storage, "exp": exp, "before": snapshot(exp), "log": log.read_text(), "refused": refused}
+
+
+@pytest.mark.slow
+def test_two_drivers_on_one_experiment_one_refuses_naming_the_other(interrupted):
+    """The loser refuses at once, before Ray, in one line naming the holder (pid, host, since); it asks Optuna for
+    no trial (the copy test below finds exactly one Optuna trial per Tune trial)."""
+    refused = interrupted["refused"]
+    out = refused["out"]
+    assert refused["code"] == 2 and len(out.strip().splitlines()) == 1, out
+    assert "in use by" in out and f"pid {refused['winner_pid']}" in out and socket.gethostname() in out \
+        and "since" in out, out
+
+
+@pytest.mark.slow
+def test_sigterm_stops_cleanly_with_143_and_saves_the_unfinished_trials(interrupted, tmp_path):
+    """SIGTERM and SIGINT are both handed to Tune's stop: exit 143 (the fixture), one line naming the command that
+    continues, and the state Tune saved keeps the trials unfinished, so --resume continues them (the copy and move
+    tests below resume it). Tune marks the trials it stopped for the signal TERMINATED in memory: they are counted
+    from the saved state as unfinished, never as stopped early (only ASHA's own stops are)."""
+    log = interrupted["log"]
+    lines = [line for line in log.strip().splitlines() if line.strip()]
+    last = lines[-1]
+    assert "interrupted (SIGTERM)" in last and f"--resume --name {NAME}" in last, log[-3000:]
+    assert "best configuration" not in log
+    copy = tmp_path / NAME  # read from a copy: the shared original stays as it was
+    shutil.copytree(interrupted["exp"], copy, symlinks=True)
+    trials = report(copy)
+    stops = json.loads((copy / "asha_state.json").read_text())["stops"]
+    assert {t["trial_id"] for t in trials if t["status"] == "stopped"} == {s["trial_id"] for s in stops}
+    held = [t for t in trials if t["status"] != "stopped"]  # the trial that reported first waits: never stopped
+    assert held and all(t["status"] in ("running", "pending") and t["epochs"] < EPOCHS for t in held), trials
+    unfinished = len(held) + SAMPLES - len(trials)  # plus any trial Tune had not created yet
+    assert f"{unfinished} trial(s) unfinished" in last, last
+    counted = [int(n) for n in re.findall(r"stopped early (\d+)", log)]
+    assert all(n <= len(stops) for n in counted), (counted, stops)
 
 
 def study_trials(exp: Path) -> list:

@@ -29,6 +29,14 @@ OPTUNA_SEARCH = "ray.tune.search.optuna.OptunaSearch"
 ASHA = "ray.tune.schedulers.AsyncHyperBandScheduler"
 BRACKET = "ray.tune.schedulers.async_hyperband._Bracket"
 STORAGE = "ray.train._internal.storage.StorageContext"
+HYPERBAND = "ray.tune.schedulers.HyperBandScheduler"
+HB_BRACKET = "ray.tune.schedulers.hyperband._Bracket"
+PBT = "ray.tune.schedulers.PopulationBasedTraining"
+PBT_TRIAL = "ray.tune.schedulers.pbt._PBTTrialState"
+CONTROLLER = "ray.tune.execution.tune_controller.TuneController"
+CHECKPOINTS = "ray.train._internal.checkpoint_manager._CheckpointManager"
+HB_RESUME = ("ray#30838 and ray#15177: Tune restores no scheduler's state on resume (HyperBand's brackets included); "
+             "a public state_dict for schedulers: none found")
 
 PRIVATE: tuple[Private, ...] = (
     # ------------------------------------------------------------------------------------- Ray's OptunaSearch
@@ -95,6 +103,52 @@ PRIVATE: tuple[Private, ...] = (
             "restore copies the experiment's *.json, and which it uploads at each save) is Ray's layout, not API. "
             "Reading TuneController._storage instead made Ray warn every user ('restricted')",
             "ray#35769, ray#20446 (the scheduler <-> controller interface, deprioritised)"),
+    # ------------------------------------------------------------------------------ Ray's synchronous HyperBand
+    Private(HYPERBAND, "_hyperbands", "hyperband_snapshot",
+            "PerArchHyperBand persists each net's bands of brackets to hyperband_state.json and puts them back on "
+            "resume (Ray keeps them only in memory, keyed by Trial objects that a resume replaces)", HB_RESUME),
+    Private(HYPERBAND, "_trial_info", "hyperband_snapshot",
+            "which bracket (and band) each trial is in: persisted, restored, and re-keyed to the Trial objects a "
+            "resume creates", HB_RESUME),
+    Private(HYPERBAND, "_state", "hyperband_snapshot",
+            "the bracket new trials join: restored so a resumed search fills the bracket it was filling", HB_RESUME),
+    Private(HYPERBAND, "_num_stopped", "hyperband_snapshot", "persisted with the brackets (debug string)",
+            HB_RESUME),
+    Private(HYPERBAND, "_create_bracket", "hyperband_restore",
+            "a restored bracket is made by HyperBand's own factory (its n0, r0 and total work), then put back at "
+            "the progress recorded", HB_RESUME),
+    Private(HB_BRACKET, "_live_trials", "hyperband_snapshot",
+            "the trials a bracket still judges and their result at its milestone: persisted, restored, re-keyed, "
+            "and read to record each halving (who was kept, who stopped, the cut-off)", HB_RESUME),
+    Private(HB_BRACKET, "_all_trials", "hyperband_snapshot", "every trial the bracket ever held", HB_RESUME),
+    Private(HB_BRACKET, "_n", "hyperband_snapshot",
+            "how many trials the bracket keeps at its current milestone", HB_RESUME),
+    Private(HB_BRACKET, "_r", "hyperband_snapshot", "the bracket's current rung length", HB_RESUME),
+    Private(HB_BRACKET, "_cumul_r", "hyperband_snapshot", "the bracket's current milestone (epoch)", HB_RESUME),
+    Private(HB_BRACKET, "_halves", "hyperband_snapshot", "how many halvings the bracket has left", HB_RESUME),
+    Private(HB_BRACKET, "_completed_progress", "hyperband_snapshot",
+            "the bracket's progress, which orders the brackets in choose_trial_to_run", HB_RESUME),
+    # -------------------------------------------------------------------------- Ray's PopulationBasedTraining
+    Private(CONTROLLER, "_schedule_trial_save", "controller_view",
+            "PBT asks the controller to save a top trial it may copy; each net's PBT is given a view of the "
+            "controller that lists only that net's trials (Ray's PBT compares every trial the controller has, so "
+            "it would copy across nets), and the view must pass this call on. Tune whitelists it for schedulers",
+            "ray#35769 (the scheduler <-> controller interface, deprioritised)"),
+    Private(PBT, "_next_perturbation_sync", "pbt_next_sync",
+            "synchronous PBT's next perturbation epoch: persisted and put back on resume, else a resumed "
+            "population (all past the first boundary) is perturbed at once at odd epochs and then never unpaused",
+            "ray#30838 (no scheduler state restored on resume); none found for PBT"),
+    Private(PBT, "_trial_state", "pbt_trial_times",
+            "each trial's last perturbation and train time: set from the epoch a restored trial resumes at, so "
+            "the resumed population waits for the same boundaries", "none found"),
+    Private(PBT_TRIAL, "last_perturbation_time", "pbt_trial_times", "see _trial_state", "none found"),
+    Private(PBT_TRIAL, "last_train_time", "pbt_trial_times", "see _trial_state", "none found"),
+    Private(PBT, "_num_perturbations", "pbt_perturbations", "persisted with the exploits (debug string)",
+            "none found"),
+    Private(CHECKPOINTS, "_latest_checkpoint_result", "set_trial_checkpoint",
+            "an exploit PBT decided (and we recorded) before a driver kill that Tune's saved state does not hold "
+            "is put back on resume the way PBT makes it: the trial's newest checkpoint becomes the donor's",
+            "none found (Ray's PBT writes the same attribute)"),
     # ------------------------------------------------------------------------------- torchvision (not Ray/Optuna)
     Private("torchvision.models.resnet.ResNet", "_make_layer", "resnet_stage",
             "ResNet fixes the stage widths (64..512); a width-scaled ResNet-18 rebuilds its stages with the "
@@ -214,3 +268,172 @@ def resnet_stage(model, block, planes: int, blocks: int, stride: int = 1):
     """A ResNet stage of ``blocks`` x ``block`` with ``planes`` channels, made by torchvision's own helper (it also
     advances ``model.inplanes``)."""
     return model._make_layer(block, planes, blocks, stride=stride)
+
+
+# ---------------------------------------------------------------------------------- Ray's synchronous HyperBand
+def hyperband_snapshot(sched, time_attr: str, metric: str) -> dict:
+    """A HyperBandScheduler's whole state as plain values (trials by id): its bands of brackets (None where HyperBand
+    skipped a bracket too small to exist), which bracket new trials join, the stop count, and every trial's place."""
+    places = {}
+    bands = []
+    for band_idx, band in enumerate(sched._hyperbands):
+        out = []
+        for s, bracket in enumerate(band):
+            if bracket is None:
+                out.append(None)
+                continue
+            places[id(bracket)] = [band_idx, s]
+            out.append({"n": bracket._n, "r": bracket._r, "milestone": bracket._cumul_r, "halves": bracket._halves,
+                        "progress": bracket._completed_progress,
+                        "live": {t.trial_id: _stats(r, time_attr, metric)
+                                 for t, r in bracket._live_trials.items()},
+                        "all": [t.trial_id for t in bracket._all_trials],
+                        "to_unpause": sorted(t.trial_id for t in bracket.trials_to_unpause),
+                        "being_processed": bool(bracket.is_being_processed)})
+        bands.append(out)
+    current = sched._state["bracket"]
+    return {"bands": bands, "current": places.get(id(current)) if current is not None else None,
+            "band_idx": sched._state["band_idx"], "num_stopped": sched._num_stopped,
+            "trials": {t.trial_id: places[id(b)] for t, (b, _) in sched._trial_info.items() if id(b) in places}}
+
+
+def _stats(result: dict | None, time_attr: str, metric: str) -> dict | None:
+    if result is None:
+        return None
+    return {time_attr: result.get(time_attr), metric: result.get(metric)}
+
+
+def hyperband_restore(sched, snapshot: dict, stand_in) -> dict:
+    """Put ``snapshot`` (from :func:`hyperband_snapshot`) back into a fresh HyperBandScheduler; every trial is the
+    object ``stand_in(trial_id)`` until :func:`hyperband_adopt` swaps in the real one. Returns id -> stand-in."""
+    stand_ins: dict = {}
+
+    def one(tid):
+        if tid not in stand_ins:
+            stand_ins[tid] = stand_in(tid)
+        return stand_ins[tid]
+
+    brackets = {}
+    sched._hyperbands = []
+    for band_idx, band in enumerate(snapshot["bands"]):
+        out = []
+        for s, rec in enumerate(band):
+            if rec is None:
+                out.append(None)
+                continue
+            bracket = sched._create_bracket(s)
+            bracket._n, bracket._r, bracket._cumul_r = rec["n"], rec["r"], rec["milestone"]
+            bracket._halves, bracket._completed_progress = rec["halves"], rec["progress"]
+            bracket._live_trials = {one(t): (dict(r) if r is not None else None) for t, r in rec["live"].items()}
+            bracket._all_trials = [one(t) for t in rec["all"]]
+            bracket.trials_to_unpause = {one(t) for t in rec["to_unpause"]}
+            bracket.is_being_processed = rec["being_processed"]
+            brackets[(band_idx, s)] = bracket
+            out.append(bracket)
+        sched._hyperbands.append(out)
+    if not sched._hyperbands:
+        sched._hyperbands = [[]]
+    current = snapshot.get("current")
+    sched._state = {"bracket": brackets[tuple(current)] if current else None, "band_idx": snapshot["band_idx"]}
+    sched._num_stopped = snapshot["num_stopped"]
+    sched._trial_info = {one(t): (brackets[tuple(place)], place[0]) for t, place in snapshot["trials"].items()}
+    return stand_ins
+
+
+def hyperband_adopt(sched, old, new) -> None:
+    """Swap trial ``old`` for ``new`` in every structure of a HyperBandScheduler (``new`` None: drop ``old``)."""
+    if old in sched._trial_info:
+        place = sched._trial_info.pop(old)
+        if new is not None:
+            sched._trial_info[new] = place
+    for band in sched._hyperbands:
+        for bracket in band:
+            if bracket is None:
+                continue
+            if old in bracket._live_trials:
+                bracket._live_trials = {(new if t is old else t): r for t, r in bracket._live_trials.items()
+                                        if not (t is old and new is None)}
+            bracket._all_trials = [new if t is old else t for t in bracket._all_trials
+                                   if not (t is old and new is None)]
+            if old in bracket.trials_to_unpause:
+                bracket.trials_to_unpause.discard(old)
+                if new is not None:
+                    bracket.trials_to_unpause.add(new)
+
+
+def hyperband_trials(sched) -> list:
+    """Every trial a HyperBandScheduler has placed in a bracket (finished ones too)."""
+    return list(sched._trial_info)
+
+
+def hyperband_bracket(sched, trial):
+    """``(bracket, (band, s), milestone, halvings left, kept at this milestone, {trial: result})`` of a trial, or
+    None for one HyperBand does not hold."""
+    info = sched._trial_info.get(trial)
+    if info is None:
+        return None
+    bracket, band_idx = info
+    s = next(i for i, b in enumerate(sched._hyperbands[band_idx]) if b is bracket)
+    return bracket, (band_idx, s), bracket._cumul_r, bracket._halves, bracket._n, dict(bracket._live_trials)
+
+
+# ------------------------------------------------------------------------------- Ray's PopulationBasedTraining
+def controller_view(controller, keep, before_stop=None):
+    """What a scheduler gets of Tune's controller, narrowed to the trials ``keep(trial)`` accepts (one net's);
+    ``before_stop(trial)`` runs before the view stops a trial."""
+
+    class View:
+        search_alg = property(lambda self: controller.search_alg)
+
+        def get_trials(self):
+            return [t for t in controller.get_trials() if keep(t)]
+
+        def get_live_trials(self):
+            return {t for t in controller.get_live_trials() if keep(t)}
+
+        def pause_trial(self, trial, should_checkpoint: bool = True):
+            return controller.pause_trial(trial, should_checkpoint=should_checkpoint)
+
+        def stop_trial(self, trial):
+            if before_stop is not None:
+                before_stop(trial)
+            return controller.stop_trial(trial)
+
+        def _schedule_trial_save(self, trial, result=None):
+            return controller._schedule_trial_save(trial, result=result)
+
+    return View()
+
+
+def pbt_next_sync(pbt, value: float | None = None) -> float:
+    """Synchronous PBT's next perturbation time (set it when ``value`` is given); returns it."""
+    if value is not None:
+        pbt._next_perturbation_sync = value
+    return pbt._next_perturbation_sync
+
+
+def pbt_trial_times(pbt, trial, perturbed: float | None = None, trained: float | None = None) -> tuple | None:
+    """A trial's ``(last perturbation time, last train time)`` in PBT (set those given); None if PBT lacks it."""
+    state = pbt._trial_state.get(trial)
+    if state is None:
+        return None
+    if perturbed is not None:
+        state.last_perturbation_time = perturbed
+    if trained is not None:
+        state.last_train_time = trained
+    return state.last_perturbation_time, state.last_train_time
+
+
+def pbt_perturbations(pbt, value: int | None = None) -> int:
+    if value is not None:
+        pbt._num_perturbations = value
+    return pbt._num_perturbations
+
+
+def set_trial_checkpoint(trial, path: str, metrics: dict) -> None:
+    """Make the checkpoint folder ``path`` (another trial's) the one ``trial`` resumes from, as PBT's exploit does."""
+    from ray.train._internal.session import _TrainingResult
+    from ray.tune import Checkpoint
+
+    trial.run_metadata.checkpoint_manager._latest_checkpoint_result = _TrainingResult(
+        checkpoint=Checkpoint.from_directory(path), metrics=dict(metrics))

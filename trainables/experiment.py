@@ -6,6 +6,8 @@ both (it imports neither, as the design guide asks). An experiment directory ``S
     spec.json           the resolved search (command, spaces, versions, hardware, data checksum)   SPEC_FILE
     asha_state.json     ASHA's rung records and stops, written as they are made                      ASHA_FILE
     moasha_state.json   the same for MO-ASHA (a multi-objective search), with every ranking      MOASHA_FILE
+    hyperband_state.json  HyperBand's brackets, pauses, halvings and stops (hyperband)         HYPERBAND_FILE
+    pbt_state.json      PBT's population and exploits: who copied whom, when, old -> new (pbt)       PBT_FILE
     optuna.db           one Optuna study per net, named NAME-ARCH (unless --optuna-storage)        OPTUNA_DB
     evaluation.json     the final test-set evaluation (and evaluation.csv)                     EVALUATION_FILE
     .cifar-tune.lock    who uses the experiment now (host, pid, since), see ExperimentLock        LOCK_FILE
@@ -25,6 +27,8 @@ from pathlib import Path
 SPEC_FILE = "spec.json"
 ASHA_FILE = "asha_state.json"
 MOASHA_FILE = "moasha_state.json"
+HYPERBAND_FILE = "hyperband_state.json"
+PBT_FILE = "pbt_state.json"
 OPTUNA_DB = "optuna.db"
 EVALUATION_FILE = "evaluation.json"
 EVALUATION_CSV = "evaluation.csv"

@@ -96,6 +96,20 @@ def build_schedule(cfg: dict, optimizer, steps_per_epoch: int) -> torch.optim.lr
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def apply_hyperparameters(cfg: dict, optimizer: torch.optim.Optimizer, schedule) -> None:
+    """Put ``cfg``'s lr and weight decay into an optimizer and schedule just loaded from a checkpoint.
+
+    Loading a state dict brings back the values the checkpoint was trained with. A trial resumed from its own
+    checkpoint has the same ones; one that PBT made copy another trial's checkpoint (search/pbt.py) has new ones,
+    which must win: the schedule's base rate is the new lr, the current rate its multiplier at the step reached.
+    Dropout and label smoothing need nothing here: the model and the loss are built from ``cfg``."""
+    schedule.base_lrs = [cfg["lr"] for _ in optimizer.param_groups]
+    for group, factor in zip(optimizer.param_groups, schedule.lr_lambdas):
+        group["initial_lr"] = cfg["lr"]
+        group["lr"] = cfg["lr"] * factor(schedule.last_epoch)
+        group["weight_decay"] = cfg["weight_decay"]
+
+
 @torch.inference_mode()
 def evaluate(model: nn.Module, batches: DeviceBatches, amp: bool = False) -> dict:
     """Mean cross-entropy, accuracy and the predictions over ``batches``."""
@@ -220,6 +234,7 @@ def train(config: dict, *, report: Callable[[dict, dict | None], None] = print_r
         model.load_state_dict(resume_state["model"])
         optimizer.load_state_dict(resume_state["optimizer"])
         schedule.load_state_dict(resume_state["schedule"])
+        apply_hyperparameters(cfg, optimizer, schedule)
         train_batches.generator.set_state(resume_state["batch_rng"])
         torch.set_rng_state(resume_state["torch_rng"])
         start_epoch, history = resume_state["epoch"], list(resume_state.get("history", []))

@@ -229,7 +229,12 @@ def add(sub) -> None:
     s.add_argument("--reduction-factor", type=float, help="default 3")
     s.add_argument("--epoch-budget", type=int,
                    help="most epochs the search may train per net, enforced by ASHA's promotions (default 0: no cap)")
-    s.add_argument("--scheduler", help="asha (the default) or none")
+    s.add_argument("--scheduler", help="asha (the default: asynchronous successive halving; MO-ASHA with "
+                                       "--objectives), hyperband (Ray's synchronous HyperBand: brackets, trials "
+                                       "paused at milestones), pbt (Population Based Training: the bottom quarter "
+                                       "copies the top's checkpoint every --grace-period epochs and perturbs lr, "
+                                       "weight_decay, dropout, label_smoothing), or none; per net, its decisions "
+                                       "kept in the experiment and put back on --resume (docs/schedulers.md)")
     s.add_argument("--sampler", help="tpe, random, nsga2, or grid (default tpe; grid: a report's own runs, which "
                                      "--preset P:grid sets)")
     s.add_argument("--objectives", help="multi-objective search, e.g. val_accuracy:max,params:min (metrics: "

@@ -1,0 +1,367 @@
+"""--scheduler hyperband and pbt: refusals, the pieces on their own, and each on a real search killed and resumed.
+
+The refusals and the unit tests run in-process without a Ray cluster. The two real searches (origin_net and friends
+on 200 images of the offline CIFAR-10 copy, 2-3 epochs) share one module-scoped fixture and run side by side, each
+SIGKILLed (driver and its Ray) the moment its scheduler has recorded a decision, then resumed: the tests read what
+the two left behind.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from ray.tune.schedulers import TrialScheduler
+
+from search.cli import main
+from search.hyperband import STATE_FILE as HB_FILE, PerArchHyperBand, brackets
+from search.pbt import STATE_FILE as PBT_FILE, Clip, mutations
+from search.spec import ExperimentSpec, SpecError, perturbable
+from tests.searchrun import epochs_of, kill_session, one_line_error, report, results, start_cli
+
+CONTINUE, PAUSE, STOP = TrialScheduler.CONTINUE, TrialScheduler.PAUSE, TrialScheduler.STOP
+
+
+# --------------------------------------------------------------------------------------------- refusals (no Ray)
+
+@pytest.mark.parametrize("args, named", [
+    (["--scheduler", "bohb"], "'bohb'"),
+    (["--scheduler", "hyperband", "--epoch-budget", "8"], "--epoch-budget 8"),
+    (["--scheduler", "pbt", "--epoch-budget", "8"], "pbt cannot enforce"),
+    (["--scheduler", "pbt", "--objectives", "val_accuracy:max,params:min"], "--scheduler pbt with --objectives"),
+    (["--scheduler", "hyperband", "--objectives", "val_accuracy:max,params:min"], "MO-ASHA"),
+    (["--scheduler", "hyperband", "--grace-period", "2", "--max-epochs", "4"], "--grace-period 2"),
+    (["--scheduler", "pbt", "--num-samples", "1"], "--num-samples 1"),
+    (["--scheduler", "pbt", "--max-epochs", "2", "--grace-period", "2"], "--grace-period 2"),
+    (["--scheduler", "pbt", "--num-samples", "4", "--max-concurrent", "2"], "--max-concurrent 2"),
+    (["--scheduler", "pbt", "--set", "lr=0.01", "--set", "weight_decay=0", "--set", "dropout=0.1",
+      "--set", "label_smoothing=0"], "--set fixes lr, weight_decay, dropout, label_smoothing"),
+    (["--preset", "report003:grid", "--scheduler", "pbt"], "--scheduler pbt"),
+])
+def test_nonsensical_combinations_are_refused_in_one_line_before_ray(args, named, tmp_path, capsys):
+    import ray
+
+    argv = ["search", *args, "--storage", str(tmp_path / "r"), "--name", "x"]
+    if "--preset" not in args:
+        argv[1:1] = ["--arch", "origin_net"]
+    assert main(argv) == 2
+    one_line_error(capsys, named)
+    assert not (tmp_path / "r").exists() and not ray.is_initialized()
+
+
+def test_pbt_refuses_a_space_with_nothing_to_perturb_naming_net_and_file(tmp_path, capsys):
+    space = tmp_path / "narrow.yaml"
+    space.write_text("params:\n  batch_size: {type: categorical, choices: [32, 64]}\n"
+                     "  lr: {type: float, low: 1.0e-3, high: 1.0e-1, log: true, when: {batch_size: [32]}}\n")
+    assert main(["search", "--arch", "origin_net", "--space", str(space), "--scheduler", "pbt",
+                 "--storage", str(tmp_path / "r"), "--name", "x"]) == 2
+    one_line_error(capsys, "--arch origin_net", str(space), "nothing to perturb")
+
+
+def test_pbt_with_a_grid_and_the_help_naming_every_scheduler(capsys):
+    rows = [{"arch": "origin_net", "lr": 0.01}, {"arch": "origin_net", "lr": 0.001}]
+    with pytest.raises(SpecError, match="--scheduler pbt with --sampler grid"):
+        ExperimentSpec(archs=["origin_net"], sampler="grid", grid=rows, scheduler="pbt")
+    with pytest.raises(SystemExit):
+        main(["search", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name in ("asha", "hyperband", "pbt", "none"):
+        assert name + " (" in text or name + "." in text or f"or {name}" in text, name
+
+
+def test_what_pbt_perturbs_is_the_spaces_unconditioned_ranges_clipped_to_them():
+    params = {"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+              "dropout": {"type": "float", "low": 0.0, "high": 0.5},
+              "label_smoothing": {"type": "float", "low": 0.0, "high": 0.2, "when": {"optimizer": ["sgd"]}},
+              "weight_decay": {"type": "categorical", "choices": [0.0, 1e-4, 1e-3]},
+              "batch_size": {"type": "categorical", "choices": [32, 64]}}
+    assert sorted(perturbable(params)) == ["dropout", "lr", "weight_decay"]  # conditional and non-PBT keys out
+    m = mutations(params)
+    assert m["weight_decay"] == [0.0, 1e-4, 1e-3] and (m["lr"].lower, m["lr"].upper) == (1e-4, 1e-2)
+    assert Clip(params)({"lr": 0.012, "dropout": 0.54, "batch_size": 64}) == {"lr": 1e-2, "dropout": 0.5,
+                                                                              "batch_size": 64}
+
+
+# --------------------------------------------------------------------------------------------- trainables.train
+
+def test_a_resumed_trial_trains_with_its_new_config_not_the_checkpoints(tmp_path, monkeypatch):
+    """What PBT's exploit asks of the trainable: the donor's checkpoint loaded, then the new lr and weight decay
+    in the optimizer's parameter groups (and the schedule's base rate), the new dropout in the model and the new
+    label smoothing in the loss. Without that the optimizer's state dict brings the donor's values back."""
+    import torch.nn as nn
+
+    import trainables.train as tt
+    from tests.conftest import make_cifar_pickles
+
+    data = make_cifar_pickles(tmp_path / "data")
+    first = {"arch": "origin_net", "data_dir": str(data), "subset": 40, "val_size": 20, "epochs": 2, "seed": 0,
+             "optimizer": "sgd", "lr": 0.01, "weight_decay": 0.0, "dropout": 0.1, "label_smoothing": 0.0,
+             "schedule": "cosine", "device": "cpu", "latency_batch": 0, "batch_size": 20}
+    states = []
+    tt.train(first, report=lambda metrics, state: states.append(state))
+    models, losses = [], []
+    build, loss = tt.build_model, nn.CrossEntropyLoss
+    monkeypatch.setattr(tt, "build_model", lambda cfg, ds: models.append(build(cfg, ds)) or models[-1])
+    monkeypatch.setattr(tt.nn, "CrossEntropyLoss", lambda **kw: losses.append(kw) or loss(**kw))
+    new = {**first, "lr": 0.05, "weight_decay": 1e-3, "dropout": 0.4, "label_smoothing": 0.1}
+    after = []
+    metrics = tt.train(new, report=lambda m, state: after.append((m, state)), resume_state=states[0])
+    assert [m["epoch"] for m, _ in after] == [2] and metrics["status"] == "completed"
+    groups = after[-1][1]["optimizer"]["param_groups"]
+    assert all(g["weight_decay"] == 1e-3 and g["initial_lr"] == 0.05 for g in groups)
+    # cosine over 2 epochs x 2 steps: after step 4 of 4 the factor is 0; the last step ran at 0.05 x factor(3)
+    assert after[-1][1]["schedule"]["base_lrs"] == [0.05]
+    assert states[0]["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.01 * 0.5)  # the donor's, at step 2
+    rates = {m.p for m in models[-1].modules() if isinstance(m, nn.Dropout)}
+    assert 0.4 in rates and 0.1 not in rates
+    assert losses[-1] == {"label_smoothing": 0.1}
+
+
+# --------------------------------------------------------------------------------------------- HyperBand, in-process
+
+class FakeTrial:
+    """What PerArchHyperBand and Ray's HyperBand read of a Tune trial."""
+
+    def __init__(self, tid, arch="origin_net", status="PENDING", epoch=None):
+        self.trial_id, self.config, self.status, self.is_saving = tid, {"arch": arch}, status, False
+        self.last_result = {"epoch": epoch, "status": "running"} if epoch else {}
+
+    def set_status(self, status):
+        self.status = status
+
+    def __repr__(self):
+        return self.trial_id
+
+
+class FakeController:
+    """Tune's side of a scheduler call: stopping a paused trial removes it from the scheduler, as Tune does."""
+
+    search_alg = None
+
+    def __init__(self, sched, trials):
+        self.sched, self.trials = sched, trials
+
+    def get_trials(self):
+        return list(self.trials)
+
+    def stop_trial(self, trial):
+        if trial.status in ("PENDING", "PAUSED"):
+            self.sched.on_trial_remove(self, trial)
+        elif trial.status == "RUNNING":
+            self.sched.on_trial_complete(self, trial, trial.last_result)
+        trial.status = "TERMINATED"
+
+
+def result(epoch, value):
+    return {"epoch": epoch, "val_accuracy": value, "status": "running"}
+
+
+def step(sched, ctl, trial, epoch, value):
+    trial.status = "RUNNING"
+    action = sched.on_trial_result(ctl, trial, result(epoch, value))
+    trial.last_result = result(epoch, value)
+    if action == PAUSE:
+        trial.status = "PAUSED"
+    elif action == STOP:
+        ctl.stop_trial(trial)
+    return action
+
+
+def test_hyperband_brackets_per_net_decisions_on_record_and_put_back_after_a_kill(tmp_path):
+    """max_t 2, eta 2: bracket s=0 trains 2 trials to the end, s=1 takes 2 trials to epoch 1 and keeps 1. Each
+    net fills its own brackets. Killed while one trial waits at the milestone, a scheduler built from the record
+    (as a resume builds it) holds the same brackets, pauses the waiting trial again and halves as the first would."""
+    assert brackets(2, 2) == [[2], [1, 2]]
+    path = tmp_path / HB_FILE
+    sched = PerArchHyperBand(["origin_net", "modified_net"], max_t=2, reduction_factor=2, state_path=path)
+    trials = [FakeTrial(f"o{i}") for i in range(4)] + [FakeTrial("m0", "modified_net")]
+    ctl = FakeController(sched, trials)
+    for t in trials:
+        sched.on_trial_add(ctl, t)
+    on_disk = json.loads(path.read_text())
+    assert on_disk["archs"]["origin_net"]["trials"] == {"o0": [0, 0], "o1": [0, 0], "o2": [0, 1], "o3": [0, 1]}
+    assert on_disk["archs"]["modified_net"]["trials"] == {"m0": [0, 0]}  # its own first bracket, not o's
+    assert step(sched, ctl, trials[2], 1, 0.6) == PAUSE  # waits for o3 at the milestone
+    paused = json.loads(path.read_text())
+    assert [p["trial_id"] for p in paused["pauses"]] == ["o2"]
+
+    # The driver dies here. Tune's saved state has every trial PENDING, o2 at epoch 1.
+    restored = PerArchHyperBand(["origin_net", "modified_net"], max_t=2, reduction_factor=2, state_path=path)
+    again = [FakeTrial(t.trial_id, t.config["arch"], epoch=1 if t.trial_id == "o2" else None) for t in trials]
+    ctl2 = FakeController(restored, again)
+    for t in again:
+        restored.on_trial_add(ctl2, t)
+    assert json.loads(path.read_text()) == paused  # every trial back in its place: the same brackets, records
+    assert again[2].status == "PAUSED" and again[3].status == "PENDING"  # o2 waits again; o3 runs
+    assert restored.choose_trial_to_run(ctl2) is not again[2]
+    assert step(restored, ctl2, again[3], 1, 0.4) == STOP  # halving: o2 (0.6) kept, o3 (0.4) stopped
+    state = json.loads(path.read_text())
+    assert [(h["kept"], h["stopped"], h["cutoff"]) for h in state["halvings"]] == [(["o2"], ["o3"], 0.6)]
+    assert [(s["trial_id"], s["epoch"], s["value"]) for s in state["stops"]] == [("o3", 1, 0.4)]
+    assert state["archs"]["origin_net"]["bands"][0][1]["to_unpause"] == ["o2"]  # to train on to epoch 2
+    assert again[3].status == "TERMINATED"
+    assert step(restored, ctl2, again[2], 2, 0.7) == CONTINUE  # its last epoch: it ends by itself
+
+    # A stop on record stands: resumed once more with o3 saved at its stop epoch, it is stopped, not re-run.
+    third = PerArchHyperBand(["origin_net", "modified_net"], max_t=2, reduction_factor=2, state_path=path)
+    o3 = FakeTrial("o3", epoch=1)
+    ctl3 = FakeController(third, [o3])
+    third.on_trial_add(ctl3, o3)
+    third.choose_trial_to_run(ctl3)
+    assert o3.status == "TERMINATED"
+
+
+# --------------------------------------------------------------------------------------------- real searches
+
+def _args(storage: Path, name: str, cifar_path, extra: list) -> list:
+    return ["search", *extra, "--data-dir", cifar_path, "--set", "subset=200", "--set", "val_size=100",
+            "--set", "schedule=constant", "--set", "latency_batch=0", "--storage", storage, "--name", name]
+
+
+RUNS = {
+    # 4 trials: s=0 trains 2 to the end, s=1 halves 2 at epoch 1 (Ray's brackets for max_t 2, eta 2)
+    "hyperband": (HB_FILE, "pauses", ["--arch", "origin_net", "--num-samples", 4, "--max-epochs", 2,
+                                      "--reduction-factor", 2, "--scheduler", "hyperband"]),
+    # 2 nets x 2 trials, a perturbation at epochs 1 and 2: the worse of each net copies the better
+    "pbt": (PBT_FILE, "exploits", ["--arch", "origin_net,modified_net", "--num-samples", 2, "--max-epochs", 3,
+                                   "--scheduler", "pbt"]),
+}
+
+
+def _decided(path: Path, key: str):
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return state if state.get(key) else None
+
+
+@pytest.fixture(scope="module")
+def killed(tmp_path_factory, cifar, cifar_path):
+    """Both searches started side by side; each SIGKILLed once its scheduler recorded a decision (a pause, an
+    exploit) and resumed at once. name -> what it left: before (the record at the kill), after, trials, the
+    resume's exit status and output."""
+    tmp = tmp_path_factory.mktemp("schedulers")
+    t0 = time.monotonic()
+    procs = {name: start_cli(_args(tmp / name, name, cifar_path, extra), tmp / f"{name}.log")
+             for name, (_, _, extra) in RUNS.items()}
+    before, resumed = {}, {}
+    try:
+        while len(before) < len(RUNS):
+            for name, (file, key, _) in RUNS.items():
+                if name in before:
+                    continue
+                if state := _decided(tmp / name / name / file, key):
+                    kill_session(procs[name])
+                    before[name] = state
+                    resumed[name] = start_cli(["search", "--resume", "--name", name, "--storage", tmp / name],
+                                              tmp / f"{name}.resume.log")
+                elif procs[name].poll() is not None:
+                    tail = (tmp / f"{name}.log").read_text()[-3000:]
+                    raise AssertionError(f"{name} ended before a decision:\n{tail}")
+            assert time.monotonic() - t0 < 600, "no decision within 600 s"
+            time.sleep(0.05)
+        out = {}
+        for name, proc in resumed.items():
+            proc.wait(timeout=600)
+            exp = tmp / name / name
+            out[name] = {"exp": exp, "before": before[name], "after": json.loads((exp / RUNS[name][0]).read_text()),
+                         "rc": proc.returncode, "log": (tmp / f"{name}.resume.log").read_text(),
+                         "trials": report(exp)}
+    finally:
+        for proc in [*procs.values(), *resumed.values()]:
+            if proc.poll() is None:
+                kill_session(proc)
+    print(f"both searches killed and resumed in {time.monotonic() - t0:.0f} s")
+    return out
+
+
+def _common_checks(run: dict, count: int) -> None:
+    assert run["rc"] == 0, run["log"][-4000:]
+    assert "Traceback" not in run["log"], run["log"][-4000:]
+    trials = run["trials"]
+    assert len(trials) == count and {t["status"] for t in trials} <= {"completed", "stopped"}, trials
+    for t in trials:  # every epoch once in the trial's result file, none lost, none twice
+        assert epochs_of(results(Path(t["path"]))) == list(range(1, t["epochs"] + 1)), t["trial_id"]
+
+
+def _study_trials(exp: Path, arch: str):
+    return optuna.load_study(study_name=f"{exp.name}-{arch}", storage=f"sqlite:///{exp}/optuna.db").trials
+
+
+@pytest.mark.slow
+def test_hyperband_survives_a_driver_kill_with_its_brackets_and_decisions(killed, capsys):
+    run = killed["hyperband"]
+    _common_checks(run, 4)
+    before, after, trials = run["before"], run["after"], {t["trial_id"]: t for t in run["trials"]}
+    # What was decided before the kill stands: the same brackets, pauses and stops, the head of the lists now. (A
+    # trial started after Tune's last save is unknown to the resume: it leaves its bracket, its replacement joins.)
+    places = after["archs"]["origin_net"]["trials"]
+    assert {t: p for t, p in before["archs"]["origin_net"]["trials"].items() if t in trials}.items() <= places.items()
+    for key in ("pauses", "halvings", "stops"):
+        assert after[key][:len(before[key])] == before[key], key
+    assert sorted(p[1] for t, p in places.items() if t in trials) == [0, 0, 1, 1]
+    # One halving of bracket s=1 at epoch 1: one trial kept and trained to the end, one stopped there.
+    (halving,) = after["halvings"]
+    assert halving["milestone"] == 1 and len(halving["kept"]) == 1 and len(halving["stopped"]) == 1
+    (stop,) = after["stops"]
+    assert stop["trial_id"] == halving["stopped"][0] and (trials[stop["trial_id"]]["status"],
+                                                          trials[stop["trial_id"]]["epochs"]) == ("stopped", 1)
+    assert trials[halving["kept"][0]]["status"] == "completed" and trials[halving["kept"][0]]["epochs"] == 2
+    assert sum(t["status"] == "completed" and t["epochs"] == 2 for t in trials.values()) == 3
+    # Optuna: one trial per Tune trial, the stop PRUNED (not FAIL: HyperBand stops it while paused).
+    states = {o.user_attrs["tune_trial_id"]: o.state.name for o in _study_trials(run["exp"], "origin_net")}
+    assert states == {tid: "PRUNED" if t["status"] == "stopped" else "COMPLETE" for tid, t in trials.items()}
+    # The report shows each trial's bracket and decisions.
+    kinds = {tid: [d["kind"] for d in t["decisions"]] for tid, t in trials.items()}
+    assert kinds[stop["trial_id"]][0] == "bracket" and kinds[stop["trial_id"]][-1] == "stopped"
+    assert main(["report", str(run["exp"]), "--out", str(run["exp"] / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "HyperBand per trial" in out and "stopped at 1" in out
+
+
+@pytest.mark.slow
+def test_pbt_survives_a_driver_kill_with_its_lineage_and_applies_each_new_config(killed, capsys):
+    run = killed["pbt"]
+    _common_checks(run, 4)
+    before, after, trials = run["before"], run["after"], {t["trial_id"]: t for t in run["trials"]}
+    assert {t["status"] for t in trials.values()} == {"completed"}  # PBT stops no trial
+    key = ("trial_id", "epoch", "donor", "donor_epoch", "new")
+    assert [{k: e[k] for k in key} for e in after["exploits"][:len(before["exploits"])]] == \
+        [{k: e[k] for k in key} for e in before["exploits"]]
+    applied = [e for e in after["exploits"] if e["status"] == "applied"]
+    assert applied and after["clock"]["origin_net"]["steps"] == [1, 2]
+    dirs = {tid: Path(t["path"]) for tid, t in trials.items()}  # ids have a "_" with a fixed population
+    for e in applied:
+        assert trials[e["donor"]]["arch"] == e["arch"] == trials[e["trial_id"]]["arch"]  # never across nets
+        own = {r["epoch"]: r for r in results(dirs[e["trial_id"]])}
+        assert own[e["epoch"]]["lr"] == pytest.approx(e["old"]["lr"])  # its own lr up to the exploit ...
+        assert own[e["epoch"] + 1]["lr"] == pytest.approx(e["new"]["lr"])  # ... the new one after it (constant)
+    for tid, t in trials.items():  # the last exploit's donor weights: its training, up to the exploit, in history
+        mine = [e for e in applied if e["trial_id"] == tid]
+        if not mine:
+            continue
+        import torch
+
+        last = mine[-1]
+        newest = sorted(p for p in dirs[tid].glob("checkpoint_*"))[-1] / "checkpoint.pt"
+        history = {h["epoch"]: h for h in torch.load(newest, weights_only=False)["history"]}
+        donor = {r["epoch"]: r for r in results(dirs[last["donor"]])}
+        assert history[last["epoch"]]["train_loss"] == pytest.approx(donor[last["donor_epoch"]]["train_loss"])
+    # Optuna: a trial that copied another is PRUNED (its own values up to then), one that did not is COMPLETE.
+    for arch in ("origin_net", "modified_net"):
+        for o in _study_trials(run["exp"], arch):
+            tid = o.user_attrs["tune_trial_id"]
+            first = next((e for e in applied if e["trial_id"] == tid), None)
+            assert o.state.name == ("PRUNED" if first else "COMPLETE"), tid
+            if first:
+                assert (o.user_attrs["pbt_replaced_at_epoch"], o.user_attrs["pbt_donor"]) == (first["epoch"],
+                                                                                             first["donor"])
+                assert max(o.intermediate_values) == first["epoch"]
+            start = next(r["config"] for r in after["population"] if r["trial_id"] == tid)
+            assert all(start[k] == v for k, v in o.params.items())  # the study holds the config it started with
+    assert main(["report", str(run["exp"]), "--out", str(run["exp"] / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "lineage" in out and "copied" in out
