@@ -10,6 +10,7 @@ import math
 
 from benchmarks.anytime import (at_epochs, at_times, band, best_so_far, cost_to_reach, epoch_points,
                                 hypervolume_so_far, half_cost, paired_test)
+from benchmarks.publish import table
 
 WALL_STEPS = 60  # points of the wall-time curve
 WALL_FRACTIONS = (1 / 4, 1 / 2, 1)  # table points: these fractions of the quickest method's median search time
@@ -182,7 +183,7 @@ def _test_cell(t: dict) -> str:
 
 
 def _table(head: list[str], rows: list[list], align: str) -> list[str]:
-    return ["| " + " | ".join(head) + " |", f"|{align}|"] + ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+    return table(head, rows, align).splitlines()
 
 
 def _comparison_tables(block: dict, value: str, digits: int) -> list[str]:
