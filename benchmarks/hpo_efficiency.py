@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import shutil
 import sys
@@ -256,6 +257,8 @@ def run_unit(bench: Bench, arch: str, method: Method, seed: int, skipped: dict, 
                                                      "grace_period", "reduction_factor", "epoch_budget")},
               "planned_trials": planned, "spent_epochs": len(events), "segments": segments,
               "wall_seconds": round(sum(e - s for s, e in segments), 2), "resumed": len(segments) > 1,
+              # what else loaded the machine: the 1-minute load average as the search ended (itself included)
+              "load_1m_at_end": round(os.getloadavg()[0], 2),
               "experiment": str(exp), "events": events, "configs": configs,
               "pick": ({"trial_id": best["trial_id"], "epoch": best["epoch"], "val_accuracy": best["value"],
                         "config": configs[best["config"]]} if best else None)}
