@@ -23,7 +23,8 @@ the training split, after the subset (not the test split, which this benchmark n
 too. Rerun the same command and finished units are kept: a killed run continues. One Ray session serves up to
 ``UNITS_PER_RAY`` searches.
 
-Size front (``--front-archs``): MO-TPE vs NSGA-II vs random, each with MO-ASHA at the same budget, objectives
+Size front (``--front-archs``): MO-TPE vs MO-TPE as Optuna ships it (``--sampler tpe-plain``: is ranking the stopped
+trials by what they reached worth it?) vs NSGA-II vs random, each with MO-ASHA at the same budget, objectives
 ``val_accuracy:max,params:min``; the anytime curve is the front's hypervolume (``benchmarks/anytime.py``).
 
 Statistics (``benchmarks/anytime.py``): median and interquartile band across seeds at every epoch and on a grid of
@@ -78,7 +79,10 @@ METHODS = {m.name: m for m in (
     Method("pbt", "random", "pbt", "full", "population-based training, random initial population"),
 )}
 FRONT_METHODS = {m.name: m for m in (
-    Method("mo-tpe", "tpe", "asha", "stopping", "MO-TPE, MO-ASHA"),
+    Method("mo-tpe", "tpe", "asha", "stopping", "MO-TPE, MO-ASHA; stopped trials ranked by the epoch they reached "
+                                                "and their values there"),
+    Method("mo-tpe-plain", "tpe-plain", "asha", "stopping", "MO-TPE as Optuna ships it (every stopped trial ranked "
+                                                            "equal), MO-ASHA"),
     Method("nsga2", "nsga2", "asha", "stopping", "NSGA-II, MO-ASHA"),
     Method("mo-random", "random", "asha", "stopping", "random sampling, MO-ASHA"),
 )}
@@ -318,7 +322,7 @@ def parse(argv):
                    help="where the searches and unit records live; the same command there continues a run")
     p.add_argument("--archs", default=None, help="default simple_cnn,modified_net (smoke: modified_net)")
     p.add_argument("--methods", default=None, help=f"default all: {','.join(METHODS)} (smoke: tpe+asha,grid)")
-    p.add_argument("--front-archs", default=None, help="size front (MO-TPE vs NSGA-II vs random) on these nets; "
+    p.add_argument("--front-archs", default=None, help="size front (MO-TPE, Optuna's MO-TPE, NSGA-II, random) on these nets; "
                    "default modified_net; '' for none (smoke: none)")
     p.add_argument("--seeds", type=int, default=None, help="per method (default 10, smoke 2)")
     p.add_argument("--max-epochs", type=int, default=9, help="E: every grid row and every trial's horizon")

@@ -39,7 +39,8 @@ JPEG = ("Offline JPEG-q75 copy of CIFAR-10: about 1–2 points below the officia
         "(ours would be expected to rise).")
 VERDICTS = ("Verdicts from the 95% CI (`analysis.stats.verdict`): *beats* = its lower bound above the published "
             "number, *matches* = the CI contains it, *misses* = its upper bound below it; one seed: *single run*.")
-SAMPLER = {"tpe": "MO-TPE", "random": "random", "nsga2": "NSGA-II"}
+SAMPLER = {"tpe": "MO-TPE", "tpe-plain": "MO-TPE (Optuna's, stopped trials ranked equal)", "random": "random",
+           "nsga2": "NSGA-II"}
 METRIC = {"test_accuracy": "test accuracy", "weighted_f1": "weighted F1",
           "val_accuracy": "validation accuracy (the report's 10,000-image split)"}
 SIZE_REPORT = "report003"  # the size-aware targets are report 003's ModifiedNet's (benchmarks/size_front.py)

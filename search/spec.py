@@ -23,6 +23,7 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 ADDRESS = re.compile(r"^(auto|local|ray://\S+|[^\s:/]+:\d{1,5})$")
 
 
+SAMPLERS = ("tpe", "tpe-plain", "random", "nsga2", "grid")  # search.searcher.make_sampler builds all but grid
 SCHEDULERS = ("asha", "hyperband", "pbt", "none")  # docs/schedulers.md says what each does here
 PERTURBABLE = ("lr", "weight_decay", "dropout", "label_smoothing")  # what PBT may change in a running trial
 
@@ -50,7 +51,7 @@ class ExperimentSpec:
     grace_period: int = 1  # epochs before ASHA may stop a trial
     reduction_factor: float = 3.0
     scheduler: str = "asha"  # asha | hyperband | pbt | none (SCHEDULERS)
-    sampler: str = "tpe"  # tpe | random | grid (presets)
+    sampler: str = "tpe"  # one of SAMPLERS (grid: a preset's rows)
     seed: int = 0
     fixed: dict = field(default_factory=dict)  # --set values, in every trial
     space_files: dict = field(default_factory=dict)  # arch -> YAML path (empty: shipped)
@@ -99,8 +100,8 @@ class ExperimentSpec:
             raise SpecError(f"--grace-period {self.grace_period} exceeds --max-epochs {self.max_epochs}")
         if not self.reduction_factor > 1:
             raise SpecError(f"--reduction-factor must be > 1, got {self.reduction_factor!r}")
-        if self.sampler not in ("tpe", "random", "grid", "nsga2"):
-            raise SpecError(f"--sampler must be tpe, random, nsga2 or grid, got {self.sampler!r}")
+        if self.sampler not in SAMPLERS:
+            raise SpecError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         if self.sampler == "grid" and not self.grid:
             raise SpecError("--sampler grid runs a report's own grid: use --preset NAME:grid (see cifar-tune presets)")
         if self.cpus_per_trial < 0:
