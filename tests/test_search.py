@@ -240,3 +240,50 @@ def test_result_files_reach_a_trial_folder_the_storage_does_not_have_yet(tmp_pat
     (tmp_path / "blocked").write_text("a file where the storage folder should be")
     trial.storage.trial_fs_path = str(tmp_path / "blocked" / "trial_a")
     callback.on_trial_recover(iteration=0, trials=[], trial=trial)  # logged, not raised
+
+
+def test_default_space_benchmark_retrains_both_picks_alike_and_resumes(experiment, trials, cifar_path, tmp_path):
+    """benchmarks/default_space.py (issue 22, build 3) on this module's search, shrunk: the default pick is the
+    report's rank-1 modified_net trial, the reproduce pick is report 003's fair record's config, both are retrained
+    with the settings given here only, and a rerun retrains nothing."""
+    from benchmarks import default_space as ds
+
+    exp, _ = experiment
+    doc = ds.REPO / "docs" / "results" / ds.RECORD
+    before = doc.read_text() if doc.exists() else None
+    args = ["--experiment", str(exp), "--archs", "modified_net", "--epochs", "1", "--seeds", "2", "--subset", "300",
+            "--val-size", "100", "--storage", str(tmp_path), "--data-dir", str(cifar_path)]
+    assert ds.main(args) == 0
+    record = json.loads((tmp_path / ds.RECORD).read_text())
+    net = record["nets"]["modified_net"]
+    scored = [t for t in trials if t["arch"] == "modified_net" and t["best_val_accuracy"] is not None]
+    assert net["default"]["pick"]["val_accuracy_search"] == max(t["best_val_accuracy"] for t in scored)
+    assert net["reproduce"]["pick"]["config"] == ds.reproduce_pick("modified_net")["config"]
+    assert net["reproduce"]["pick"]["config"]["lr"] != net["default"]["pick"]["config"]["lr"]
+    for which in ("default", "reproduce"):
+        pick = net[which]["pick"]["config"]
+        for run, seed in zip(net[which]["runs"], (0, 1)):
+            c = run["config"]
+            assert (c["epochs"], c["seed"], c["subset"], c["val_size"]) == (1, seed, 300, 100)
+            assert all(c[k] == v for k, v in pick.items() if k not in ds.SET_HERE)  # its own knobs, untouched
+            assert run["train_images"] == 300 and len(run["val_curve"]) == 1 and 0 <= run["val_accuracy"] <= 1
+    assert net["comparison"]["n"] == 2 and net["comparison"]["verdict"] in ("within 1 point", "undecided",
+                                                                            "more than 1 point below")
+    units = sorted((tmp_path / "units" / "modified_net").glob("*.json"))
+    assert len(units) == 4
+    stamps = [u.stat().st_mtime_ns for u in units]
+    assert ds.main(args) == 0  # a rerun keeps every finished retrain
+    assert [u.stat().st_mtime_ns for u in units] == stamps
+    assert (doc.read_text() if doc.exists() else None) == before  # shrunk settings never publish
+
+
+@pytest.mark.parametrize("default, reproduce, word", [
+    ({0: 0.70, 1: 0.71, 2: 0.72}, {0: 0.70, 1: 0.71, 2: 0.715}, "within 1 point"),
+    ({0: 0.60, 1: 0.61, 2: 0.62}, {0: 0.70, 1: 0.71, 2: 0.715}, "more than 1 point below"),
+    ({0: 0.68, 1: 0.72, 2: 0.70}, {0: 0.70, 1: 0.70, 2: 0.71}, "undecided"),
+    ({0: 0.70}, {0: 0.70}, "single run"),
+])
+def test_default_space_verdict_reads_the_interval_against_one_point(default, reproduce, word):
+    from benchmarks.default_space import judge
+
+    assert judge(default, reproduce)["verdict"] == word
