@@ -176,6 +176,9 @@ def para(text: str) -> str:
 
 
 def table(header: list[str], rows: list[list], align: str = "") -> str:
+    """A markdown table; ``align`` is the separator row's cells ("---|---:") or one letter per column ("lr")."""
+    if align and set(align) <= set("lrc") and len(align) == len(header):
+        align = "|".join({"l": "---", "r": "---:", "c": ":---:"}[c] for c in align)
     align = align or "|".join("---" for _ in header)
     return "\n".join(["| " + " | ".join(header) + " |", f"|{align}|"] + ["| " + " | ".join(map(str, r)) + " |"
                                                                          for r in rows])

@@ -106,3 +106,30 @@ def test_gpu_suite_runs_every_reproduce_plan_at_its_full_budget(tmp_path):
     assert [name for name, _ in chosen] == ["reproduce-report002"]
     assert gpu_suite.main(["--out", str(tmp_path / "x"), "--reproductions", "report002,report9"]) == 2
     assert not (tmp_path / "x").exists()
+
+
+def test_precision_ab_pairs_the_arms_by_seed_and_continues(cifar_path, tmp_path):
+    """benchmarks/precision_ab.py shrunk: both arms of each seed run with the knobs as named, the verdict is read
+    from the paired mean against the tolerance, a rerun retrains nothing, and shrunk settings never publish."""
+    from benchmarks import precision_ab as ab
+
+    doc = REPO / "docs" / "results" / ab.RECORD
+    before = doc.read_text() if doc.exists() else None
+    args = ["--storage", str(tmp_path), "--archs", "modified_net", "--epochs", "2", "--seeds", "2", "--subset", "128",
+            "--val-size", "64", "--data-dir", str(cifar_path)]
+    assert ab.main(args) == 0
+    record = json.loads((tmp_path / ab.RECORD).read_text())
+    net = record["nets"]["modified_net"]
+    for arm, knobs in ab.ARMS.items():
+        assert [r["seed"] for r in net["runs"][arm]] == [0, 1]
+        for r in net["runs"][arm]:
+            assert all(r["config"][k] == v for k, v in knobs.items()) and len(r["epoch_seconds"]) == 2
+    j = net["judgement"]
+    diffs = [b["val_accuracy"] - a["val_accuracy"] for a, b in zip(net["runs"]["fp32"], net["runs"]["bf16+cl"])]
+    assert j["difference"]["mean"] == pytest.approx(sum(diffs) / 2)
+    assert j["verdict"] == ("no accuracy cost" if j["difference"]["mean"] >= -ab.TOLERANCE else "costs accuracy")
+    units = sorted((tmp_path / "units" / "modified_net").glob("*.json"))
+    stamps = [u.stat().st_mtime_ns for u in units]
+    assert len(units) == 4 and ab.main(args) == 0
+    assert [u.stat().st_mtime_ns for u in units] == stamps
+    assert (doc.read_text() if doc.exists() else None) == before
