@@ -15,6 +15,7 @@ from benchmarks.publish import table
 WALL_STEPS = 60  # points of the wall-time curve
 WALL_FRACTIONS = (1 / 4, 1 / 2, 1)  # table points: these fractions of the quickest method's median search time
 P_LEVEL = 0.05
+LOADED = 3.0  # a search's own load is about 2 on 2 cores: above this, something else ran beside it
 
 
 # --------------------------------------------------------------------------------------------- statistics
@@ -35,6 +36,8 @@ def compare(units: dict, budget: int, reference: str, curve_fn) -> dict:
     """Anytime curves of ``units`` (method -> unit records) cut at ``budget`` epochs: bands at every epoch and on a
     wall grid, values at the table's points, and Wilcoxon tests (paired by seed) of ``reference`` against each
     other method there. ``curve_fn(events) -> values``: best accuracy so far, or hypervolume so far."""
+    from benchmarks.hpo_efficiency import unit_load
+
     curves = {m: {u["seed"]: ([e["t"] for e in u["events"][:budget]], curve_fn(u["events"][:budget])) for u in us}
               for m, us in units.items()}
     ends = {m: {s: (t[-1] if t else 0.0) for s, (t, _) in by.items()} for m, by in curves.items()}
@@ -52,6 +55,7 @@ def compare(units: dict, budget: int, reference: str, curve_fn) -> dict:
                       "spent_epochs": [spent[s] for s in seeds], "seconds_to_budget": [ends[m][s] for s in seeds],
                       "search_wall_seconds": [next(u["wall_seconds"] for u in units[m] if u["seed"] == s)
                                               for s in seeds],
+                      "load_1m_max": [unit_load(next(u for u in units[m] if u["seed"] == s)) for s in seeds],
                       "curve_epochs": band([at_epochs(by[s][1], grid_e) for s in seeds]),
                       "curve_wall": band([at_times(*by[s], grid_w) for s in seeds]),
                       "at_epochs": _columns([per[m][s]["e"] for s in seeds]),
@@ -243,6 +247,19 @@ def _reach_sentence(block: dict) -> str:
     return text
 
 
+def _load_sentence(block: dict) -> str:
+    """How many searches' wall times include other work (their 1-minute load above ``LOADED``)."""
+    loaded = {m: sum(x is not None and x > LOADED for x in info.get("load_1m_max", [])) for m, info in
+              block["methods"].items()}
+    total = sum(len(info.get("load_1m_max", [])) for info in block["methods"].values())
+    if not any(loaded.values()):
+        return f"Every search ran at a 1-minute load of at most {LOADED:g} (itself about 2): the wall times are its own."
+    return (f"{sum(loaded.values())} of {total} searches ran at a 1-minute load above {LOADED:g} (the search itself "
+            f"is about 2 on the 2 cores), so their wall times include other work: "
+            + ", ".join(f"{m} {n}" for m, n in loaded.items() if n)
+            + ". The epoch columns do not depend on it; read the wall-time columns with that in mind.")
+
+
 def markdown(record: dict) -> str:
     s = record["settings"]
     lines = [f"{record['machine']}; ray {record['versions']['ray']}, optuna {record['versions']['optuna']}, scipy "
@@ -280,7 +297,7 @@ def markdown(record: dict) -> str:
                   f"{s['max_epochs']} epochs = budget {block['budget']} epochs; {units} of {block['units_planned']} "
                   f"searches finished)", ""]
         lines += _comparison_tables(block, "best val acc", 4)
-        lines += ["", _reach_sentence(block), ""]
+        lines += ["", _reach_sentence(block), _load_sentence(block), ""]
     for arch, block in record["front"].items():
         ref = block["reference_point"]
         lines += [f"**Size front, {arch}** (objectives {', '.join(':'.join(o) for o in block['objectives'])}; "

@@ -111,6 +111,7 @@ def test_smoke_curves_never_fall_and_every_method_spends_the_same_budget(smoke):
         assert unit["spent_epochs"] == len(unit["events"]) <= budget  # ASHA's budget held by the scheduler
         times = [e["t"] for e in unit["events"]]
         assert times == sorted(times) and times[0] >= 0
+        assert unit["load_1m_max"] >= unit["load_1m_mean"] >= 0  # sampled while the search ran
     assert units[("grid", 0)]["spent_epochs"] == budget  # every row trained to the horizon
     for method, info in block["methods"].items():
         assert info["seeds"] == [0, 1]
@@ -162,3 +163,27 @@ def test_a_rerun_keeps_every_finished_unit_and_rebuilds_a_lost_record(smoke):
     rebuilt = json.loads(lost.read_text())
     assert rebuilt["events"] == before["events"] and rebuilt["pick"] == before["pick"]  # same epochs, same seconds
     assert rebuilt["resumed"] and len(rebuilt["segments"]) == 2
+
+
+def test_quiet_load_sets_a_loaded_search_aside_with_its_retrain_and_keeps_a_quiet_one(tmp_path):
+    """--quiet-load: a finished search whose load went above the limit is run again; what it measured is kept
+    beside (seedN.loadedK.json, its retrain too), and its experiment goes, so the rerun starts afresh."""
+    from benchmarks.hpo_efficiency import retire_loaded
+
+    folder = tmp_path / "units" / "simple_cnn" / "tpe+asha"
+    folder.mkdir(parents=True)
+    for seed, load in ((0, 5.2), (1, 2.1)):
+        exp = tmp_path / "searches" / f"s{seed}"
+        exp.mkdir(parents=True)
+        (folder / f"seed{seed}.json").write_text(json.dumps({"arch": "simple_cnn", "method": "tpe+asha", "seed": seed,
+                                                              "experiment": str(exp), "load_1m_max": load}))
+        (folder / f"seed{seed}.retrain.json").write_text("{}")
+        (folder / f"seed{seed}.segments.json").write_text("{}")
+    assert retire_loaded(folder / "seed0.json", 3.0) and not retire_loaded(folder / "seed1.json", 3.0)
+    assert sorted(p.name for p in folder.iterdir()) == ["seed0.loaded1.json", "seed0.loaded1.retrain.json",
+                                                        "seed1.json", "seed1.retrain.json", "seed1.segments.json"]
+    assert not (tmp_path / "searches" / "s0").exists() and (tmp_path / "searches" / "s1").exists()
+    (folder / "seed0.json").write_text(json.dumps({"arch": "simple_cnn", "method": "tpe+asha", "seed": 0,
+                                                   "experiment": str(tmp_path / "gone"), "load_1m_at_end": 4.0}))
+    assert retire_loaded(folder / "seed0.json", 3.0)  # a record from before the sampler: its load at the end
+    assert (folder / "seed0.loaded2.json").exists()
