@@ -216,12 +216,32 @@ def summary(records: dict, uses: Uses, prefix: str = "docs/results/") -> str:
                          uses.cell(name, n["arch"], ledger=n.get("test_split_use")),
                          f"{n['search_epochs']:,} ({n['search_epoch_budget']:,})", tuning_epochs(res["report"], n),
                          record_link(name, rec, prefix)])
+    rows += _not_run_rows({n["arch"] for *_, res in found for n in res["nets"]}, uses)
     head = ["net", "report", "metric", "ours: mean ± 95% CI (seeds)", "published", "verdict (95% CI)",
             "final runs trained on (images)", "test-split use of this net", "search epochs (budget)",
             "report's tuning epochs", "record"]
     return "\n".join([para(JPEG + " " + VERDICTS + " " + protocol_line(records)), "",
                       table(head, rows, "---|---|---|---:|---:|---|---:|---:|---:|---:|---"), "",
                       para(_uses_note())])
+
+
+def _not_run_rows(done: set, uses: Uses) -> list[list]:
+    """A row for every net of a ``cifar-tune reproduce`` plan that has no full-scale record yet: what it will be
+    compared with, its budget, and the command that runs it (issue 21: a row for each of the nine nets)."""
+    from search.reproduce_plans import get_plan, list_plans
+
+    rows = []
+    for report in list_plans():
+        plan = get_plan(report)
+        for net in plan.nets:
+            if net.arch in done:
+                continue
+            rows.append([f"{net.arch} ({params_of({'arch': net.arch}):,} params)", report.removeprefix("report"),
+                         METRIC[net.metric], "no record yet" + (f" ({net.ours_note})" if net.ours_note else ""),
+                         f"{net.published}", "—", f"{plan.train_images:,} planned (= report's)",
+                         f"{uses.total(net.arch)} so far", f"— ({net.epoch_budget:,})", f"{net.report_epochs:,}",
+                         f"`cifar-tune reproduce {report}` (running or queued)"])
+    return rows
 
 
 def _uses_note() -> str:
