@@ -53,6 +53,18 @@ def publish(title: str, lines: list[str], script: str, smoke: bool, note: str = 
         write_section(title, f"{table}\n\n{note + ' ' if note else ''}Command: `python -m benchmarks.{script}`.")
 
 
+def save_record(storage: Path, name: str, record: dict, text: str, title: str, publish: bool) -> None:
+    """A benchmark's record (JSON) and its markdown: saved under ``storage`` and printed; with ``publish`` (its full
+    settings) also written to docs/results/``name`` and as the section ``title`` of docs/benchmarks.md."""
+    from trainables.experiment import write_json
+
+    write_json(storage / name, record)
+    print(text)
+    if publish:
+        write_json(REPO / "docs" / "results" / name, record)
+        write_section(title, text)
+
+
 @contextlib.contextmanager
 def scratch_storage():
     """A throw-away results folder for the searches a benchmark runs; Ray is shut down when it closes."""

@@ -33,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import REPO, data_dir, machine, write_section
+from benchmarks.common import REPO, data_dir, machine, save_record
 
 README_SEARCH = ["--arch", "origin_net,modified_net,simple_cnn", "--num-samples", "16", "--max-epochs", "8"]
 REPRODUCE_RECORD = {"simple_cnn": "report000-fair.json", "modified_net": "report003-fair.json"}
@@ -194,7 +194,7 @@ def main(argv=None) -> int:
 
     from analysis.stats import mean_ci
     from trainables.data import load_dataset
-    from trainables.experiment import without_test_split, write_json
+    from trainables.experiment import without_test_split
 
     p, args = parse(argv)
     storage = Path(args.storage).expanduser().resolve()
@@ -220,12 +220,8 @@ def main(argv=None) -> int:
               "machine": machine(), "written": dt.datetime.now().isoformat(timespec="seconds"), "command": again,
               "settings": full, "default_search": "cifar-tune search " + " ".join(README_SEARCH) + " --seed 0",
               "experiment": str(exp), "nets": nets}
-    write_json(storage / RECORD, record)
-    text = markdown(record)
-    print(text)
-    if full == FULL and not args.experiment:
-        write_json(REPO / "docs" / "results" / RECORD, record)
-        write_section("Default space vs reproduce space", text)
+    save_record(storage, RECORD, record, markdown(record), "Default space vs reproduce space",
+                publish=full == FULL and not args.experiment)
     print(f"default_space: record in {storage / RECORD}")
     return 0
 

@@ -49,13 +49,13 @@ def compare(units: dict, budget: int, reference: str, curve_fn) -> dict:
     for m, by in curves.items():
         seeds = sorted(by)
         per[m] = {s: {"e": at_epochs(by[s][1], points_e), "w": at_times(*by[s], points_w)} for s in seeds}
-        spent = {u["seed"]: u["spent_epochs"] for u in units[m]}
+        unit_of = {u["seed"]: u for u in units[m]}
         methods[m] = {"seeds": seeds, "trials": [u["planned_trials"] for u in units[m]][0],
                       "budget_enforced": all(u["budget_enforced"] for u in units[m]),
-                      "spent_epochs": [spent[s] for s in seeds], "seconds_to_budget": [ends[m][s] for s in seeds],
-                      "search_wall_seconds": [next(u["wall_seconds"] for u in units[m] if u["seed"] == s)
-                                              for s in seeds],
-                      "load_1m_max": [unit_load(next(u for u in units[m] if u["seed"] == s)) for s in seeds],
+                      "spent_epochs": [unit_of[s]["spent_epochs"] for s in seeds],
+                      "seconds_to_budget": [ends[m][s] for s in seeds],
+                      "search_wall_seconds": [unit_of[s]["wall_seconds"] for s in seeds],
+                      "load_1m_max": [unit_load(unit_of[s]) for s in seeds],
                       "curve_epochs": band([at_epochs(by[s][1], grid_e) for s in seeds]),
                       "curve_wall": band([at_times(*by[s], grid_w) for s in seeds]),
                       "at_epochs": _columns([per[m][s]["e"] for s in seeds]),

@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import REPO, data_dir, machine, write_section
+from benchmarks.common import data_dir, machine, save_record
 
 # simple_cnn and keras_cnn: their reproduce spaces fix the knobs already (from one check run on simple_cnn); the A/B
 # on each is the record issue 21 asks for. lozano_c/e/f and ghasemi_net (reports 004, 002): fp32 epochs of 165-680 s
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
     import datetime as dt
 
     from trainables.data import load_dataset
-    from trainables.experiment import without_test_split, write_json
+    from trainables.experiment import without_test_split
 
     p, args = parse(argv)
     storage = Path(args.storage).expanduser().resolve()
@@ -160,12 +160,8 @@ def main(argv=None) -> int:
               "load_note": (f"the 1-minute load average as runs ended was {min(loads):.1f}-{max(loads):.1f} on the 2 "
                             f"cores (above 2: something else ran beside them, so the times are a ratio of two arms "
                             f"under the same load, not a quiet measurement)." if loads else "")}
-    write_json(storage / RECORD, record)
-    text = markdown(record)
-    print(text)
-    if settings == DEFAULTS and args.archs == list(NETS):
-        write_json(REPO / "docs" / "results" / RECORD, record)
-        write_section("bf16 + channels_last A/B per net", text)
+    save_record(storage, RECORD, record, markdown(record), "bf16 + channels_last A/B per net",
+                publish=settings == DEFAULTS and args.archs == list(NETS))
     print(f"precision_ab: record in {storage / RECORD}")
     return 0
 
