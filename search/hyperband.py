@@ -211,6 +211,11 @@ class PerArchHyperBand(PersistedRungs, FIFOScheduler):
             return TrialScheduler.CONTINUE  # it ends by itself and leaves its bracket in on_trial_complete
         view = self._view(tune_controller, arch)
         action = self._observe(arch, lambda: sched.on_trial_result(view, trial, result), trial, result)
+        if action != TrialScheduler.STOP and self._stopped_at(trial.trial_id) is not None:
+            # The halving this result set off stopped this trial, yet Ray answered otherwise: its halving assumes the
+            # trial reporting is the only RUNNING one, and after a resume another of the bracket may be re-running
+            # its epochs up to the milestone; a kept RUNNING trial then sets the answer to CONTINUE for both.
+            action = TrialScheduler.STOP
         if action == TrialScheduler.STOP:  # at its bracket's last milestone (a halving recorded its own stops)
             place = hyperband_bracket(sched, trial)
             self._record_stop(trial.trial_id, arch, place[1], epoch, result.get(METRIC), None,

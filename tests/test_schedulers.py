@@ -153,6 +153,9 @@ class FakeController:
             self.sched.on_trial_complete(self, trial, trial.last_result)
         trial.status = "TERMINATED"
 
+    def _mark_trial_to_checkpoint(self, trial):  # Tune's "save this trial's state again" (compat.resave_trial)
+        pass
+
 
 def result(epoch, value):
     return {"epoch": epoch, "val_accuracy": value, "status": "running"}
@@ -211,6 +214,32 @@ def test_hyperband_brackets_per_net_decisions_on_record_and_put_back_after_a_kil
     third.on_trial_add(ctl3, o3)
     third.choose_trial_to_run(ctl3)
     assert o3.status == "TERMINATED"
+
+
+def test_hyperband_stops_the_reporting_trial_its_halving_stops_while_another_re_runs(tmp_path):
+    """After a resume, a trial waiting at its milestone on record may have to re-run its epochs (Tune's saved state
+    is older than them), so two trials of one bracket run at once, which Ray's halving does not expect: the kept one
+    RUNNING made Ray answer CONTINUE to the trial it had just stopped, which then trained to the end (the driver-kill
+    test below caught it in 3 of 4 runs). The stop on record is the answer."""
+    path = tmp_path / HB_FILE
+    sched = PerArchHyperBand(["origin_net"], max_t=2, reduction_factor=2, state_path=path)
+    trials = [FakeTrial(f"o{i}") for i in range(4)]
+    ctl = FakeController(sched, trials)
+    for t in trials:
+        sched.on_trial_add(ctl, t)
+    assert step(sched, ctl, trials[2], 1, 0.6) == PAUSE
+    # The driver dies; Tune's last save came before o2's first epoch, so o2 is not paused again: it re-runs it.
+    restored = PerArchHyperBand(["origin_net"], max_t=2, reduction_factor=2, state_path=path)
+    again = [FakeTrial(t.trial_id) for t in trials]
+    ctl2 = FakeController(restored, again)
+    for t in again:
+        restored.on_trial_add(ctl2, t)
+    assert again[2].status == "PENDING"
+    again[2].status = "RUNNING"
+    assert step(restored, ctl2, again[3], 1, 0.4) == STOP  # halving on o2's recorded 0.6: o3 stopped, o2 kept
+    assert [(s["trial_id"], s["epoch"]) for s in json.loads(path.read_text())["stops"]] == [("o3", 1)]
+    assert again[3].status == "TERMINATED"
+    assert step(restored, ctl2, again[2], 1, 0.6) == CONTINUE  # o2's re-run epoch: kept, it trains on
 
 
 # --------------------------------------------------------------------------------------------- real searches
@@ -382,3 +411,35 @@ def test_pbt_survives_a_driver_kill_with_its_lineage_and_applies_each_new_config
         # epoch held a training loss 0.2% off the donor's recorded one (2.2779 vs 2.2816). Not yet explained (a
         # redone exploit after the kill restoring another checkpoint than the one recorded?): open in issue 22.
         pytest.xfail(f"PBT: exploited history differs from the donor's result row: {mismatched}")
+
+
+def test_a_trial_stopped_through_the_view_is_saved_again(tmp_path):
+    """Tune stops a paused trial (no actor) without marking it for its next state save, so the saved experiment kept
+    it PAUSED and `report` counted it pending (seen at benchmark scale: 8 of 17 HyperBand trials). The per-net view
+    marks every trial it stops, on the controller Tune's scheduler wrapper holds (Ray warns on the wrapper itself)."""
+    from trainables.compat import controller_view
+
+    class Controller:
+        def __init__(self):
+            self.stopped, self.marked = [], []
+
+        def stop_trial(self, trial):
+            self.stopped.append(trial)
+
+        def _mark_trial_to_checkpoint(self, trial):
+            self.marked.append(trial)
+
+    class Wrapper:  # what Tune passes a scheduler: TrialRunnerWrapper around the controller
+        def __init__(self, real):
+            self._tune_controller = real
+
+        def stop_trial(self, trial):
+            return self._tune_controller.stop_trial(trial)
+
+    real, told = Controller(), []
+    view = controller_view(Wrapper(real), lambda t: True, before_stop=told.append)
+    view.stop_trial("t1")
+    assert told == real.stopped == real.marked == ["t1"]
+    bare = Controller()  # the controller itself (no wrapper) works too
+    controller_view(bare, lambda t: True).stop_trial("t2")
+    assert bare.marked == ["t2"]

@@ -142,6 +142,15 @@ PRIVATE: tuple[Private, ...] = (
             "controller that lists only that net's trials (Ray's PBT compares every trial the controller has, so "
             "it would copy across nets), and the view must pass this call on. Tune whitelists it for schedulers",
             "ray#35769 (the scheduler <-> controller interface, deprioritised)"),
+    Private("ray.tune.execution.tune_controller.TrialRunnerWrapper", "_tune_controller", "resave_trial",
+            "what Tune hands a scheduler wraps the controller and warns on any method outside its whitelist; the "
+            "mark below is not on it, so it is called on the controller the wrapper holds (no warning to the user)",
+            "ray#35769 (the scheduler <-> controller interface, deprioritised)"),
+    Private(CONTROLLER, "_mark_trial_to_checkpoint", "resave_trial",
+            "TuneController._schedule_trial_stop returns before marking a trial without an actor for the next "
+            "state save, so a paused trial HyperBand stops stays PAUSED in the saved experiment state (report: "
+            "pending); marking it after the stop makes the save write TERMINATED",
+            "none found (a fix would mark before the early return in _schedule_trial_stop)"),
     Private(PBT, "_next_perturbation_sync", "pbt_next_sync",
             "synchronous PBT's next perturbation epoch: persisted and put back on resume, else a resumed "
             "population (all past the first boundary) is perturbed at once at odd epochs and then never unpaused",
@@ -423,12 +432,23 @@ def controller_view(controller, keep, before_stop=None):
         def stop_trial(self, trial):
             if before_stop is not None:
                 before_stop(trial)
-            return controller.stop_trial(trial)
+            out = controller.stop_trial(trial)
+            resave_trial(controller, trial)
+            return out
 
         def _schedule_trial_save(self, trial, result=None):
             return controller._schedule_trial_save(trial, result=result)
 
     return View()
+
+
+def resave_trial(controller, trial) -> None:
+    """Have Tune write ``trial``'s state again at its next experiment save. Tune re-serialises only the trials it
+    marked; stopping a trial that has no actor (one paused: HyperBand's halvings stop trials waiting at a milestone)
+    sets it TERMINATED but returns before the mark, so the saved state kept it PAUSED and ``report`` counted it
+    pending. ``controller`` is what Tune hands a scheduler (its restricting wrapper) or the controller itself."""
+    real = getattr(controller, "_tune_controller", controller)
+    real._mark_trial_to_checkpoint(trial)
 
 
 def pbt_next_sync(pbt, value: float | None = None) -> float:
