@@ -90,6 +90,16 @@ def test_spec_json_records_the_run(experiment):
     spec = json.loads((experiment[0] / "spec.json").read_text())
     assert spec["spec"]["archs"] == ARCHS and spec["spec"]["seed"] == 3
     assert spec["environment"]["torch"] and spec["ray"] and spec["data"]["checksum"]
+    # The code that made it: the package version, and in a git checkout (CI's clone, ours) the commit of this tree.
+    from importlib.metadata import version
+
+    from tests.conftest import REPO
+
+    code = spec["environment"]["cifar_tune"]
+    assert code.startswith(version("cifar-tune"))
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:
+        assert f"(git {head.stdout.strip()}" in code, code
     assert set(spec["spaces"]) == set(ARCHS) and "optimizer" not in spec["spaces"]["origin_net"]["params"]
 
 

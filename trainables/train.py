@@ -55,7 +55,30 @@ def environment() -> dict:
            "torch_threads": torch.get_num_threads()}
     if torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(0)
+    env["cifar_tune"] = code_version()
     return env
+
+
+def code_version() -> str:
+    """This code's version: the package version, and where it runs from a git checkout its commit (``+dirty`` when
+    tracked files differ from it), e.g. ``0.1.0 (git 4cd9f51)``: what made a record, beside the libraries'."""
+    import subprocess
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        out = version("cifar-tune")
+    except PackageNotFoundError:
+        out = "not installed"
+    root = Path(__file__).resolve().parents[1]
+    try:
+        git = ["git", "-C", str(root)]
+        commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+        dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return out
+    return f"{out} (git {commit}{'+dirty' if dirty else ''})" if commit else out
 
 
 def build_optimizer(cfg: dict, params) -> torch.optim.Optimizer:
