@@ -180,10 +180,11 @@ class Bench:
 
 # --------------------------------------------------------------------------------------------- units
 
-def read_events(exp: Path, segments: list) -> tuple[list[dict], dict]:
+def read_events(exp: Path, segments: list) -> tuple[list[dict], dict, list]:
     """Every reported epoch of every trial, in the order reported, with its wall second since the unit began
-    (summed over the invocations that ran it: ``segments``), and the configs the events name (a trial's config,
-    and a later one under ``trial#epoch`` where the scheduler changed it, as PBT does)."""
+    (summed over the invocations that ran it: ``segments``), the configs the events name (a trial's config, and a
+    later one under ``trial#epoch`` where the scheduler changed it, as PBT does), and the segments closed
+    (:func:`closed_segments`)."""
     rows, configs = [], {}
     for result in sorted(exp.glob("*/result.json")):
         current = None
@@ -200,13 +201,21 @@ def read_events(exp: Path, segments: list) -> tuple[list[dict], dict]:
                          "value": value, "params": r.get("params"), "config": current})
     rows.sort(key=lambda e: (e["ts"], e["trial_id"], e["epoch"] or 0))
     starts = [s for s, _ in segments] + [float("inf")]
-    ends = [end if end is not None else max([e["ts"] for e in rows if starts[k] <= e["ts"] < starts[k + 1]],
-                                            default=starts[k])  # killed hard: it ran at least until its last event
-            for k, (_, end) in enumerate(segments)]
+    closed = closed_segments(segments, [e["ts"] for e in rows])
+    ends = [end for _, end in closed]
     for e in rows:
         k = max([i for i, s in enumerate(starts[:-1]) if s <= e["ts"]], default=0)
         e["t"] = round(sum(ends[i] - starts[i] for i in range(k)) + max(0.0, e.pop("ts") - starts[k]), 3)
-    return rows, configs
+    return rows, configs, closed
+
+
+def closed_segments(segments: list, timestamps: list[float]) -> list[list[float]]:
+    """The invocations' (start, end), an invocation killed hard (its end never written) ending at its last event
+    (``timestamps``: the unix second of every reported epoch): it ran at least that long; at its start if none."""
+    starts = [s for s, _ in segments] + [float("inf")]
+    return [[start, end if end is not None else max([t for t in timestamps if start <= t < starts[k + 1]],
+                                                     default=start)]
+            for k, (start, end) in enumerate(segments)]
 
 
 class LoadSampler:
@@ -308,7 +317,7 @@ def run_unit(bench: Bench, arch: str, method: Method, seed: int, skipped: dict, 
         loads.stop()
     if ended_trials(exp) < planned:
         raise SystemExit(f"hpo_efficiency: the search {spec.name} ended unfinished; run the same command again")
-    events, configs = read_events(exp, segments)
+    events, configs, closed = read_events(exp, segments)
     budget = bench.budget(arch)
     scored = [e for e in events[:budget] if e["value"] is not None]
     best = max(scored, key=lambda e: e["value"], default=None)  # the first of equals: reached soonest
@@ -316,7 +325,8 @@ def run_unit(bench: Bench, arch: str, method: Method, seed: int, skipped: dict, 
               "spec": {k: getattr(spec, k) for k in ("sampler", "scheduler", "num_samples", "max_epochs",
                                                      "grace_period", "reduction_factor", "epoch_budget")},
               "planned_trials": planned, "spent_epochs": len(events), "segments": segments,
-              "wall_seconds": round(sum(e - s for s, e in segments), 2), "resumed": len(segments) > 1,
+              # an invocation killed hard counts up to its last event (closed_segments), as the events' seconds do
+              "wall_seconds": round(sum(e - s for s, e in closed), 2), "resumed": len(segments) > 1,
               # what else loaded the machine (the search itself is about 2 on 2 cores): the 1-minute load average
               # as the search ended, and its largest and mean value sampled during the last invocation
               "load_1m_at_end": round(os.getloadavg()[0], 2), **loads.summary(),

@@ -155,14 +155,27 @@ def test_a_rerun_keeps_every_finished_unit_and_rebuilds_a_lost_record(smoke):
     rerun = json.loads((storage / "hpo_efficiency.json").read_text())
     assert rerun["anytime"] == record["anytime"]
     # A run killed after a search ended but before its record was written: the search is kept and read back.
+    # Its invocation killed hard (SIGKILL: no end written, as a session's end leaves it): counted to its last event.
     lost = storage / "units" / "modified_net" / "grid" / "seed1.json"
     before = json.loads(lost.read_text())
     lost.unlink()
+    segments = lost.with_suffix(".segments.json")
+    segments.write_text(json.dumps({"segments": [[before["segments"][0][0], None]]}))
     third = _run(cmd)
     assert third.stdout.count("finished earlier, kept") == 3 and "grid seed 1: " in third.stdout
     rebuilt = json.loads(lost.read_text())
     assert rebuilt["events"] == before["events"] and rebuilt["pick"] == before["pick"]  # same epochs, same seconds
-    assert rebuilt["resumed"] and len(rebuilt["segments"]) == 2
+    assert rebuilt["resumed"] and len(rebuilt["segments"]) == 2 and rebuilt["segments"][0][1] is None
+    resumed_for = rebuilt["segments"][1][1] - rebuilt["segments"][1][0]  # wall_seconds is rounded to 0.01
+    assert before["events"][-1]["t"] - 0.01 <= rebuilt["wall_seconds"] <= before["events"][-1]["t"] + resumed_for + 0.01
+
+
+def test_an_invocation_killed_hard_ends_at_its_last_event():
+    from benchmarks.hpo_efficiency import closed_segments
+
+    assert closed_segments([[10.0, None], [50.0, 60.0]], [12.0, 15.0, 52.0]) == [[10.0, 15.0], [50.0, 60.0]]
+    assert closed_segments([[10.0, None], [50.0, None]], [12.0, 55.0]) == [[10.0, 12.0], [50.0, 55.0]]
+    assert closed_segments([[10.0, None]], []) == [[10.0, 10.0]]  # killed before its first epoch: nothing counted
 
 
 def test_quiet_load_sets_a_loaded_search_aside_with_its_retrain_and_keeps_a_quiet_one(tmp_path):
