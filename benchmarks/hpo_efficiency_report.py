@@ -6,11 +6,13 @@ Every number here is computed from the units' saved events and retrains by ``ben
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 
 from benchmarks.anytime import (at_epochs, at_times, band, best_so_far, cost_to_reach, epoch_points,
                                 hypervolume_so_far, half_cost, paired_test)
 from benchmarks.publish import table
+from search.searcher import TPE_STARTUP
 
 WALL_STEPS = 60  # points of the wall-time curve
 WALL_FRACTIONS = (1 / 4, 1 / 2, 1)  # table points: these fractions of the quickest method's median search time
@@ -65,7 +67,10 @@ def compare(units: dict, budget: int, reference: str, curve_fn) -> dict:
         if m == reference or reference not in curves:
             continue
         common = sorted(set(per[reference]) & set(per[m]))
-        tests[m] = {"seeds": common}
+        ref_of, m_of = {u["seed"]: u for u in units[reference]}, {u["seed"]: u for u in units[m]}
+        tests[m] = {"seeds": common, "shared_configs": [shared_configs(ref_of[s], m_of[s]) for s in common],
+                    "same_pick": sum(_pick(ref_of[s]) is not None and _pick(ref_of[s]) == _pick(m_of[s])
+                                     for s in common)}
         for key, points in (("epochs", points_e), ("wall", points_w)):
             k = key[0]
             tests[m][key] = [paired_test([per[reference][s][k][i] for s in common], [per[m][s][k][i] for s in common])
@@ -73,6 +78,20 @@ def compare(units: dict, budget: int, reference: str, curve_fn) -> dict:
     return {"budget": budget, "reference": reference, "epoch_grid": grid_e, "wall_grid": grid_w,
             "epoch_points": points_e, "wall_points": points_w, "methods": methods, "tests": tests,
             "_curves": curves}
+
+
+def shared_configs(a: dict, b: dict) -> int:
+    """How many configs two units (seed i of two methods) both tried. TPE draws at random until its start-up trials
+    have ended, with Optuna's RandomSampler on its own seed, so seed i of a TPE method and of a random one share
+    their first configs: their paired difference comes from the trials after those."""
+    def keys(unit):
+        return {json.dumps(c, sort_keys=True) for c in unit["configs"].values()}
+
+    return len(keys(a) & keys(b))
+
+
+def _pick(unit: dict) -> str | None:
+    return json.dumps(unit["pick"]["config"], sort_keys=True) if unit.get("pick") else None
 
 
 def anytime_block(arch: str, units: dict, retrains: dict, budget: int, rows: int, reference: str) -> dict:
@@ -215,6 +234,15 @@ def _comparison_tables(block: dict, value: str, digits: int) -> list[str]:
         lines += ["", "Wilcoxon signed-rank tests, two-sided, paired by seed: median difference, p (bold: p < "
                       f"{P_LEVEL}; each p is for its own comparison, not corrected for the number of cells).", ""]
         lines += _table(thead, test_rows, "---|---:" + "|---:" * (len(thead) - 2))
+        shared = [f"{ref} and {m} tried {_median(t['shared_configs']):.0f} configs in common (median over seeds; "
+                  f"of {block['methods'][ref]['trials']} and {block['methods'][m]['trials']}) and picked the same "
+                  f"config in {t['same_pick']} of {len(t['seeds'])} seeds"
+                  for m, t in block["tests"].items() if t.get("shared_configs") and max(t["shared_configs"]) > 0]
+        if shared:
+            lines += ["", "Shared draws: " + "; ".join(shared) + f". TPE samples at random until its first "
+                      f"{TPE_STARTUP} trials have ended, with Optuna's RandomSampler on the same seed, so seed i of a "
+                      f"TPE method and of a random one start with the same configs: their paired difference comes "
+                      f"from the trials after."]
     return lines
 
 

@@ -162,6 +162,9 @@ class _ranked:
         _ranking.on = self.before
 
 
+TPE_STARTUP = 5  # trials TPE samples at random (Optuna's RandomSampler, the same seed) before it models
+
+
 def make_sampler(kind: str, seed: int, population_size: int = 50) -> optuna.samplers.BaseSampler:
     if kind in ("tpe", "tpe-plain"):
         # multivariate + group: TPE models the conditional parameters (momentum only under sgd, ...) jointly. Both
@@ -171,7 +174,7 @@ def make_sampler(kind: str, seed: int, population_size: int = 50) -> optuna.samp
         cls = StoppedTrialTPESampler if kind == "tpe" else optuna.samplers.TPESampler
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return cls(seed=seed, multivariate=True, group=True, n_startup_trials=5)
+            return cls(seed=seed, multivariate=True, group=True, n_startup_trials=TPE_STARTUP)
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if kind == "nsga2":

@@ -125,6 +125,10 @@ def test_smoke_curves_never_fall_and_every_method_spends_the_same_budget(smoke):
             assert at[-1] == units[(method, seed)]["pick"]["val_accuracy"]
     (test,) = block["tests"].values()
     assert test["seeds"] == [0, 1] and len(test["epochs"]) == len(block["epoch_points"])
+    from benchmarks.hpo_efficiency_report import shared_configs
+
+    assert test["shared_configs"] == [shared_configs(units[("tpe+asha", s)], units[("grid", s)]) for s in (0, 1)]
+    assert 0 <= test["same_pick"] <= 2
     assert block["target"] == block["methods"]["grid"]["curve_epochs"][-1]["median"]
 
 
@@ -168,6 +172,15 @@ def test_a_rerun_keeps_every_finished_unit_and_rebuilds_a_lost_record(smoke):
     assert rebuilt["resumed"] and len(rebuilt["segments"]) == 2 and rebuilt["segments"][0][1] is None
     resumed_for = rebuilt["segments"][1][1] - rebuilt["segments"][1][0]  # wall_seconds is rounded to 0.01
     assert before["events"][-1]["t"] - 0.01 <= rebuilt["wall_seconds"] <= before["events"][-1]["t"] + resumed_for + 0.01
+
+
+def test_shared_draws_are_the_configs_both_seeds_tried():
+    """Seed i of TPE and of random share their first draws (Optuna's RandomSampler on one seed): counted per pair."""
+    from benchmarks.hpo_efficiency_report import shared_configs
+
+    a = {"configs": {"t1": {"lr": 0.1, "arch": "x"}, "t2": {"arch": "x", "lr": 0.2}, "t2#3": {"lr": 0.5, "arch": "x"}}}
+    b = {"configs": {"u1": {"lr": 0.2, "arch": "x"}, "u2": {"lr": 0.3, "arch": "x"}, "u3": {"lr": 0.5, "arch": "x"}}}
+    assert shared_configs(a, b) == 2 and shared_configs(a, a) == 3 and shared_configs(b, {"configs": {}}) == 0
 
 
 def test_an_invocation_killed_hard_ends_at_its_last_event():
