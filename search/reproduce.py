@@ -247,6 +247,8 @@ def run_reproductions(reports: list[str], *, storage: str, name: str = "", repea
     jobs = [_job(r, storage=storage, name=name, repeats=repeats, fixed=dict(fixed or {}), archs=archs,
                  num_samples=num_samples, max_epochs=max_epochs, final_epochs=final_epochs,
                  train_images=train_images, max_concurrent=max_concurrent) for r in reports]
+    for job in jobs:  # every search a report would keep or continue, before any report starts
+        _check_continued(job)
     speeds, source = measured_speeds()
     costs = {job.plan.report: _estimates(job, speeds) for job in jobs}
     kept = {(job.plan.report, a, "search") for job in jobs for a, v in _read_state(job.root).get("searches", {}).items()
@@ -271,24 +273,37 @@ def run_reproductions(reports: list[str], *, storage: str, name: str = "", repea
 
 def _run_job(job: _Job, eta: OverallEta, log) -> dict:
     root = job.root
-    state = _read_state(root)
     root.mkdir(parents=True, exist_ok=True)
-    command = " ".join(shlex.quote(a) for a in ["cifar-tune", *sys.argv[1:]])
-    state.setdefault("report", job.plan.report)
-    state.setdefault("commands", [])
-    state["commands"].append({"command": command, "at": _dt.datetime.now().isoformat(timespec="seconds")})
-    state.setdefault("plan", job.plan.to_dict())
-    state.setdefault("searches", {})
-    lock = threading.Lock()
-    _write_state(root, state)
     try:
         held = ExperimentLock(root, "cifar-tune reproduce").acquire()  # one reproduction per folder at a time
     except ExperimentLocked as e:
         raise SpecError(str(e)) from None
     try:
-        return _run_stages(job, state, lock, eta, log)
+        state = _read_state(root)  # read under the lock: no other command writes it now
+        _check_continued(job)  # a refused command leaves the record as it was: nothing appended, nothing run
+        command = " ".join(shlex.quote(a) for a in ["cifar-tune", *sys.argv[1:]])
+        state.setdefault("report", job.plan.report)
+        state.setdefault("commands", [])
+        state["commands"].append({"command": command, "at": _dt.datetime.now().isoformat(timespec="seconds")})
+        state.setdefault("plan", job.plan.to_dict())
+        state.setdefault("searches", {})
+        _write_state(root, state)
+        return _run_stages(job, state, threading.Lock(), eta, log)
     finally:
         held.release()
+
+
+def _check_continued(job: _Job) -> None:
+    """A search this command would keep or continue must be asked for as it was started (a changed budget or
+    ``--set`` is refused naming it, as ``search --resume`` refuses it, never silently ignored)."""
+    from search.spec import RESUME_FIXED, resume_conflict
+    from search.tuner import saved_spec
+
+    for net in job.nets:
+        spec, exp_dir = job.specs[net.arch], job.root / net.arch
+        if (exp_dir / SPEC_FILE).exists():
+            resume_conflict(saved_spec(exp_dir), {f: getattr(spec, f) for f in RESUME_FIXED if f != "space_files"},
+                            str(exp_dir), whole=True)
 
 
 def _run_stages(job: _Job, state: dict, lock: threading.Lock, eta: OverallEta, log) -> dict:
@@ -297,14 +312,7 @@ def _run_stages(job: _Job, state: dict, lock: threading.Lock, eta: OverallEta, l
     plan, root, report = job.plan, job.root, job.plan.report
     for net in job.nets:  # 1. the searches
         spec, exp_dir = job.specs[net.arch], root / net.arch
-        if state["searches"].get(net.arch, {}).get("done"):
-            # a finished search is kept only if this command asks for the same one (a changed budget or --set is
-            # refused naming it, as a --resume is, never silently ignored)
-            from search.spec import RESUME_FIXED, resume_conflict
-            from search.tuner import saved_spec
-
-            resume_conflict(saved_spec(exp_dir), {f: getattr(spec, f) for f in RESUME_FIXED if f != "space_files"},
-                            str(exp_dir), whole=True)
+        if state["searches"].get(net.arch, {}).get("done"):  # asked for as it was started (_check_continued)
             log(f"reproduce {report}: search {net.arch}: finished earlier, kept")
             continue
         resume = (exp_dir / SPEC_FILE).exists()

@@ -256,6 +256,37 @@ def test_reproduce_end_to_end_killed_and_rerun(tmp_path, cifar_path, monkeypatch
     one_line_error(capsys, "--num-samples 4", "was started with --num-samples 2")
     assert main([*args, "--max-concurrent", "1"]) == 2
     one_line_error(capsys, "--max-concurrent 1", "was started with --max-concurrent 0")
+    assert json.loads((root / "reproduce.json").read_text()) == records["report003"]  # a refusal records nothing
+    # Its records for docs/results (benchmarks.record_reproduction): reproduce.json as written, and every search
+    # trial with its per-epoch validation accuracy; an older record marked superseded; each refusal writes nothing
+    from benchmarks.record_reproduction import main as record
+
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "old.json").write_text(json.dumps({"report": "report003"}))
+    assert record([str(root), "--as", "new", "--supersedes", "old", "--why", "a fairer protocol",
+                   "--results", str(results)]) == 0
+    assert json.loads((results / "new.json").read_text()) == records["report003"]
+    trials = json.loads((results / "new-trials.json").read_text())
+    assert sorted(t["trial_id"] for t in trials["trials"]) == sorted(trials_before["origin_net"])
+    assert all(len(t["val_accuracy"]) == t["epochs"] >= 1 and t["net"] == "origin_net" for t in trials["trials"])
+    assert "(git " in trials["code"] or trials["code"] == records["report003"]["result"]["environment"]["cifar_tune"]
+    assert json.loads((results / "old.json").read_text()) == {"report": "report003", "superseded_by": "new.json",
+                                                               "why": "a fairer protocol"}
+    capsys.readouterr()
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "reproduce.json").write_text(json.dumps({k: v for k, v in records["report003"].items()
+                                                           if k != "result"}))
+    before = sorted(p.name for p in results.iterdir())
+    for argv, words in (([str(root), "--as", "new"], "--as new: docs/results already has that record"),
+                        ([str(root), "--as", "newer", "--supersedes", "old", "--why", "x"], "already superseded"),
+                        ([str(root), "--as", "newer", "--supersedes", "gone", "--why", "x"], "no such record"),
+                        ([str(unfinished), "--as", "newer"], "has not finished")):
+        assert record([*argv, "--results", str(results)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and words in err, err
+    assert sorted(p.name for p in results.iterdir()) == before
 
 
 @pytest.mark.parametrize("report", list_plans())
@@ -413,33 +444,3 @@ def test_resnet18_loads_a_saved_state_dict_as_pretrained_without_the_network(tmp
         monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path / name))
         with pytest.raises(RuntimeError, match=f"{WEIGHTS_ENV}=.*{name}.*{why}"):
             create_model("resnet18", pretrained=True)
-    # Its records for docs/results (benchmarks.record_reproduction): reproduce.json as written, and every search
-    # trial with its per-epoch validation accuracy; an older record marked superseded; each refusal writes nothing
-    from benchmarks.record_reproduction import main as record
-
-    results = tmp_path / "results"
-    results.mkdir()
-    (results / "old.json").write_text(json.dumps({"report": "report003"}))
-    assert record([str(root), "--as", "new", "--supersedes", "old", "--why", "a fairer protocol",
-                   "--results", str(results)]) == 0
-    assert json.loads((results / "new.json").read_text()) == records["report003"]
-    trials = json.loads((results / "new-trials.json").read_text())
-    assert sorted(t["trial_id"] for t in trials["trials"]) == sorted(trials_before["origin_net"])
-    assert all(len(t["val_accuracy"]) == t["epochs"] >= 1 and t["net"] == "origin_net" for t in trials["trials"])
-    assert "(git " in trials["code"] or trials["code"] == records["report003"]["result"]["environment"]["cifar_tune"]
-    assert json.loads((results / "old.json").read_text()) == {"report": "report003", "superseded_by": "new.json",
-                                                               "why": "a fairer protocol"}
-    capsys.readouterr()
-    unfinished = tmp_path / "unfinished"
-    unfinished.mkdir()
-    (unfinished / "reproduce.json").write_text(json.dumps({k: v for k, v in records["report003"].items()
-                                                           if k != "result"}))
-    before = sorted(p.name for p in results.iterdir())
-    for argv, words in (([str(root), "--as", "new"], "--as new: docs/results already has that record"),
-                        ([str(root), "--as", "newer", "--supersedes", "old", "--why", "x"], "already superseded"),
-                        ([str(root), "--as", "newer", "--supersedes", "gone", "--why", "x"], "no such record"),
-                        ([str(unfinished), "--as", "newer"], "has not finished")):
-        assert record([*argv, "--results", str(results)]) == 2
-        err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and words in err, err
-    assert sorted(p.name for p in results.iterdir()) == before
