@@ -248,7 +248,7 @@ def run_reproductions(reports: list[str], *, storage: str, name: str = "", repea
                  num_samples=num_samples, max_epochs=max_epochs, final_epochs=final_epochs,
                  train_images=train_images, max_concurrent=max_concurrent) for r in reports]
     for job in jobs:  # every search a report would keep or continue, before any report starts
-        _check_continued(job)
+        _check_continued(job, _read_state(job.root))
     speeds, source = measured_speeds()
     costs = {job.plan.report: _estimates(job, speeds) for job in jobs}
     kept = {(job.plan.report, a, "search") for job in jobs for a, v in _read_state(job.root).get("searches", {}).items()
@@ -280,7 +280,7 @@ def _run_job(job: _Job, eta: OverallEta, log) -> dict:
         raise SpecError(str(e)) from None
     try:
         state = _read_state(root)  # read under the lock: no other command writes it now
-        _check_continued(job)  # a refused command leaves the record as it was: nothing appended, nothing run
+        _check_continued(job, state)  # a refused command leaves the record as it was: nothing appended, nothing run
         command = " ".join(shlex.quote(a) for a in ["cifar-tune", *sys.argv[1:]])
         state.setdefault("report", job.plan.report)
         state.setdefault("commands", [])
@@ -293,17 +293,20 @@ def _run_job(job: _Job, eta: OverallEta, log) -> dict:
         held.release()
 
 
-def _check_continued(job: _Job) -> None:
-    """A search this command would keep or continue must be asked for as it was started (a changed budget or
-    ``--set`` is refused naming it, as ``search --resume`` refuses it, never silently ignored)."""
+def _check_continued(job: _Job, state: dict) -> None:
+    """Every search this command would keep or continue, checked before anything runs or is recorded: a finished
+    one must be asked for as it was started (a changed budget or ``--set`` is refused naming it, never silently
+    ignored); an unfinished one as ``search --resume`` checks it (``search.tuner.check_resume``)."""
     from search.spec import RESUME_FIXED, resume_conflict
-    from search.tuner import saved_spec
+    from search.tuner import check_resume, saved_spec
 
     for net in job.nets:
         spec, exp_dir = job.specs[net.arch], job.root / net.arch
-        if (exp_dir / SPEC_FILE).exists():
+        if state.get("searches", {}).get(net.arch, {}).get("done"):
             resume_conflict(saved_spec(exp_dir), {f: getattr(spec, f) for f in RESUME_FIXED if f != "space_files"},
                             str(exp_dir), whole=True)
+        elif (exp_dir / SPEC_FILE).exists():
+            check_resume(spec)
 
 
 def _run_stages(job: _Job, state: dict, lock: threading.Lock, eta: OverallEta, log) -> dict:

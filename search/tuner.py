@@ -390,16 +390,7 @@ def run_search(spec: ExperimentSpec, resume: bool = False, callbacks=()):
 
     exp_dir = Path(spec.experiment_dir)
     if resume:
-        if not (exp_dir / SPEC_FILE).exists():
-            raise SpecError(f"--resume: no experiment at {str(exp_dir)!r} (no {SPEC_FILE})")
-        saved = saved_spec(exp_dir)
-        problem = unreadable_study(exp_dir, saved)
-        if problem:  # Tune would unpickle the searcher into a database traceback; nothing is touched instead
-            raise SpecError(f"--resume: {problem}")
-        # Tune's saved state was built from the spec the experiment was started with: a different one is refused.
-        resume_conflict(saved, {f: getattr(spec, f) for f in RESUME_FIXED if f != "space_files"}, str(exp_dir),
-                        whole=True)
-        check_relocatable(exp_dir, saved)
+        saved = check_resume(spec)
     elif _has_content(exp_dir):
         try:  # in use (a search of that name running now) or done: say which
             ExperimentLock(exp_dir, "cifar-tune search").acquire(create=False, announce=False).release()
@@ -520,6 +511,24 @@ def spec_from_dir(exp_dir: str | os.PathLike, **override) -> ExperimentSpec:
         saved["rung_ranking"] = LEGACY_RANKING
     here = Path(exp_dir).expanduser().resolve()
     return ExperimentSpec(**{**saved, "storage": str(here.parent), "name": here.name, **override})
+
+
+def check_resume(spec: ExperimentSpec) -> dict:
+    """What a resume of ``spec``'s experiment is refused for, before anything runs or is written (SpecError): no
+    experiment there, a study that cannot be read, an option other than it was started with, a folder its searcher
+    cannot be resumed from. Returns the spec it was started with."""
+    exp_dir = Path(spec.experiment_dir)
+    if not (exp_dir / SPEC_FILE).exists():
+        raise SpecError(f"--resume: no experiment at {str(exp_dir)!r} (no {SPEC_FILE})")
+    saved = saved_spec(exp_dir)
+    problem = unreadable_study(exp_dir, saved)
+    if problem:  # Tune would unpickle the searcher into a database traceback; nothing is touched instead
+        raise SpecError(f"--resume: {problem}")
+    # Tune's saved state was built from the spec the experiment was started with: a different one is refused.
+    resume_conflict(saved, {f: getattr(spec, f) for f in RESUME_FIXED if f != "space_files"}, str(exp_dir),
+                    whole=True)
+    check_relocatable(exp_dir, saved)
+    return saved
 
 
 def check_relocatable(exp_dir: Path, saved: dict) -> None:

@@ -225,9 +225,11 @@ class PostgresServer:
         self.data = self.root / "data"
         self.port = free_port()
         self._run(["initdb", "-D", str(self.data), "-U", "cifar", "--auth=trust", "-E", "UTF8", "--no-sync"])
+        # max_connections: PostgreSQL's default (100). At 50, a resume right after a SIGKILLed driver was once refused
+        # "too many clients already" on a loaded machine (the killed driver's backends not yet gone).
         self._run(["pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-w", "-t", "60", "-o",
                    f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.root} "
-                   f"-c fsync=off -c max_connections=50", "start"])
+                   f"-c fsync=off -c max_connections=100", "start"])
         self.url = f"postgresql+psycopg2://cifar@127.0.0.1:{self.port}/postgres"
 
     def _run(self, cmd: list[str]) -> None:
