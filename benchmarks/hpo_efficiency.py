@@ -200,12 +200,10 @@ def read_events(exp: Path, segments: list) -> tuple[list[dict], dict, list]:
             rows.append({"ts": float(r["timestamp"]), "trial_id": r["trial_id"], "epoch": r.get("epoch"),
                          "value": value, "params": r.get("params"), "config": current})
     rows.sort(key=lambda e: (e["ts"], e["trial_id"], e["epoch"] or 0))
-    starts = [s for s, _ in segments] + [float("inf")]
     closed = closed_segments(segments, [e["ts"] for e in rows])
-    ends = [end for _, end in closed]
     for e in rows:
-        k = max([i for i, s in enumerate(starts[:-1]) if s <= e["ts"]], default=0)
-        e["t"] = round(sum(ends[i] - starts[i] for i in range(k)) + max(0.0, e.pop("ts") - starts[k]), 3)
+        k = max([i for i, (s, _) in enumerate(closed) if s <= e["ts"]], default=0)
+        e["t"] = round(sum(end - s for s, end in closed[:k]) + max(0.0, e.pop("ts") - closed[k][0]), 3)
     return rows, configs, closed
 
 

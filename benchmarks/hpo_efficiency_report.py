@@ -48,10 +48,11 @@ def compare(units: dict, budget: int, reference: str, curve_fn) -> dict:
     grid_e, grid_w = list(range(1, budget + 1)), [round(t_max * k / WALL_STEPS, 2) for k in range(1, WALL_STEPS + 1)]
     points_e, points_w = epoch_points(budget), [round(t_common * f, 1) for f in WALL_FRACTIONS]
     per, methods = {}, {}
+    unit_by_seed = {m: {u["seed"]: u for u in us} for m, us in units.items()}
     for m, by in curves.items():
         seeds = sorted(by)
         per[m] = {s: {"e": at_epochs(by[s][1], points_e), "w": at_times(*by[s], points_w)} for s in seeds}
-        unit_of = {u["seed"]: u for u in units[m]}
+        unit_of = unit_by_seed[m]
         methods[m] = {"seeds": seeds, "trials": [u["planned_trials"] for u in units[m]][0],
                       "budget_enforced": all(u["budget_enforced"] for u in units[m]),
                       "spent_epochs": [unit_of[s]["spent_epochs"] for s in seeds],
@@ -67,7 +68,7 @@ def compare(units: dict, budget: int, reference: str, curve_fn) -> dict:
         if m == reference or reference not in curves:
             continue
         common = sorted(set(per[reference]) & set(per[m]))
-        ref_of, m_of = {u["seed"]: u for u in units[reference]}, {u["seed"]: u for u in units[m]}
+        ref_of, m_of = unit_by_seed[reference], unit_by_seed[m]
         tests[m] = {"seeds": common, "shared_configs": [shared_configs(ref_of[s], m_of[s]) for s in common],
                     "same_pick": sum(_pick(ref_of[s]) is not None and _pick(ref_of[s]) == _pick(m_of[s])
                                      for s in common)}

@@ -297,14 +297,12 @@ def _check_continued(job: _Job, state: dict) -> None:
     """Every search this command would keep or continue, checked before anything runs or is recorded: a finished
     one must be asked for as it was started (a changed budget or ``--set`` is refused naming it, never silently
     ignored); an unfinished one as ``search --resume`` checks it (``search.tuner.check_resume``)."""
-    from search.spec import RESUME_FIXED, resume_conflict
-    from search.tuner import check_resume, saved_spec
+    from search.tuner import check_resume, check_started_as, saved_spec
 
     for net in job.nets:
         spec, exp_dir = job.specs[net.arch], job.root / net.arch
         if state.get("searches", {}).get(net.arch, {}).get("done"):
-            resume_conflict(saved_spec(exp_dir), {f: getattr(spec, f) for f in RESUME_FIXED if f != "space_files"},
-                            str(exp_dir), whole=True)
+            check_started_as(spec, saved_spec(exp_dir))
         elif (exp_dir / SPEC_FILE).exists():
             check_resume(spec)
 

@@ -524,11 +524,16 @@ def check_resume(spec: ExperimentSpec) -> dict:
     problem = unreadable_study(exp_dir, saved)
     if problem:  # Tune would unpickle the searcher into a database traceback; nothing is touched instead
         raise SpecError(f"--resume: {problem}")
-    # Tune's saved state was built from the spec the experiment was started with: a different one is refused.
-    resume_conflict(saved, {f: getattr(spec, f) for f in RESUME_FIXED if f != "space_files"}, str(exp_dir),
-                    whole=True)
+    check_started_as(spec, saved)
     check_relocatable(exp_dir, saved)
     return saved
+
+
+def check_started_as(spec: ExperimentSpec, saved: dict) -> None:
+    """Refuse (SpecError naming the option) a ``spec`` other than the one its experiment was started with
+    (``saved``, spec.json's): Tune's saved state was built from that one, and a finished search kept is that one."""
+    resume_conflict(saved, {f: getattr(spec, f) for f in RESUME_FIXED if f != "space_files"}, spec.experiment_dir,
+                    whole=True)
 
 
 def check_relocatable(exp_dir: Path, saved: dict) -> None:
