@@ -11,7 +11,8 @@ marks an older record ``superseded_by`` NAME with the reason; the tables keep it
 own (``environment.cifar_tune``, recorded since that field exists); ``--code`` names it for an older run.
 
 Refuses, in one line and before writing anything, a reproduction that has not finished (no ``result`` in its
-``reproduce.json``), a name already taken, and an unknown or already superseded older record.
+``reproduce.json``), a name already taken, an unknown, unreadable or already superseded older record, and a net's
+experiment that ``analysis.load`` cannot read.
 """
 from __future__ import annotations
 
@@ -77,7 +78,12 @@ def main(argv=None) -> int:
         old_path = results / f"{args.supersedes}.json"
         if not old_path.exists():
             return refuse(f"--supersedes {args.supersedes}: no such record in {results}")
-        old = json.loads(old_path.read_text())
+        try:
+            old = json.loads(old_path.read_text())
+        except (OSError, ValueError) as e:
+            return refuse(f"--supersedes {args.supersedes}: {str(old_path)!r} is unreadable: {e}")
+        if not isinstance(old, dict):
+            return refuse(f"--supersedes {args.supersedes}: {str(old_path)!r} is not a record (a JSON object)")
         if old.get("superseded_by"):
             return refuse(f"--supersedes {args.supersedes}: already superseded by {old['superseded_by']}")
         if not args.why:
@@ -86,9 +92,13 @@ def main(argv=None) -> int:
     if not code:
         return refuse("the record does not name the code that ran it: give --code COMMIT")
 
+    from analysis.load import ExperimentError
     from trainables.experiment import write_json
 
-    trials = trials_record(root, args.name, record, code)
+    try:
+        trials = trials_record(root, args.name, record, code)
+    except ExperimentError as e:  # a net's experiment missing or unreadable: nothing written yet
+        return refuse(str(e))
     write_json(results / f"{args.name}.json", record)
     write_json(results / f"{args.name}-trials.json", trials)
     if old is not None:

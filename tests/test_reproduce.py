@@ -278,10 +278,17 @@ def test_reproduce_end_to_end_killed_and_rerun(tmp_path, cifar_path, monkeypatch
     unfinished.mkdir()
     (unfinished / "reproduce.json").write_text(json.dumps({k: v for k, v in records["report003"].items()
                                                            if k != "result"}))
+    (results / "corrupt.json").write_text('{"report": "rep')  # an older record cut short
+    lost = tmp_path / "lost"  # a finished reproduction whose net's experiment is gone
+    lost.mkdir()
+    (lost / "reproduce.json").write_text(json.dumps(
+        {**records["report003"], "searches": {"origin_net": {"experiment": str(tmp_path / "gone"), "done": True}}}))
     before = sorted(p.name for p in results.iterdir())
     for argv, words in (([str(root), "--as", "new"], "--as new: docs/results already has that record"),
                         ([str(root), "--as", "newer", "--supersedes", "old", "--why", "x"], "already superseded"),
                         ([str(root), "--as", "newer", "--supersedes", "gone", "--why", "x"], "no such record"),
+                        ([str(root), "--as", "newer", "--supersedes", "corrupt", "--why", "x"], "is unreadable"),
+                        ([str(lost), "--as", "newer"], "no experiment directory at"),
                         ([str(unfinished), "--as", "newer"], "has not finished")):
         assert record([*argv, "--results", str(results)]) == 2
         err = capsys.readouterr().err.strip()
