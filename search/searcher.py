@@ -8,30 +8,26 @@ diverged is PRUNED (TPE ranks it by its last intermediate value, which ``on_tria
 :class:`MultiArchSearcher` gives each architecture its own space, its own Optuna study and exactly ``num_samples``
 trials, handing out suggestions round-robin so every net gets its share of the cluster from the start.
 
-:class:`StoppedTrialTPESampler` (``--sampler tpe``) is Optuna's TPE with one change, in multi-objective studies
-only: a trial MO-ASHA stopped reaches Optuna PRUNED without values (Optuna refuses intermediate values there), and
-Optuna's TPE ranks all such trials equal, so when few trials have completed they fill TPE's good set in trial order,
-whatever they reached. Ours ranks them as MO-ASHA ranked them: deepest epoch reached first, then by non-dominated
-sorting and hypervolume contribution of the values they had there (their ``last_values`` user attribute), which is
-what a stopped trial is evidence of: it is never compared with a finished one on equal terms (completed trials still
-come first, as in Optuna). ``--sampler tpe-plain`` is Optuna's TPE unchanged; the anytime benchmark compares them.
+``--sampler tpe`` is Optuna's TPE as it ships (multivariate, grouped). Until issue 22's anytime benchmark, ``tpe`` in a
+multi-objective study ranked the trials MO-ASHA stopped by the epoch they reached and their values there (Optuna's
+TPE ranks them all equal); over 10 paired seeds it made no difference to the size front's hypervolume at any budget
+point (docs/benchmarks.md, "HPO efficiency"), so it was dropped. ``tpe-plain``, its comparison arm, is now the same
+sampler, kept as a name so experiments started with it resume.
 """
 from __future__ import annotations
 
 import math
 import pickle
-import threading
 from typing import Callable
 
 import optuna
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from trainables.compat import (optuna_trial, optuna_trial_id, reported_steps, route_tpe_pruned_split,
-                               searcher_study, searcher_told, searcher_trials)
+from trainables.compat import (optuna_trial, optuna_trial_id, reported_steps, searcher_study, searcher_told,
+                               searcher_trials)
 from trainables.config import METRIC, MODE
 from trainables.experiment import restored_study_url, study_name
-from trainables.objectives import rank_order
 
 # Study user attribute: Tune ids of trials Optuna was told of that Tune's saved state lost in a driver kill.
 LOST_ATTR = "lost_tune_trials"
@@ -107,74 +103,23 @@ class StatusAwareOptunaSearch(OptunaSearch):
             searcher_study(self).tell(ot_trial, None, state=optuna.trial.TrialState.PRUNED)
 
 
-_ranking = threading.local()  # .on: inside a StoppedTrialTPESampler call (TPE splits trials in the calling thread)
-
-
-def split_stopped(trials, study, n_below: int):
-    """TPE's split of a multi-objective study's PRUNED trials into ``n_below`` good ones and the rest, or None to
-    leave Optuna's own (a single-objective study, or a call from any sampler but ours).
-
-    Good first: the trials that reached the most epochs; among those that reached the same, MO-ASHA's order of
-    their values there (non-dominated fronts, then hypervolume contribution: ``trainables.objectives.rank_order``);
-    a trial without usable values (diverged, errored before its first epoch) last, in trial order."""
-    if not getattr(_ranking, "on", False) or len(study.directions) < 2:
-        return None
-    n_below = min(n_below, len(trials))
-    signs = [-1.0 if d == optuna.study.StudyDirection.MAXIMIZE else 1.0 for d in study.directions]
-    by_epoch: dict[int, list] = {}
-    rest = []
-    for t in trials:
-        values, epoch = t.user_attrs.get("last_values"), t.user_attrs.get("epochs_run")
-        values = list(values.values()) if isinstance(values, dict) else []
-        if (isinstance(epoch, int) and len(values) == len(signs)
-                and all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)):
-            by_epoch.setdefault(epoch, []).append((t, [s * v for s, v in zip(signs, values)]))
-        else:
-            rest.append(t)
-    ordered = []
-    for epoch in sorted(by_epoch, reverse=True):
-        group = by_epoch[epoch]
-        names = list(group[0][0].user_attrs["last_values"])
-        ordered += [group[i][0] for i in rank_order([v for _, v in group], by="hypervolume", names=names)]
-    ordered += sorted(rest, key=lambda t: t.number)
-    return ordered[:n_below], ordered[n_below:]
-
-
-class StoppedTrialTPESampler(optuna.samplers.TPESampler):
-    """Optuna's TPE, with a multi-objective study's stopped trials ranked by what they reached (see
-    :func:`split_stopped` and the module docstring); in a single-objective study it is Optuna's TPE exactly."""
-
-    def sample_relative(self, study, trial, search_space):
-        with _ranked():
-            return super().sample_relative(study, trial, search_space)
-
-    def sample_independent(self, study, trial, param_name, param_distribution):
-        with _ranked():
-            return super().sample_independent(study, trial, param_name, param_distribution)
-
-
-class _ranked:
-    def __enter__(self):
-        route_tpe_pruned_split(split_stopped)  # once per process (a resumed search unpickles this sampler)
-        self.before, _ranking.on = getattr(_ranking, "on", False), True
-
-    def __exit__(self, *exc):
-        _ranking.on = self.before
+# Pickled into experiments started before the stopped-trial ranking was dropped (their searcher holds a sampler of
+# this class): the name resolves to what it now is, so they resume with Optuna's TPE.
+StoppedTrialTPESampler = optuna.samplers.TPESampler
 
 
 TPE_STARTUP = 5  # trials TPE samples at random (Optuna's RandomSampler, the same seed) before it models
 
 
 def make_sampler(kind: str, seed: int, population_size: int = 50) -> optuna.samplers.BaseSampler:
-    if kind in ("tpe", "tpe-plain"):
+    if kind in ("tpe", "tpe-plain"):  # tpe-plain: the same since the stopped-trial ranking was dropped
         # multivariate + group: TPE models the conditional parameters (momentum only under sgd, ...) jointly. Both
         # are marked experimental in Optuna 5.0 (pinned): the warning is about our choice, not the user's input.
         import warnings
 
-        cls = StoppedTrialTPESampler if kind == "tpe" else optuna.samplers.TPESampler
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return cls(seed=seed, multivariate=True, group=True, n_startup_trials=TPE_STARTUP)
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=TPE_STARTUP)
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if kind == "nsga2":

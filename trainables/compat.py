@@ -62,14 +62,6 @@ PRIVATE: tuple[Private, ...] = (
     Private("optuna.trial.FrozenTrial", "_trial_id", "optuna_trial_id",
             "matching the study's stored trials with the live ones of OptunaSearch by the same id",
             "optuna#5647, optuna#6365"),
-    Private("optuna.samplers._tpe.sampler", "_split_pruned_trials", "route_tpe_pruned_split",
-            "TPE splits PRUNED trials into good and bad by their last intermediate value, which a multi-objective "
-            "study cannot hold (Optuna refuses Trial.report there): every stopped trial scores (1, 0.0) and they "
-            "fill the good set in trial order. search.searcher.StoppedTrialTPESampler ranks them by the epoch "
-            "they reached and their values there instead; the split is a module function with no hook",
-            "optuna#3450 (trial.report of several values, open: it would give stopped trials their values); "
-            "optuna#5260 (TPE and pruned trials in a multi-objective study); a public hook for the split: none "
-            "found"),
     # ---------------------------------------------------------------------------------------- Ray's ASHA
     Private(ASHA, "_trial_info", "asha_trial_brackets",
             "PerArchASHA runs one ASHA per net and forwards each trial to its net's: it must know whether a trial "
@@ -208,24 +200,6 @@ def optuna_trial(study, trial_id: int):
 def reported_steps(trial) -> dict:
     """The intermediate values stored for a live trial (the trial's own cache can be older)."""
     return trial.storage.get_trial(optuna_trial_id(trial)).intermediate_values
-
-
-def route_tpe_pruned_split(split) -> None:
-    """Have Optuna's TPE ask ``split(trials, study, n_below)`` first for its split of PRUNED trials into good and
-    bad; where it returns None, Optuna's own split is made. Installed once per process (later calls do nothing);
-    ``split`` decides when it applies (``search.searcher.split_stopped``: only inside our sampler's calls)."""
-    from optuna.samplers._tpe import sampler as tpe
-
-    if getattr(tpe._split_pruned_trials, "routed_by_cifar_tune", False):
-        return
-    optuna_split = tpe._split_pruned_trials
-
-    def routed(trials, study, n_below):
-        ours = split(trials, study, n_below)
-        return ours if ours is not None else optuna_split(trials, study, n_below)
-
-    routed.routed_by_cifar_tune = True
-    tpe._split_pruned_trials = routed
 
 
 # ------------------------------------------------------------------------------------------------- Ray's ASHA

@@ -235,9 +235,9 @@ def add(sub) -> None:
                                        "copies the top's checkpoint every --grace-period epochs and perturbs lr, "
                                        "weight_decay, dropout, label_smoothing), or none; per net, its decisions "
                                        "kept in the experiment and put back on --resume (docs/schedulers.md)")
-    s.add_argument("--sampler", help="tpe, tpe-plain, random, nsga2, or grid (default tpe; tpe-plain: Optuna's TPE "
-                                     "as shipped, whose multi-objective studies rank every stopped trial equal; "
-                                     "grid: a report's own runs, which --preset P:grid sets)")
+    s.add_argument("--sampler", help="tpe, tpe-plain, random, nsga2, or grid (default tpe: Optuna's TPE, "
+                                     "multivariate; tpe-plain: the same, a name kept for experiments started with "
+                                     "it; grid: a report's own runs, which --preset P:grid sets)")
     s.add_argument("--objectives", help="multi-objective search, e.g. val_accuracy:max,params:min (metrics: "
                                         "val_accuracy val_loss params size_mb inference_latency_ms "
                                         "inference_images_per_s_b1 inference_images_per_s); early stopping by MO-ASHA")
