@@ -1,8 +1,8 @@
 """Default space vs reproduce space (issue 22, build 3): does the search a new user runs pick what wins at the horizon?
 
 1. **The default search**, as the README's main command runs it: ``cifar-tune search --arch
-   origin_net,modified_net,simple_cnn --num-samples 16 --max-epochs 8`` (the default spaces, TPE + ASHA, full
-   data), here with ``--seed 0`` under ``--storage``. Skipped with ``--experiment`` (an existing search instead).
+   origin_net,modified_net,simple_cnn --num-samples 16 --max-epochs 8`` (the default spaces and sampler, ASHA,
+   full data), here with ``--seed 0`` under ``--storage``. Skipped with ``--experiment`` (an existing search instead).
 2. **The two picks per net** (simple_cnn and modified_net, the nets whose reproduce runs chose a config under the
    fair protocol): the default search's best trial (the rank-1 config ``cifar-tune report`` / ``evaluate`` take) and
    the reproduce search's pick, read from its committed record (``docs/results/report000-fair.json``,

@@ -49,7 +49,7 @@ from search.reproduce_plans import (NetPlan, OverallEta, ReproductionPlan, estim
                                     hms, list_lines, list_plans, measured_speeds, own_setting, plan_lines,
                                     search_fixed, space_file)
 from search.reproduce_tables import markdown_table
-from search.spec import ExperimentSpec, SpecError
+from search.spec import PLAN_SAMPLER, ExperimentSpec, SpecError
 from trainables.experiment import OUTCOMES_ENDED, SPEC_FILE, ExperimentLock, ExperimentLocked, write_json
 from trainables.presets import get_preset
 
@@ -129,7 +129,8 @@ def net_spec(plan: ReproductionPlan, net: NetPlan, root: Path, fixed: dict, num_
                           reduction_factor=net.reduction_factor, epoch_budget=budget, name=net.arch,
                           storage=str(root), fixed=search_fixed(plan, net, fixed),
                           space_files={net.arch: str(space_file(net.arch))},
-                          enqueue={net.arch: [dict(p) for p in net.enqueue]}, max_concurrent=max_concurrent)
+                          enqueue={net.arch: [dict(p) for p in net.enqueue]}, max_concurrent=max_concurrent,
+                          sampler=PLAN_SAMPLER)
 
 
 def search_done(exp_dir: Path, spec: ExperimentSpec) -> bool:

@@ -100,9 +100,37 @@ def test_warm_start_from_a_folder_that_is_not_an_experiment_is_refused_before_ra
 
     (tmp_path / "not-an-experiment").mkdir()
     code = main(["search", "--arch", "origin_net", "--data-dir", str(cifar_path), "--set", "val_size=100",
-                 "--warm-start", str(tmp_path / "not-an-experiment"), "--storage", str(tmp_path / "r"), "--name", "x"])
+                 "--warm-start", str(tmp_path / "not-an-experiment"), "--storage", str(tmp_path / "r"), "--name", "x",
+                 "--sampler", "tpe"])
     assert code == 2
     one_line_error(capsys, "--warm-start", "not-an-experiment", "spec.json")
+    assert not (tmp_path / "r").exists() and not ray.is_initialized()
+
+
+def test_the_default_sampler_is_random_and_the_report_plans_keep_tpe(tmp_path, capsys):
+    """Issue 22: TPE's picks were no better than random sampling's (the anytime benchmark), so a plain search samples
+    at random; a tuned preset and reproduce keep TPE (their budget rules count its start-up trials, their records ran
+    it); --warm-start, which seeds TPE's model, is refused with the random default in one line, before Ray."""
+    import ray
+
+    from search.cli import build_parser
+    from search.cli.search import spec_from_args
+    from search.reproduce import get_plan, net_spec
+    from search.spec import PLAN_SAMPLER
+
+    def spec(*argv):
+        return spec_from_args(build_parser().parse_args(["search", *argv, "--storage", str(tmp_path / "r")]))
+
+    assert spec("--arch", "origin_net").sampler == "random" and PLAN_SAMPLER == "tpe"
+    assert spec("--arch", "origin_net", "--sampler", "tpe").sampler == "tpe"
+    assert spec("--preset", "report003").sampler == spec("--preset", "report003:tuned").sampler == PLAN_SAMPLER
+    assert spec("--preset", "report003:grid").sampler == "grid"
+    assert all(net_spec(p, n, tmp_path, {}).sampler == PLAN_SAMPLER
+               for p in map(get_plan, ("report000", "report003")) for n in p.nets)
+    (tmp_path / "earlier").mkdir()
+    assert main(["search", "--arch", "origin_net", "--warm-start", str(tmp_path / "earlier"),
+                 "--storage", str(tmp_path / "r"), "--name", "x"]) == 2
+    one_line_error(capsys, "--warm-start", "--sampler is random", "add --sampler tpe")
     assert not (tmp_path / "r").exists() and not ray.is_initialized()
 
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from search.cli.common import DiskFull, add_set, assignments, comma_list
-from search.spec import (NAME, ExperimentSpec, SpecError, check_name_fits, refuse_blank_objectives,
+from search.spec import (NAME, PLAN_SAMPLER, ExperimentSpec, SpecError, check_name_fits, refuse_blank_objectives,
                          resume_conflict)
 from trainables.experiment import disk_full_cause
 
@@ -106,7 +106,7 @@ def spec_from_args(args) -> ExperimentSpec:
             plan = tuned_plan(preset)
             kw.update(num_samples=plan["num_samples"], max_epochs=plan["max_epochs"],
                       grace_period=plan["grace_period"], reduction_factor=plan["reduction_factor"],
-                      epoch_budget=plan["epoch_budget"])
+                      epoch_budget=plan["epoch_budget"], sampler=PLAN_SAMPLER)
         # The preset sets these: a different value given with it would be silently replaced, so it is refused.
         for key, value in given_flags(args).items():
             if key in kw and value != kw[key]:
@@ -219,7 +219,7 @@ def print_best(results, spec: ExperimentSpec) -> None:
 
 
 def add(sub) -> None:
-    s = sub.add_parser("search", help="Optuna TPE + ASHA search on Ray Tune")
+    s = sub.add_parser("search", help="Optuna (random or TPE) + ASHA search on Ray Tune")
     s.add_argument("--arch", help="comma-separated nets; each gets its own study and the same budget")
     s.add_argument("--preset", help="NAME[:grid|:tuned] (see `cifar-tune presets`)")
     # The defaults of SEARCH_FLAGS are ExperimentSpec's (None here: see SEARCH_FLAGS).
@@ -235,9 +235,11 @@ def add(sub) -> None:
                                        "copies the top's checkpoint every --grace-period epochs and perturbs lr, "
                                        "weight_decay, dropout, label_smoothing), or none; per net, its decisions "
                                        "kept in the experiment and put back on --resume (docs/schedulers.md)")
-    s.add_argument("--sampler", help="tpe, tpe-plain, random, nsga2, or grid (default tpe: Optuna's TPE, "
-                                     "multivariate; tpe-plain: the same, a name kept for experiments started with "
-                                     "it; grid: a report's own runs, which --preset P:grid sets)")
+    s.add_argument("--sampler", help="tpe, tpe-plain, random, nsga2, or grid (default random: Optuna's seeded "
+                                     "random sampling, whose picks TPE's did not beat at 22-36 trials per search, "
+                                     "docs/benchmarks.md; tpe: Optuna's TPE, multivariate, which reproduce and "
+                                     "--preset P:tuned use; tpe-plain: the same as tpe, a name kept for experiments "
+                                     "started with it; grid: a report's own runs, which --preset P:grid sets)")
     s.add_argument("--objectives", help="multi-objective search, e.g. val_accuracy:max,params:min (metrics: "
                                         "val_accuracy val_loss params size_mb inference_latency_ms "
                                         "inference_images_per_s_b1 inference_images_per_s); early stopping by MO-ASHA")
