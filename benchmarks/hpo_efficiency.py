@@ -482,7 +482,9 @@ def main(argv=None) -> int:
         _shutdown_ray()
         return interrupted_exit(e, "hpo_efficiency", "finished searches and retrains are saved", again)
     record = report.summarise(bench, units, retrains, skipped, METHODS, FRONT_METHODS)
-    record.update(command=again, wall_seconds_this_invocation=round(time.monotonic() - start, 1),
+    from trainables.train import code_version
+
+    record.update(command=again, code=code_version(), wall_seconds_this_invocation=round(time.monotonic() - start, 1),
                   methods_table={k: asdict(m) for k, m in {**METHODS, **FRONT_METHODS}.items()})
     write_json(bench.root / RECORD, record)
     report.figure(record, bench.root / "hpo_efficiency.html")

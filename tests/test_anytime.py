@@ -101,6 +101,9 @@ def _units(storage, kind=""):
 def test_smoke_curves_never_fall_and_every_method_spends_the_same_budget(smoke):
     storage, _, out, record = smoke
     assert "| " in out.stdout and "device:" in out.stdout
+    from importlib.metadata import version
+
+    assert record["code"].startswith(version("cifar-tune"))  # the code that made it, beside the libraries' versions
     block = record["anytime"]["modified_net"]
     budget = record["settings"]["grid_rows"] * record["settings"]["max_epochs"]  # the report's rows x E
     assert block["budget"] == budget and set(block["methods"]) == {"tpe+asha", "grid"}
