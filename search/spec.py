@@ -109,8 +109,8 @@ class ExperimentSpec:
         if self.sampler not in SAMPLERS:
             raise SpecError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         if self.warm_start and self.sampler == "random":
-            raise SpecError(f"--warm-start seeds TPE's model with an earlier search's trials, but --sampler is random "
-                            f"(the default), which draws without looking at them: add --sampler tpe")
+            raise SpecError("--warm-start seeds TPE's model with an earlier search's trials, but --sampler is random "
+                            "(the default), which draws without looking at them: add --sampler tpe")
         if self.sampler == "grid" and not self.grid:
             raise SpecError("--sampler grid runs a report's own grid: use --preset NAME:grid (see cifar-tune presets)")
         if self.cpus_per_trial < 0:
