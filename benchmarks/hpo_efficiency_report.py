@@ -12,7 +12,7 @@ import math
 from benchmarks.anytime import (at_epochs, at_times, band, best_so_far, cost_to_reach, epoch_points,
                                 hypervolume_so_far, half_cost, paired_test)
 from benchmarks.publish import table
-from search.searcher import TPE_STARTUP
+from search.spec import TPE_STARTUP
 
 WALL_STEPS = 60  # points of the wall-time curve
 WALL_FRACTIONS = (1 / 4, 1 / 2, 1)  # table points: these fractions of the quickest method's median search time

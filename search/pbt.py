@@ -177,11 +177,14 @@ class PerArchPBT(PersistedRungs, FIFOScheduler):
         """A trial Tune restored on resume: put back its exploits that Tune's saved state is older than, and set its
         place on the net's perturbation clock from the epoch it resumes at.
 
-        Tune's state holds the trial at epoch ``e`` (its result file too, as far as Tune saved it). An exploit on
-        record at epoch ``k`` is in effect if ``e > k`` or the trial's checkpoint is the donor's. If ``e == k`` it is
-        made again now; if ``e < k`` the trial first trains its own epochs up to ``k`` again (its history stays
-        whole) and the exploit is made when it reports ``k`` (:meth:`_redo`)."""
-        epoch = (trial.last_result or {}).get(TIME_ATTR) or 0
+        The trial resumes at ``e``, the epoch of its newest checkpoint in Tune's state: its history
+        (``result.json``) is written up to there. Tune's last result can be ahead of it (a driver killed between a
+        result and its checkpoint): that epoch's line is not in the history, and the trial trains it again. An
+        exploit on record at epoch ``k`` is in effect if ``e > k`` or the trial's checkpoint is the donor's. If
+        ``e == k`` it is made again now; if ``e < k`` the trial first trains its own epochs up to ``k`` again (its
+        history stays whole) and the exploit is made when it reports ``k`` (:meth:`_redo`)."""
+        done = trial.latest_checkpoint_result
+        epoch = ((done.metrics or {}) if done is not None else {}).get(TIME_ATTR) or 0
         checkpoint = trial.checkpoint
         for record in (self._exploits_of(trial.trial_id) if trial.status == "PENDING" else []):
             if record["epoch"] < epoch:

@@ -37,7 +37,6 @@ from trainables.presets import get_preset
 RULE_SEARCH = "search"
 RULE_OWN_AND_DEFAULTS = "own+defaults"
 RULES = (RULE_SEARCH, RULE_OWN_AND_DEFAULTS)
-TPE_STARTUP = 5  # Optuna TPE's random start-up trials: below that many first rungs, TPE learns nothing
 PROXY_ABOVE_SECONDS = 60.0  # a net slower than this per full epoch may search on a proxy
 MIN_SEEDS = 3  # the floor where 5 seeds do not fit (the plan says why)
 CIFAR10_TRAIN = 50_000  # training images the estimates assume (train + validation of the official split)

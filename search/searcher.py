@@ -26,6 +26,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from trainables.compat import (optuna_trial, optuna_trial_id, reported_steps, searcher_study, searcher_told,
                                searcher_trials)
+from search.spec import TPE_STARTUP
 from trainables.config import METRIC, MODE
 from trainables.experiment import restored_study_url, study_name
 
@@ -106,9 +107,6 @@ class StatusAwareOptunaSearch(OptunaSearch):
 # Pickled into experiments started before the stopped-trial ranking was dropped (their searcher holds a sampler of
 # this class): the name resolves to what it now is, so they resume with Optuna's TPE.
 StoppedTrialTPESampler = optuna.samplers.TPESampler
-
-
-TPE_STARTUP = 5  # trials TPE samples at random (Optuna's RandomSampler, the same seed) before it models
 
 
 def make_sampler(kind: str, seed: int, population_size: int = 50) -> optuna.samplers.BaseSampler:

@@ -27,6 +27,7 @@ SAMPLERS = ("tpe", "tpe-plain", "random", "nsga2", "grid")  # search.searcher.ma
 # The report plans' sampler (reproduce, --preset NAME:tuned), whatever the default: their budget rules count TPE's
 # start-up trials (search/reproduce_plans.py) and their published records ran it.
 PLAN_SAMPLER = "tpe"
+TPE_STARTUP = 5  # trials TPE samples at random (Optuna's RandomSampler, the same seed) before it models
 SCHEDULERS = ("asha", "hyperband", "pbt", "none")  # docs/schedulers.md says what each does here
 PERTURBABLE = ("lr", "weight_decay", "dropout", "label_smoothing")  # what PBT may change in a running trial
 

@@ -23,7 +23,8 @@ def test_every_plan_obeys_its_budget_rule(report, net):
     or, where a fifth cannot pay TPE's start-up, the report's own setting and the long-horizon default(s) only; a
     proxy only for a net slower than a minute per measured epoch; 5 final seeds, or 3-4 where the plan says why."""
     from search.reproduce_plans import (MIN_SEEDS, PROXY_ABOVE_SECONDS, RULE_OWN_AND_DEFAULTS, RULE_SEARCH,
-                                        TPE_STARTUP, measured_speeds)
+                                        measured_speeds)
+    from search.spec import TPE_STARTUP  # below that many first rungs, TPE learns nothing
     from spaces import load_space
 
     # what the report spent tuning this net is its preset's grid, not a number typed twice

@@ -413,6 +413,63 @@ def test_pbt_survives_a_driver_kill_with_its_lineage_and_applies_each_new_config
         pytest.xfail(f"PBT: exploited history differs from the donor's result row: {mismatched}")
 
 
+def test_a_resumed_pbt_trial_resumes_at_its_checkpoint_not_at_tunes_last_result(tmp_path):
+    """Seen in a fresh-clone CI (2026-12-02): a driver killed between a trial's epoch-1 result and its checkpoint
+    left Tune's state at epoch 1 with no checkpoint, and epoch 1's line unwritten (``result.json`` holds an epoch
+    once its checkpoint is on record). The resume redid the trial's exploit at epoch 1 at once, from the donor's
+    checkpoint: the trial went on at epoch 2 and its history never got epoch 1. It resumes at its checkpoint's epoch
+    (0 here): it trains epoch 1 again, and the exploit is made when it reports it."""
+    from types import SimpleNamespace
+
+    from ray.train._internal.session import _TrainingResult
+    from ray.tune import Checkpoint
+
+    from search.pbt import PerArchPBT
+    from spaces import load_space
+
+    params = {"origin_net": {k: p.to_dict() for k, p in load_space("origin_net").params.items()}}
+    donor = tmp_path / "origin_net_d" / "checkpoint_000000"
+    donor.mkdir(parents=True)
+    new = {"arch": "origin_net", "lr": 0.004}
+
+    class ResumedTrial:  # what _settle and _redo read and set of a Tune trial restored from a state at epoch 1
+        trial_id, status, last_result = "t", "PENDING", {"epoch": 1}
+
+        def __init__(self):
+            self.config = {"arch": "origin_net", "lr": 0.002}
+            self.run_metadata = SimpleNamespace(checkpoint_manager=SimpleNamespace(_latest_checkpoint_result=None))
+
+        def set_config(self, config):
+            self.config = config
+
+        @property
+        def latest_checkpoint_result(self):
+            return self.run_metadata.checkpoint_manager._latest_checkpoint_result
+
+        @property
+        def checkpoint(self):
+            return getattr(self.latest_checkpoint_result, "checkpoint", None)
+
+    def resumed(own_checkpoint_epoch):
+        scheduler = PerArchPBT(["origin_net"], params, 1, 3, None, [], state_path=tmp_path / PBT_FILE)
+        scheduler.exploits = [{"trial_id": "t", "arch": "origin_net", "epoch": 1, "donor": "d", "donor_epoch": 1,
+                               "donor_checkpoint": "origin_net_d/checkpoint_000000", "config": new,
+                               "status": "applied"}]
+        trial = ResumedTrial()
+        if own_checkpoint_epoch is not None:
+            own = tmp_path / "origin_net_t" / f"checkpoint_00000{own_checkpoint_epoch - 1}"
+            trial.run_metadata.checkpoint_manager._latest_checkpoint_result = _TrainingResult(
+                Checkpoint.from_directory(str(own)), {"epoch": own_checkpoint_epoch})
+        scheduler._settle(trial, "origin_net")
+        return scheduler.exploits[0], trial
+
+    record, trial = resumed(None)  # last result at epoch 1, no checkpoint: epoch 1 is trained again first
+    assert record["redo_at_resume"] == "pending" and trial.config["lr"] == 0.002 and trial.checkpoint is None
+    record, trial = resumed(1)  # its own checkpoint of epoch 1: the exploit is made again now
+    assert record["redo_at_resume"] == "done" and trial.config == new
+    assert Path(trial.checkpoint.path) == donor
+
+
 def test_a_trial_stopped_through_the_view_is_saved_again(tmp_path):
     """Tune stops a paused trial (no actor) without marking it for its next state save, so the saved experiment kept
     it PAUSED and `report` counted it pending (seen at benchmark scale: 8 of 17 HyperBand trials). The per-net view
