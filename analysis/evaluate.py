@@ -238,17 +238,21 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
 
     jobs, results = [], []
     if grid_mode:  # scoring finished checkpoints is inference only: it runs here, no retraining
+        from trainables.checkpoints import newest_on_disk
         from trainables.train import load_state
 
         for label, _, point_trials in points:
             for t in point_trials:
-                cps = sorted(Path(t["path"]).glob("checkpoint_*")) if t["path"] else []
-                if t["arch"] in wanted and cps:
-                    jobs.append(({"label": label, "arch": t["arch"], "trial_id": t["trial_id"],
-                                  "seed": t["config"].get("seed", 0), METRIC: t[METRIC],
-                                  "config_hash": ledger.config_hash(t["config"])}, None))
-                    results.append(_from_checkpoint(load_state(cps[-1]), train_only, test))
-                    ledgered(jobs[-1][0], t["config"], results[-1], None)
+                if not t["path"] or t["arch"] not in wanted or not any(Path(t["path"]).glob("checkpoint_*")):
+                    continue
+                newest = newest_on_disk(t["path"], load_state)
+                if newest is None:
+                    raise ValueError(f"trial {t['trial_id']}: no checkpoint in {t['path']!r} can be read")
+                jobs.append(({"label": label, "arch": t["arch"], "trial_id": t["trial_id"],
+                              "seed": t["config"].get("seed", 0), METRIC: t[METRIC],
+                              "config_hash": ledger.config_hash(t["config"])}, None))
+                results.append(_from_checkpoint(newest[1], train_only, test))
+                ledgered(jobs[-1][0], t["config"], results[-1], None)
     else:
         chosen = top["rank"] <= top_k
         if pareto:

@@ -7,7 +7,7 @@ import logging
 import pytest
 import torch
 
-from trainables.checkpoints import FALLBACK_FILE, candidates, checkpoint_index, load_newest_valid
+from trainables.checkpoints import FALLBACK_FILE, candidates, checkpoint_index, load_newest_valid, newest_on_disk
 from trainables.train import CHECKPOINT_FILE, load_state, save_state
 
 
@@ -127,3 +127,16 @@ def test_an_empty_checkpoint_is_never_resumed_from(trial_dir):
     resumed = load_newest_valid(ckpt(trial_dir, 4), load_state)
     assert resumed["epoch"] == 4
     assert "empty (0 bytes)" in records(trial_dir)[-1]["failed"][0]["error"]
+
+
+def test_the_newest_on_disk_is_the_latest_epoch_not_the_highest_number(trial_dir):
+    """After a PBT exploit Tune numbered a trial's epoch-3 checkpoint 0 beside its epoch-2 one numbered 1 (seen in
+    tests/test_schedulers.py's PBT run): the order is the epoch each state holds. An unreadable one is passed over."""
+    assert newest_on_disk(trial_dir, load_state)[0].name == "checkpoint_000004"
+    (trial_dir / "checkpoint_000000").mkdir()
+    save_state(state(7), trial_dir / "checkpoint_000000")
+    folder, newest = newest_on_disk(trial_dir, load_state)
+    assert (folder.name, newest["epoch"]) == ("checkpoint_000000", 7)
+    (trial_dir / "checkpoint_000000" / CHECKPOINT_FILE).write_bytes(b"garbled")
+    assert newest_on_disk(trial_dir, load_state)[1]["epoch"] == 5
+    assert newest_on_disk(trial_dir / "gone", load_state) is None

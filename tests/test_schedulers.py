@@ -368,29 +368,22 @@ def test_pbt_survives_a_driver_kill_with_its_lineage_and_applies_each_new_config
         own = {r["epoch"]: r for r in results(dirs[e["trial_id"]])}
         assert own[e["epoch"]]["lr"] == pytest.approx(e["old"]["lr"])  # its own lr up to the exploit ...
         assert own[e["epoch"] + 1]["lr"] == pytest.approx(e["new"]["lr"])  # ... the new one after it (constant)
-    mismatched = []
+    from trainables.checkpoints import newest_on_disk
+    from trainables.train import load_state
+
     for tid, t in trials.items():  # the last exploit's donor weights: its training, up to the exploit, in history
         mine = [e for e in applied if e["trial_id"] == tid]
         if not mine:
             continue
-        import torch
-
         last = mine[-1]
-        newest = sorted(p for p in dirs[tid].glob("checkpoint_*"))[-1] / "checkpoint.pt"
-        history = {h["epoch"]: h for h in torch.load(newest, weights_only=False)["history"]}
+        # The newest checkpoint by the epoch it holds: after an exploit Tune can number a later one below an earlier
+        # one (taking the highest number made this check compare the trial's own pre-exploit epoch: an xfail until
+        # 2026-12-02).
+        _, state = newest_on_disk(dirs[tid], load_state)
+        history = {h["epoch"]: h for h in state["history"]}
         donor = {r["epoch"]: r for r in results(dirs[last["donor"]])}
-        if history[last["epoch"]]["train_loss"] != pytest.approx(donor[last["donor_epoch"]]["train_loss"]):
-            # What tells the suspects apart next time: the loss in the donor's checkpoint the exploit names (equal to
-            # ours: the donor trained that epoch twice, its result row from the other run), and the exploit record.
-            named = run["exp"] / last["donor_checkpoint"] / "checkpoint.pt"
-            in_named = ({h["epoch"]: h for h in torch.load(named, weights_only=False)["history"]}
-                        .get(last["donor_epoch"], {}).get("train_loss") if named.exists() else "gone")
-            mismatched.append({"trial": tid, "epoch": last["epoch"], "loss": history[last["epoch"]]["train_loss"],
-                               "donor": last["donor"], "donor_row_loss": donor[last["donor_epoch"]]["train_loss"],
-                               "donor_checkpoint_loss": in_named, "donor_rows": epochs_of(results(dirs[last["donor"]])),
-                               "exploit": {k: last.get(k) for k in ("donor_epoch", "donor_checkpoint",
-                                                                    "redo_at_resume", "status")},
-                               "exploits_before_kill": len(before["exploits"])})
+        assert history[last["epoch"]]["train_loss"] == pytest.approx(donor[last["donor_epoch"]]["train_loss"]), \
+            (tid, last, epochs_of(results(dirs[last["donor"]])))
     # Optuna: a trial that copied another is PRUNED (its own values up to then), one that did not is COMPLETE.
     for arch in ("origin_net", "modified_net"):
         for o in _study_trials(run["exp"], arch):
@@ -406,11 +399,6 @@ def test_pbt_survives_a_driver_kill_with_its_lineage_and_applies_each_new_config
     assert main(["report", str(run["exp"]), "--out", str(run["exp"] / "r")]) == 0
     out = capsys.readouterr().out
     assert "lineage" in out and "copied" in out
-    if mismatched:
-        # Seen once (fresh-clone CI, 2026-12-01, a loaded machine): an exploited trial's history at the exploit
-        # epoch held a training loss 0.2% off the donor's recorded one (2.2779 vs 2.2816). Not yet explained (a
-        # redone exploit after the kill restoring another checkpoint than the one recorded?): open in issue 22.
-        pytest.xfail(f"PBT: exploited history differs from the donor's result row: {mismatched}")
 
 
 def test_a_resumed_pbt_trial_resumes_at_its_checkpoint_not_at_tunes_last_result(tmp_path):

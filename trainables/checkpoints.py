@@ -50,6 +50,29 @@ def candidates(checkpoint) -> list:
     return [checkpoint] + [Checkpoint(p, filesystem=checkpoint.filesystem) for _, p in older]
 
 
+def newest_on_disk(trial_dir, load: Callable[[str], dict]) -> tuple | None:
+    """``(folder, state)`` of the checkpoint in the local ``trial_dir`` that holds the latest epoch; None if none loads.
+
+    A folder's number does not order its epoch after a PBT exploit: the trial's next checkpoints are numbered by
+    Tune from the copied one and can reuse a number the trial had (seen: ``checkpoint_000000`` holding epoch 3 beside
+    ``checkpoint_000001`` holding epoch 2). The epoch each state carries is the order; a tie goes to the higher number.
+    """
+    from pathlib import Path
+
+    best = None
+    for folder in Path(trial_dir).iterdir() if Path(trial_dir).is_dir() else []:
+        index = checkpoint_index(folder.name)
+        if index is None or not folder.is_dir():
+            continue
+        try:
+            state = _check(load(str(folder)))
+        except Exception:  # an unreadable checkpoint is not the newest one
+            continue
+        if best is None or (int(state["epoch"]), index) > best[0]:
+            best = ((int(state["epoch"]), index), folder, state)
+    return (best[1], best[2]) if best else None
+
+
 def _check(state) -> dict:
     if not isinstance(state, dict) or any(k not in state for k in STATE_KEYS):
         keys = sorted(state) if isinstance(state, dict) else type(state).__name__
