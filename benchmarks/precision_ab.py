@@ -31,9 +31,9 @@ from pathlib import Path
 
 from benchmarks.common import data_dir, machine, save_record
 
-# simple_cnn and keras_cnn: their reproduce spaces fix the knobs already (from one check run on simple_cnn); the A/B
-# on each is the record issue 21 asks for. lozano_c/e/f and ghasemi_net (reports 004, 002): fp32 epochs of 165-680 s
-# here, not yet run; their spaces take the knobs only on a "no accuracy cost" verdict.
+# simple_cnn and keras_cnn: their reproduce spaces fixed the knobs first (from one check run on simple_cnn); the A/B
+# on each is the record issue 21 asks for. lozano_c/e/f and ghasemi_net (reports 004, 002): their spaces took the
+# knobs on this A/B's "no accuracy cost" verdicts (docs/results/precision_ab.json, 2026-12-02).
 NETS = ("simple_cnn", "keras_cnn", "lozano_c", "lozano_e", "lozano_f", "ghasemi_net")
 DEFAULTS = {"epochs": 3, "seeds": 2, "subset": 10_000, "val_size": 5000}
 TOLERANCE = 0.005

@@ -219,16 +219,18 @@ _PLANS = {p.report: p for p in (
                     report_epochs=341, final_epochs=20, metric="test_accuracy",
                     published_row=("report002", "row 15 (report arch 8-3)"),
                     published_note="test accuracy, Adam 5e-4, batch 60, BatchNorm, 20 epochs (its table, row 15)",
-                    search_subset=10_000, repeats=3,
+                    search_subset=10_000,
                     also_enqueue=({**_LONG_HORIZON, "lr": 1e-3, "batch_size": 128},),
                     why="Report 002's table shows 15 runs, 341 epochs (its text says 45 attempts; the smaller "
                         "reading is the rule), so the search gets 68: 12 trials x 2 epochs = 24 for the first "
-                        "rung, rungs at 2, 6 and 18. At 677 s per full epoch the search runs on a proxy: the "
+                        "rung, rungs at 2, 6 and 18. At 677 s per full fp32 epoch the search runs on a proxy: the "
                         "first 10,000 training images (5,000 held out for validation), each proxy epoch counted "
-                        "as a full one, about 3 h. Final runs on the report's protocol (all 50,000 images, 20 "
-                        "epochs): 3 seeds, because 5 would take about 21 h of the two cores (3: about 13 h). The "
-                        "rung agreement is measured within the proxy; the finals say how it transferred. On a "
-                        "GPU: --set subset=0 --repeats 5 lifts both compromises."),
+                        "as a full one. bf16 autocast + channels_last, fixed in its space since the A/B found no "
+                        "accuracy cost on this net (docs/results/precision_ab.json: 2.1x faster there), bring the "
+                        "proxy search to about 1.5 h and the final runs on the report's protocol (all 50,000 "
+                        "images, 20 epochs) to about 9 h for 5 seeds (in fp32 5 seeds would have taken about "
+                        "21 h: the plan had 3 until 2026-12-02). The rung agreement is measured within the proxy; "
+                        "the finals say how it transferred. On a GPU: --set subset=0 lifts the proxy."),
         )),
     ReproductionPlan(
         report="report004", title="Report 004 (Lozano): models C, E and F, Table 1 (validation accuracy)",

@@ -388,9 +388,10 @@ def test_list_prints_each_nets_epochs_and_eta_from_the_measured_speed(capsys):
     for _, net in PLANS:
         line = next(line for line in out.splitlines() if f" {net.arch} " in line)
         assert f"budget {net.epoch_budget:>3} epochs" in line and "~" in line, line
-    # ghasemi_net's final runs: 3 seeds x 20 epochs of 50,000 images at 66 images/s, printed as h:mm:ss
-    seconds = 3 * 20 * epoch_seconds(66, 50_000, 0)
-    assert f"3 seeds x 20 epochs on 50,000 images of trainval: ~{int(seconds) // 3600}:" in out
+    # ghasemi_net's final runs: 5 seeds x 20 epochs of 50,000 images at 66 images/s (fp32: an upper bound where the
+    # space fixes bf16, as ghasemi_net's does), printed as h:mm:ss
+    seconds = 5 * 20 * epoch_seconds(66, 50_000, 0)
+    assert f"5 seeds x 20 epochs on 50,000 images of trainval: ~{int(seconds) // 3600}:" in out
     assert "resnet18" in out and "(from scratch)" in out and "proxy" in out
     cheapest = out.strip().splitlines()[-1]
     assert cheapest.startswith("cheapest first: ") and cheapest.index("resnet18") < cheapest.index("lozano_c") \
