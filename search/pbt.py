@@ -183,8 +183,7 @@ class PerArchPBT(PersistedRungs, FIFOScheduler):
         exploit on record at epoch ``k`` is in effect if ``e > k`` or the trial's checkpoint is the donor's. If
         ``e == k`` it is made again now; if ``e < k`` the trial first trains its own epochs up to ``k`` again (its
         history stays whole) and the exploit is made when it reports ``k`` (:meth:`_redo`)."""
-        done = trial.latest_checkpoint_result
-        epoch = ((done.metrics or {}) if done is not None else {}).get(TIME_ATTR) or 0
+        epoch = (getattr(trial.latest_checkpoint_result, "metrics", None) or {}).get(TIME_ATTR) or 0
         checkpoint = trial.checkpoint
         for record in (self._exploits_of(trial.trial_id) if trial.status == "PENDING" else []):
             if record["epoch"] < epoch:

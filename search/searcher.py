@@ -24,9 +24,9 @@ import optuna
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from search.spec import TPE_STARTUP
 from trainables.compat import (optuna_trial, optuna_trial_id, reported_steps, searcher_study, searcher_told,
                                searcher_trials)
-from search.spec import TPE_STARTUP
 from trainables.config import METRIC, MODE
 from trainables.experiment import restored_study_url, study_name
 

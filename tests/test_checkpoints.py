@@ -131,7 +131,8 @@ def test_an_empty_checkpoint_is_never_resumed_from(trial_dir):
 
 def test_the_newest_on_disk_is_the_latest_epoch_not_the_highest_number(trial_dir):
     """After a PBT exploit Tune numbered a trial's epoch-3 checkpoint 0 beside its epoch-2 one numbered 1 (seen in
-    tests/test_schedulers.py's PBT run): the order is the epoch each state holds. An unreadable one is passed over."""
+    tests/test_schedulers.py's PBT run): the order is the epoch each state holds. An unreadable one is passed over;
+    none readable is a ValueError naming the folder (evaluate prints it as one line)."""
     assert newest_on_disk(trial_dir, load_state)[0].name == "checkpoint_000004"
     (trial_dir / "checkpoint_000000").mkdir()
     save_state(state(7), trial_dir / "checkpoint_000000")
@@ -140,3 +141,8 @@ def test_the_newest_on_disk_is_the_latest_epoch_not_the_highest_number(trial_dir
     (trial_dir / "checkpoint_000000" / CHECKPOINT_FILE).write_bytes(b"garbled")
     assert newest_on_disk(trial_dir, load_state)[1]["epoch"] == 5
     assert newest_on_disk(trial_dir / "gone", load_state) is None
+    (trial_dir / FALLBACK_FILE).write_text("{}\n")  # "checkpoint_..." but no checkpoint folder
+    for index in (2, 3, 4):
+        (trial_dir / f"checkpoint_{index:06d}" / CHECKPOINT_FILE).write_bytes(b"")
+    with pytest.raises(ValueError, match="no checkpoint in .* can be read: checkpoint_0000"):
+        newest_on_disk(trial_dir, load_state)

@@ -19,6 +19,7 @@ import logging
 import re
 import sys
 import time
+from pathlib import Path
 from typing import Callable
 
 logger = logging.getLogger(__name__)
@@ -51,25 +52,27 @@ def candidates(checkpoint) -> list:
 
 
 def newest_on_disk(trial_dir, load: Callable[[str], dict]) -> tuple | None:
-    """``(folder, state)`` of the checkpoint in the local ``trial_dir`` that holds the latest epoch; None if none loads.
+    """``(folder, state)`` of the checkpoint in the local ``trial_dir`` that holds the latest epoch; None if the folder
+    has no checkpoint. Unreadable ones are passed over; if none reads, ValueError names the folder and the first error.
 
-    A folder's number does not order its epoch after a PBT exploit: the trial's next checkpoints are numbered by
-    Tune from the copied one and can reuse a number the trial had (seen: ``checkpoint_000000`` holding epoch 3 beside
-    ``checkpoint_000001`` holding epoch 2). The epoch each state carries is the order; a tie goes to the higher number.
+    A folder's number does not always order its epoch: after a PBT exploit Tune gave a trial's epoch-3 checkpoint
+    the number 0, beside its epoch-2 one numbered 1. The epoch each state carries is the order; a tie goes to the
+    higher number.
     """
-    from pathlib import Path
-
-    best = None
+    best, failed = None, []
     for folder in Path(trial_dir).iterdir() if Path(trial_dir).is_dir() else []:
         index = checkpoint_index(folder.name)
         if index is None or not folder.is_dir():
             continue
         try:
             state = _check(load(str(folder)))
-        except Exception:  # an unreadable checkpoint is not the newest one
+        except Exception as e:  # torch.load raises many types for a truncated or garbled file
+            failed.append(f"{folder.name} ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})")
             continue
         if best is None or (int(state["epoch"]), index) > best[0]:
             best = ((int(state["epoch"]), index), folder, state)
+    if best is None and failed:
+        raise ValueError(f"no checkpoint in {str(trial_dir)!r} can be read: {failed[0]}")
     return (best[1], best[2]) if best else None
 
 
