@@ -114,6 +114,6 @@ if __name__ == "__main__":
     trainables.train.tune_trainable = make_trainable(faults)
     if faults.get("driver_enospc"):
         fill_the_disk_on_first_persist()
-    from search.cli import main
+    from search.cli import run
 
-    sys.exit(main(sys.argv[2:]))
+    sys.exit(run(sys.argv[2:]))

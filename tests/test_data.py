@@ -132,7 +132,9 @@ def test_validation_split_is_stratified_fixed_and_apart_from_test(cifar):
 
 
 def test_channel_stats_match_numpy(cifar):
-    mean, std = cifar.channel_stats()
+    import dataclasses
+
+    mean, std = dataclasses.replace(cifar, cache_path="", _stats=None).channel_stats()  # computed, not read back
     # The reference from exact integer moments per channel (sums of x and x^2 in int64), not a float copy of the
     # 150 million pixel values.
     x = cifar.train_x.reshape(-1, 3)
@@ -140,6 +142,25 @@ def test_channel_stats_match_numpy(cifar):
     ref_mean = x.sum(0, dtype=np.int64) / n / 255.0
     ref_var = np.einsum("ij,ij->j", x, x, dtype=np.int64) / n / 255.0**2 - ref_mean**2
     assert np.allclose(mean, ref_mean, atol=1e-9) and np.allclose(std, np.sqrt(ref_var), atol=1e-9)
+
+
+def test_channel_stats_are_kept_beside_the_cache_for_the_same_images_only(tmp_path):
+    root = make_cifar_pickles(tmp_path / "d")
+    first = load_dataset(root, cache_dir=tmp_path / "cache")
+    computed = first.channel_stats()
+    (kept,) = (tmp_path / "cache").glob("*.stats.json")
+    again = load_dataset(root, cache_dir=tmp_path / "cache")
+    assert again.channel_stats() == computed  # read back (JSON floats round-trip exactly)
+    import json
+
+    record = json.loads(kept.read_text())
+    kept.write_text(json.dumps({**record, "mean": [0.5] * 3}))  # what is kept is what a later load uses ...
+    assert load_dataset(root, cache_dir=tmp_path / "cache").channel_stats()[0] == [0.5] * 3
+    kept.write_text(json.dumps({**record, "mean": [0.5] * 3, "checksum": "other images"}))  # ... for its images only
+    assert load_dataset(root, cache_dir=tmp_path / "cache").channel_stats() == computed
+    kept.write_text("{ torn")
+    assert load_dataset(root, cache_dir=tmp_path / "cache").channel_stats() == computed
+    assert json.loads(kept.read_text())["mean"] == list(computed[0])  # and written whole again
 
 
 def test_device_batches_cover_every_image_once_per_epoch():

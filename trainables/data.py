@@ -135,7 +135,17 @@ class Dataset:
         return x[idx], y[idx]
 
     def channel_stats(self) -> tuple[list[float], list[float]]:
-        """Per-channel mean and std of the training images, in [0, 1] units."""
+        """Per-channel mean and std of the training images, in [0, 1] units. Kept beside the array cache (keyed
+        by the source's checksum): the pass over the images costs about 1.3 s for CIFAR-10 on a 2-core CPU, which
+        every search and every evaluation would otherwise pay again."""
+        if self._stats is None and self.cache_path:
+            kept = Path(self.cache_path).with_suffix(".stats.json")
+            try:
+                saved = json.loads(kept.read_text())
+                if saved.get("checksum") == self.checksum and saved.get("train") == len(self.train_y):
+                    self._stats = (saved["mean"], saved["std"])
+            except (OSError, ValueError, KeyError, AttributeError):
+                pass  # none kept yet, or unreadable: computed below (and kept again)
         if self._stats is None:
             # A 256-bin histogram per channel gives exact moments without a float copy of the images.
             levels = np.arange(256, dtype=np.float64) / 255.0
@@ -146,6 +156,12 @@ class Dataset:
                 mean.append(m)
                 std.append(float(np.sqrt((hist * (levels - m) ** 2).sum() / hist.sum())))
             self._stats = (mean, std)
+            if self.cache_path:
+                try:
+                    write_json(Path(self.cache_path).with_suffix(".stats.json"),
+                               {"checksum": self.checksum, "train": len(self.train_y), "mean": mean, "std": std})
+                except OSError:
+                    pass  # a read-only cache: the stats are computed again next time
         return self._stats
 
     def summary(self, val_size: int = DEFAULT_VAL_SIZE) -> dict:

@@ -48,9 +48,9 @@ def pick_device(name: str) -> torch.device:
 
 def environment() -> dict:
     """Versions and hardware, stored beside every result."""
-    import torchvision
+    from importlib.metadata import version
 
-    env = {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
+    env = {"python": platform.python_version(), "torch": torch.__version__, "torchvision": version("torchvision"),
            "numpy": np.__version__, "platform": platform.platform(), "cpus": os.cpu_count(),
            "torch_threads": torch.get_num_threads()}
     if torch.cuda.is_available():

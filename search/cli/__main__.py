@@ -1,6 +1,6 @@
 """``python -m search.cli``: the ``cifar-tune`` command."""
 import sys
 
-from search.cli import main
+from search.cli import run
 
-sys.exit(main())
+sys.exit(run())

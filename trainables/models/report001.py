@@ -21,7 +21,6 @@ import functools
 import os
 
 import torch.nn as nn
-import torchvision
 
 from trainables.compat import resnet_stage
 from trainables.models.registry import check_no_extra, default_image_size, flat_features, norm_layer, register, scaled
@@ -122,6 +121,8 @@ def _load_imagenet_weights():
     path = os.environ.get(WEIGHTS_ENV, "").strip()
     if path:
         return _load_local_weights(path)
+    import torchvision
+
     weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
     try:
         return weights.get_state_dict(progress=False)
@@ -138,6 +139,7 @@ def _load_local_weights(path: str) -> dict:
     """A saved state dict of torchvision's ResNet-18 (any head: ours replaces it), checked key by key and shape by
     shape against the architecture, so a wrong file is one error naming it, not a half-loaded model."""
     import torch
+    import torchvision
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -239,6 +241,8 @@ def build_resnet18(num_classes: int = 10, in_channels: int = 3, dropout: float =
         raise ValueError(f"resnet18: ImageNet weights come with BatchNorm; norm={norm!r} cannot load them")
     if pretrained and width != 1:
         raise ValueError(f"resnet18: ImageNet weights fit only width=1, got width={width!r}")
+
+    import torchvision  # here, not at the top: torchvision's import (with torch._dynamo) costs seconds per process
 
     # torchvision takes the norm as a factory of the channel count, which is what norm_layer gives; a partial
     # (not a lambda) because the ResNet keeps it as an attribute and the model should stay picklable.
