@@ -28,8 +28,8 @@ from pathlib import Path
 from ray.tune.schedulers import FIFOScheduler, HyperBandScheduler, TrialScheduler
 
 from search.scheduler import TIME_ATTR, PersistedRungs
-from trainables.compat import (controller_view, hyperband_adopt, hyperband_bracket, hyperband_restore,
-                               hyperband_snapshot, hyperband_trials)
+from trainables.compat import (controller_view, hyperband_adopt, hyperband_bracket, hyperband_forget_result,
+                               hyperband_restore, hyperband_snapshot, hyperband_trials)
 from trainables.config import METRIC, MODE
 from trainables.experiment import HYPERBAND_FILE as STATE_FILE  # noqa: F401 (the file PerArchHyperBand writes)
 
@@ -174,6 +174,11 @@ class PerArchHyperBand(PersistedRungs, FIFOScheduler):
         waiting = (live.get(trial) or {}).get(TIME_ATTR) or 0
         if waiting >= milestone and restored_epoch >= milestone and trial not in bracket.trials_to_unpause:
             trial.set_status("PAUSED")
+        elif waiting > restored_epoch:
+            # Its result came after Tune's last save: it re-runs those epochs, so its bracket waits for it to report
+            # them again. Left in, that result could complete the bracket's milestone while the trial is PENDING,
+            # and Ray's halving refuses a PENDING trial (a TuneError that ended the resumed search).
+            hyperband_forget_result(self.schedulers[arch], trial)
 
     def _tidy(self, tune_controller) -> None:
         """Once Tune has re-added its trials: drop the stand-ins of trials its saved state lost (started after its

@@ -99,23 +99,6 @@ def trial_resources(spec: ExperimentSpec, resources: dict) -> dict:
     return {"cpu": cpus, "gpu": gpus}
 
 
-def concurrency(spec: ExperimentSpec, res: dict, resources: dict) -> int | None:
-    """Trials of a search at once: --max-concurrent, else, on a Ray of our own, as many as its resources hold.
-
-    Tune asks a searcher for one trial at a time and asks for the next only once the last one's actor has started,
-    so the trials of a new search start one after the other, each after a worker process has imported torch (about
-    8 s on 2 busy cores). A cap (Tune's ConcurrencyLimiter) lets Tune create that many at once, and still asks the
-    searcher only when a slot is free, so no trial is suggested earlier than it would be without the cap. On a
-    cluster (--address) the cap stays off: an autoscaling cluster grows beyond what it holds when the search starts.
-    Synchronous HyperBand creates a bracket's trials together (_pending_trials): no cap."""
-    if spec.max_concurrent or spec.address not in ("", "local") or spec.scheduler == "hyperband":
-        return spec.max_concurrent or None
-    slots = int(resources.get("CPU", 0) // res["cpu"]) if res["cpu"] else 0
-    if res["gpu"]:
-        slots = min(slots, int(resources.get("GPU", 0) // res["gpu"]))
-    return max(1, slots)
-
-
 def init_ray(spec: ExperimentSpec) -> None:
     import ray
 
@@ -219,9 +202,8 @@ def build_tuner(spec: ExperimentSpec, data, spaces: dict, *, resume: bool = Fals
     res = trial_resources(spec, ray.cluster_resources())
     trainable = tune.with_resources(tune.with_parameters(tune_trainable, data=data), res)
     tune_config = tune.TuneConfig(search_alg=search_alg, scheduler=scheduler, num_samples=total,
-                                  max_concurrent_trials=concurrency(spec, res, ray.cluster_resources())
-                                  if search_alg is searcher else None,
-                                  reuse_actors=True, trial_dirname_creator=trial_dirname)
+                                  max_concurrent_trials=(spec.max_concurrent or None) if search_alg is searcher
+                                  else None, reuse_actors=True, trial_dirname_creator=trial_dirname)
     run_config = tune.RunConfig(
         name=spec.name, storage_path=spec.storage, verbose=0,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),

@@ -12,7 +12,7 @@ from benchmarks.common import REPO
 
 
 # hpo_efficiency: tests/test_anytime.py; the others: the GPU suite's smoke
-@pytest.mark.parametrize("script", ["ray_overhead", "search_startup"])
+@pytest.mark.parametrize("script", ["ray_overhead"])
 def test_benchmark_smoke(script, cifar_path):
     doc = REPO / "docs" / "benchmarks.md"
     before = doc.read_text() if doc.exists() else None
@@ -134,18 +134,3 @@ def test_precision_ab_pairs_the_arms_by_seed_and_continues(cifar_path, tmp_path)
     assert len(units) == 4 and ab.main(args) == 0
     assert [u.stat().st_mtime_ns for u in units] == stamps
     assert (doc.read_text() if doc.exists() else None) == before
-
-
-def test_search_startup_summary_takes_medians_per_trial_and_says_the_gap():
-    from benchmarks import search_startup
-
-    runs = {"one at a time": [{"starts": [5.0, 13.0], "wall": 20.0}, {"starts": [6.0, 15.0], "wall": 22.0},
-                              {"starts": [7.0, 14.0], "wall": 21.0}],
-            "together": [{"starts": [5.0, 5.5], "wall": 12.0}, {"starts": [6.0, 6.2], "wall": 14.0},
-                         {"starts": [5.5, 6.0], "wall": 13.0}]}
-    s = search_startup.summary(runs)
-    assert s["one at a time"] == {"starts": [6.0, 14.0], "wall": 21.0, "repeats": 3}
-    assert s["together"] == {"starts": [5.5, 6.0], "wall": 13.0, "repeats": 3}
-    record = {"machine": "device: test", "ray_init_s": 4.0, "settings": {"trials": 2, "repeats": 3}, "summary": s}
-    text = search_startup.markdown(record)
-    assert "| together | 5.5 | 6.0 | 13.0 |" in text and "runs 8.0 s sooner" in text and "ends 8.0 s sooner" in text

@@ -216,11 +216,14 @@ def test_hyperband_brackets_per_net_decisions_on_record_and_put_back_after_a_kil
     assert o3.status == "TERMINATED"
 
 
-def test_hyperband_stops_the_reporting_trial_its_halving_stops_while_another_re_runs(tmp_path):
+@pytest.mark.parametrize("started", [False, True])
+def test_a_trial_re_running_its_milestone_after_a_resume_is_waited_for_not_judged_on_its_lost_result(tmp_path,
+                                                                                                   started):
     """After a resume, a trial waiting at its milestone on record may have to re-run its epochs (Tune's saved state
-    is older than them), so two trials of one bracket run at once, which Ray's halving does not expect: the kept one
-    RUNNING made Ray answer CONTINUE to the trial it had just stopped, which then trained to the end (the driver-kill
-    test below caught it in 3 of 4 runs). The stop on record is the answer."""
+    is older than them). Its recorded result is taken back, so its bracket waits for it to report again: judged on
+    the old result, the bracket was halved while the trial was still PENDING (not started yet), and Ray's halving
+    refuses a PENDING trial with a TuneError that ended the resumed search (fresh-clone CI, 2026-12-02); RUNNING,
+    Ray answered CONTINUE to a trial its halving had just stopped. ``started``: the re-run has begun or not."""
     path = tmp_path / HB_FILE
     sched = PerArchHyperBand(["origin_net"], max_t=2, reduction_factor=2, state_path=path)
     trials = [FakeTrial(f"o{i}") for i in range(4)]
@@ -235,11 +238,16 @@ def test_hyperband_stops_the_reporting_trial_its_halving_stops_while_another_re_
     for t in again:
         restored.on_trial_add(ctl2, t)
     assert again[2].status == "PENDING"
-    again[2].status = "RUNNING"
-    assert step(restored, ctl2, again[3], 1, 0.4) == STOP  # halving on o2's recorded 0.6: o3 stopped, o2 kept
-    assert [(s["trial_id"], s["epoch"]) for s in json.loads(path.read_text())["stops"]] == [("o3", 1)]
+    assert json.loads(path.read_text())["archs"]["origin_net"]["bands"][0][1]["live"]["o2"] is None
+    if started:
+        again[2].status = "RUNNING"
+    assert step(restored, ctl2, again[3], 1, 0.4) == PAUSE  # o2 has no result at the milestone now: o3 waits
+    assert json.loads(path.read_text())["stops"] == []
+    assert step(restored, ctl2, again[2], 1, 0.6) == CONTINUE  # o2's re-run epoch halves: o2 kept, o3 stopped
+    state = json.loads(path.read_text())
+    assert [(h["kept"], h["stopped"], h["cutoff"]) for h in state["halvings"]] == [(["o2"], ["o3"], 0.6)]
+    assert [(s["trial_id"], s["epoch"], s["value"]) for s in state["stops"]] == [("o3", 1, 0.4)]
     assert again[3].status == "TERMINATED"
-    assert step(restored, ctl2, again[2], 1, 0.6) == CONTINUE  # o2's re-run epoch: kept, it trains on
 
 
 # --------------------------------------------------------------------------------------------- real searches

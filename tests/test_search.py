@@ -176,25 +176,6 @@ def test_cluster_mode_refuses_node_local_storage(tmp_path):
     ExperimentSpec(archs=["origin_net"], address="127.0.0.1:6379", storage=str(tmp_path), storage_is_shared=True)
 
 
-def test_trials_of_a_search_on_our_own_ray_start_together_up_to_what_it_holds():
-    """Tune creates a searcher's trials one at a time unless a cap says how many may run: on a Ray of our own the cap
-    is what the machine holds, so the trials start together; --max-concurrent wins; a cluster, and synchronous
-    HyperBand (its brackets are created whole), get no cap."""
-    from search.tuner import concurrency
-
-    spec = ExperimentSpec(archs=["origin_net"], storage="/tmp/x")
-    one_cpu, machine = {"cpu": 1, "gpu": 0}, {"CPU": 2.0, "memory": 1e9}
-    assert concurrency(spec, one_cpu, machine) == 2
-    assert concurrency(spec, {"cpu": 2, "gpu": 0}, {"CPU": 5.0}) == 2
-    assert concurrency(spec, {"cpu": 1, "gpu": 0.25}, {"CPU": 16.0, "GPU": 1.0}) == 4  # the GPUs bind first
-    assert concurrency(ExperimentSpec(archs=["origin_net"], storage="/tmp/x", max_concurrent=1), one_cpu, machine) == 1
-    assert concurrency(ExperimentSpec(archs=["origin_net"], storage="/tmp/x", address="local"), one_cpu, machine) == 2
-    on_cluster = ExperimentSpec(archs=["origin_net"], storage="/tmp/x", address="auto", storage_is_shared=True)
-    assert concurrency(on_cluster, one_cpu, machine) is None
-    hyperband = ExperimentSpec(archs=["origin_net"], storage="/tmp/x", scheduler="hyperband", sampler="random")
-    assert concurrency(hyperband, one_cpu, machine) is None
-
-
 def test_stopped_and_diverged_trials_reach_optuna_as_pruned():
     s = StatusAwareOptunaSearch(space=lambda t: t.suggest_float("lr", 1e-4, 1e-1, log=True) and None,
                                 metric="val_accuracy", mode="max", seed=0)

@@ -128,6 +128,9 @@ PRIVATE: tuple[Private, ...] = (
     Private(HB_BRACKET, "_halves", "hyperband_snapshot", "how many halvings the bracket has left", HB_RESUME),
     Private(HB_BRACKET, "_completed_progress", "hyperband_snapshot",
             "the bracket's progress, which orders the brackets in choose_trial_to_run", HB_RESUME),
+    Private(HB_BRACKET, "_time_attr", "hyperband_forget_result",
+            "the result key of the bracket's milestones (our epoch): the progress a taken-back result had made",
+            HB_RESUME),
     # -------------------------------------------------------------------------- Ray's PopulationBasedTraining
     Private(CONTROLLER, "_schedule_trial_save", "controller_view",
             "PBT asks the controller to save a top trial it may copy; each net's PBT is given a view of the "
@@ -368,6 +371,17 @@ def hyperband_adopt(sched, old, new) -> None:
                 bracket.trials_to_unpause.discard(old)
                 if new is not None:
                     bracket.trials_to_unpause.add(new)
+
+
+def hyperband_forget_result(sched, trial) -> None:
+    """Take back ``trial``'s result in its bracket, as if it had not reported there yet (its progress with it). Ray
+    halves a bracket once every trial it judges has a result at the milestone, and refuses one that is PENDING."""
+    info = sched._trial_info.get(trial)
+    if info is None or info[0]._live_trials.get(trial) is None:
+        return
+    bracket = info[0]
+    bracket._completed_progress -= bracket._live_trials[trial][bracket._time_attr]
+    bracket._live_trials[trial] = None
 
 
 def hyperband_trials(sched) -> list:
