@@ -273,6 +273,7 @@ def get_plan(report: str) -> ReproductionPlan:
 
 SPEED_DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 SPEED_SECTION = "Epoch time per net"
+PRECISION_RECORD = SPEED_DOC.parent / "results" / "precision_ab.json"  # benchmarks/precision_ab.py's record
 
 
 def measured_speeds(doc: Path = SPEED_DOC) -> tuple[dict[str, float], str]:
@@ -295,8 +296,33 @@ def measured_speeds(doc: Path = SPEED_DOC) -> tuple[dict[str, float], str]:
                 continue
     device = re.search(r"^device: ([^;]*);.*?date ([0-9-]+)", section.group(1), re.M)
     where = f"{device.group(1)}, {device.group(2)}" if device else "device not stated"
+    faster = precision_speedups()
     return speeds, (f"speeds: docs/benchmarks.md, '{SPEED_SECTION}' ({where}; fp32, batch 128; a validation image "
-                    f"counted as {VAL_COST:.2f} of a training one)")
+                    f"counted as {VAL_COST:.2f} of a training one)"
+                    + (f"; a net trained in bf16 + channels_last at its measured speed-up over fp32 "
+                       f"(docs/results/{PRECISION_RECORD.name})" if faster else ""))
+
+
+def precision_speedups(record: Path | None = None) -> dict[str, float]:
+    """{net: fp32 epoch time / bf16 + channels_last epoch time} as the bf16 A/B measured it on this kind of machine
+    (``benchmarks/precision_ab.py``); {} without its record."""
+    import json
+
+    try:
+        nets = json.loads((record or PRECISION_RECORD).read_text())["nets"]
+        return {arch: float(n["judgement"]["speedup"]) for arch, n in nets.items()
+                if (n.get("judgement") or {}).get("speedup")}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def trains_in_bf16(arch: str, fixed: dict) -> bool:
+    """Whether a net's runs take bf16 autocast + channels_last: its reproduce space fixes them, or ``fixed`` sets
+    them (a --set wins)."""
+    from spaces import load_space
+
+    knobs = {**load_space(arch, space_file(arch)).fixed, **fixed}
+    return bool(knobs.get("amp")) and bool(knobs.get("channels_last"))
 
 
 def epoch_seconds(speed: float | None, train_images: int, val_images: int) -> float | None:
@@ -313,6 +339,8 @@ def estimate(plan: ReproductionPlan, net: NetPlan, fixed: dict, epoch_budget: in
     final_images = train_images or (CIFAR10_TRAIN if plan.train_on == "trainval" else CIFAR10_TRAIN - val)
     final_val = val if plan.train_on == "train" else 0
     speed = speeds.get(net.arch)
+    if speed and trains_in_bf16(net.arch, fixed):  # the table is fp32: the A/B's speed-up, where it measured one
+        speed *= precision_speedups().get(net.arch, 1.0)
     search_s = epoch_seconds(speed, search_images, val)
     final_s = epoch_seconds(speed, final_images, final_val)
     return {"arch": net.arch, "search_epochs": epoch_budget, "search_images": search_images, "search_subset": subset,
