@@ -26,6 +26,7 @@ shows first), and ``OverallEta`` keeps a running command's overall ETA.
 """
 from __future__ import annotations
 
+import functools
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -303,13 +304,14 @@ def measured_speeds(doc: Path = SPEED_DOC) -> tuple[dict[str, float], str]:
                        f"(docs/results/{PRECISION_RECORD.name})" if faster else ""))
 
 
-def precision_speedups(record: Path | None = None) -> dict[str, float]:
+@functools.lru_cache(maxsize=1)
+def precision_speedups() -> dict[str, float]:
     """{net: fp32 epoch time / bf16 + channels_last epoch time} as the bf16 A/B measured it on this kind of machine
-    (``benchmarks/precision_ab.py``); {} without its record."""
+    (``benchmarks/precision_ab.py``); {} without its record. Read once per process: every estimate asks."""
     import json
 
     try:
-        nets = json.loads((record or PRECISION_RECORD).read_text())["nets"]
+        nets = json.loads(PRECISION_RECORD.read_text())["nets"]
         return {arch: float(n["judgement"]["speedup"]) for arch, n in nets.items()
                 if (n.get("judgement") or {}).get("speedup")}
     except (OSError, ValueError, KeyError, TypeError):

@@ -1,6 +1,7 @@
 """Data layer: every source, the cache (and its rebuild after corruption), splits, device batches."""
 from __future__ import annotations
 
+import json
 import tarfile
 
 import numpy as np
@@ -151,8 +152,6 @@ def test_channel_stats_are_kept_beside_the_cache_for_the_same_images_only(tmp_pa
     (kept,) = (tmp_path / "cache").glob("*.stats.json")
     again = load_dataset(root, cache_dir=tmp_path / "cache")
     assert again.channel_stats() == computed  # read back (JSON floats round-trip exactly)
-    import json
-
     record = json.loads(kept.read_text())
     kept.write_text(json.dumps({**record, "mean": [0.5] * 3}))  # what is kept is what a later load uses ...
     assert load_dataset(root, cache_dir=tmp_path / "cache").channel_stats()[0] == [0.5] * 3

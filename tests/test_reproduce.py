@@ -400,7 +400,7 @@ def test_list_prints_each_nets_epochs_and_eta_from_the_measured_speed(capsys):
     assert "resnet18" in out and "(from scratch)" in out and "proxy" in out
     cheapest = out.strip().splitlines()[-1]
     assert cheapest.startswith("cheapest first: ")
-    order = [(a, t) for a, t in re.findall(r"(\w+) ~(\d+:\d\d:\d\d)", cheapest)]
+    order = re.findall(r"(\w+) ~(\d+:\d\d:\d\d)", cheapest)
     assert len(order) == len(PLANS) and order[-1][0] == "ghasemi_net"
     as_seconds = [int(h) * 3600 + int(m) * 60 + int(x) for _, t in order for h, m, x in [t.split(":")]]
     assert as_seconds == sorted(as_seconds)

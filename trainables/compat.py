@@ -376,12 +376,11 @@ def hyperband_adopt(sched, old, new) -> None:
 def hyperband_forget_result(sched, trial) -> None:
     """Take back ``trial``'s result in its bracket, as if it had not reported there yet (its progress with it). Ray
     halves a bracket once every trial it judges has a result at the milestone, and refuses one that is PENDING."""
-    info = sched._trial_info.get(trial)
-    if info is None or info[0]._live_trials.get(trial) is None:
-        return
-    bracket = info[0]
-    bracket._completed_progress -= bracket._live_trials[trial][bracket._time_attr]
-    bracket._live_trials[trial] = None
+    bracket = (sched._trial_info.get(trial) or (None,))[0]
+    result = bracket._live_trials.get(trial) if bracket is not None else None
+    if result is not None:
+        bracket._completed_progress -= result[bracket._time_attr]
+        bracket._live_trials[trial] = None
 
 
 def hyperband_trials(sched) -> list:
