@@ -34,6 +34,7 @@ from benchmarks.common import REPO
 RESULTS = REPO / "docs" / "results"
 DOCS = (REPO / "README.md", REPO / "docs" / "results.md")
 HISTORY = "test_uses_history"
+LEDGER = RESULTS / "test-ledger"  # the committed test-split ledger (trainables/ledger.py's format)
 BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w.:-]+) -->\n)(?P<body>.*?)(<!-- end generated: (?P=name) -->)", re.S)
 JPEG = ("Offline JPEG-q75 copy of CIFAR-10: about 1–2 points below the official files; not subtracted from ours "
         "(ours would be expected to rise).")
@@ -111,17 +112,26 @@ class Uses:
     """Test-split uses per net: the reconstructed history, then the ledger's counts (per size target: the rows of
     ``size_summary``)."""
 
-    def __init__(self, records: dict):
+    def __init__(self, records: dict, ledger_records: list[dict] = ()):
+        from trainables import ledger
+
         self.history = records.get(HISTORY, {}).get("uses", [])
         self.before: dict[str, int] = {}
         for u in self.history:
             self.before[u["net"]] = self.before.get(u["net"], 0) + 1
-        self.ledgered: dict[str, int] = {}  # net -> uses on the ledger, the most any record has seen
+        self.ledgered: dict[str, int] = {}  # net -> uses on the ledger, the most any record (or the ledger) has seen
         for name, rec in records.items():
             for net in (reproduction(rec) or {}).get("nets", []):
                 self._ledger(net["arch"], net.get("test_split_uses"))
             for t in size_targets(rec):
                 self._ledger(t["member"]["arch"], (t["test"].get("test_split") or {}).get("uses"))
+        self.lost = []  # uses the committed ledger holds that no record can show: (net, its use on the ledger, entry)
+        for arch in sorted({r.get("arch") for r in ledger_records}):
+            mine = ledger.uses(ledger_records, arch)
+            self._ledger(arch, len(mine))
+            lost = {(r.get("arch"), r.get("config_hash")): r for r in ledger_records if r.get("lost")}
+            self.lost += [(arch, u["use"], lost[(arch, u["config_hash"])]) for u in mine
+                          if (arch, u["config_hash"]) in lost]
 
     def _ledger(self, arch: str, count) -> None:
         if count:
@@ -456,6 +466,10 @@ def uses_block(records: dict, uses: Uses) -> str:
                              f"{final_images(rec, n.get('train_images')):,}", rec.get("created", "")[:10]
                              or reproduction(rec).get("created", "")[:10], METRIC[n["metric"]],
                              f"{n['mean']:.4f}", f"[{name}.json](results/{name}.json)"])
+    for arch, use, entry in uses.lost:  # on the ledger, in no record: counted, never published
+        rows.append([arch, uses.before.get(arch, 0) + use, "", "—", "lost: see the ledger entry's evidence",
+                     f"{entry['train_images']:,}" if entry.get("train_images") else "—", entry.get("time", "")[:10],
+                     "—", "not kept", f"[test-ledger](results/test-ledger/{entry['checksum']}.jsonl)"])
     counts = ", ".join(f"{net} {uses.total(net)}" for net in sorted(set(uses.before) | set(uses.ledgered)))
     return "\n".join([para(f"Uses so far, per net: {counts}. Before the ledger (reconstructed, lower bounds: a "
                            f"scoring that left no trace cannot be counted): "
@@ -480,8 +494,19 @@ def _rel(path: str) -> str:
 
 # --------------------------------------------------------------------------------------------- rewriting
 
-def blocks(records: dict) -> dict[str, callable]:
-    uses = Uses(records)
+def committed_ledger(records: dict, folder: Path = LEDGER) -> list[dict]:
+    """The test-split ledger the repository keeps for the dataset of the history (real runs write to it with
+    ``CIFAR_TUNE_LEDGER_DIR=docs/results/test-ledger``; its first lines reconstruct the ledger-era uses of machines
+    that are gone); [] where there is none."""
+    from trainables import ledger
+
+    checksum = (records.get(HISTORY, {}).get("dataset") or {}).get("checksum")
+    return ledger.read(Path(folder) / f"{checksum}.jsonl") if checksum else []
+
+
+def blocks(records: dict, ledger_records: list[dict] | None = None) -> dict[str, callable]:
+    """Every generated block's writer; ``ledger_records``: the committed ledger's (default: read from the repo)."""
+    uses = Uses(records, committed_ledger(records) if ledger_records is None else ledger_records)
     out = {"summary": lambda doc: summary(records, uses, "docs/results/" if doc.name == "README.md" else "results/"),
            "size-targets": lambda doc: size_summary(records, uses,
                                                     "docs/results/" if doc.name == "README.md" else "results/"),

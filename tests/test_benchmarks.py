@@ -134,3 +134,61 @@ def test_precision_ab_pairs_the_arms_by_seed_and_continues(cifar_path, tmp_path)
     assert len(units) == 4 and ab.main(args) == 0
     assert [u.stat().st_mtime_ns for u in units] == stamps
     assert (doc.read_text() if doc.exists() else None) == before
+
+
+def test_carry_keeps_finished_stages_without_checkpoints_and_restores_only_into_a_new_folder(tmp_path, capsys):
+    """benchmarks.carry: a finished search's experiment travels without its checkpoints, with its saved final runs
+    and ledger; an unfinished search is left out whole (the same command starts it afresh); a restore never writes
+    over an existing folder; bad input is one line and exit 2, writing nothing."""
+    from benchmarks.carry import main as carry
+    from tests.searchrun import one_line_error
+
+    root = tmp_path / "runs" / "reproduce-report001"
+    files = {"reproduce.json": json.dumps({"report": "report001", "searches": {"keras_cnn": {"done": True}}}),
+             "keras_cnn/spec.json": "{}", "keras_cnn/optuna.db": "db", "keras_cnn/test_ledger.jsonl": "{}\n",
+             "keras_cnn/keras_cnn_1/result.json": "{}\n", "keras_cnn/eval-runs/keras_cnn-s0-ab.json": "{}",
+             "keras_cnn/keras_cnn_1/checkpoint_000003/model.pt": "weights", "keras_cnn/.cifar-tune.lock": "pid",
+             "resnet18/spec.json": "{}", "resnet18/resnet18_1/result.json": "{}\n", ".cifar-tune.lock": "pid"}
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    carried = tmp_path / "carried"
+    assert carry(["save", str(root), "--to", str(carried)]) == 0
+    said = capsys.readouterr().out
+    assert "searches finished keras_cnn; final runs saved: keras_cnn 1; left out (start afresh): resnet18" in said
+    archive = carried / "reproduce-report001.tar.gz"
+    assert carry(["restore", str(archive), "--storage", str(tmp_path / "runs")]) == 2  # the live folder is kept
+    one_line_error(capsys, "exists already")
+    assert carry(["restore", str(archive), "--storage", str(tmp_path / "new")]) == 0
+    new = tmp_path / "new" / "reproduce-report001"
+    got = {str(p.relative_to(new)) for p in new.rglob("*") if p.is_file()}
+    assert got == {"carry.json", "reproduce.json", "keras_cnn/spec.json", "keras_cnn/optuna.db",
+                   "keras_cnn/test_ledger.jsonl", "keras_cnn/keras_cnn_1/result.json",
+                   "keras_cnn/eval-runs/keras_cnn-s0-ab.json"}
+    assert all((new / rel).read_text() == files[rel] for rel in got - {"carry.json"})
+    manifest = json.loads((new / "carry.json").read_text())
+    assert manifest["searches_left_out"] == ["resnet18"] and not manifest["finished"]
+    (tmp_path / "junk.tar.gz").write_text("not an archive")
+    for argv, words in ((["save", str(tmp_path)], "is not a reproduction"),
+                        (["restore", str(tmp_path / "junk.tar.gz"), "--storage", str(tmp_path / "x")],
+                         "not a readable archive")):
+        assert carry(argv) == 2
+        one_line_error(capsys, words)
+    assert not (tmp_path / "x").exists()
+
+
+def test_carry_takes_a_benchmarks_finished_units_not_the_one_in_flight(tmp_path, capsys):
+    from benchmarks.carry import main as carry
+
+    root = tmp_path / "hpo"
+    files = {"settings.json": "{}", "units/simple_cnn/pbt/seed0.json": "{}", "units/simple_cnn/pbt/seed0.retrain.json":
+             "{}", "units/simple_cnn/pbt/seed1.segments.json": "{}", "simple_cnn-pbt-seed1/spec.json": "{}"}
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    assert carry(["save", str(root), "--to", str(tmp_path / "carried")]) == 0
+    assert "2 finished units" in capsys.readouterr().out
+    assert carry(["restore", str(tmp_path / "carried" / "hpo.tar.gz"), "--storage", str(tmp_path / "new")]) == 0
+    got = {str(p.relative_to(tmp_path / "new" / "hpo")) for p in (tmp_path / "new" / "hpo").rglob("*") if p.is_file()}
+    assert got == {"carry.json", "settings.json", "units/simple_cnn/pbt/seed0.json",
+                   "units/simple_cnn/pbt/seed0.retrain.json"}

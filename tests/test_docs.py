@@ -65,6 +65,21 @@ def test_a_changed_record_changes_the_docs(records):
     assert publish.render(text, README, publish.blocks(changed)) != text
 
 
+def test_the_committed_ledger_counts_a_use_no_record_shows_and_lists_it_as_lost(records):
+    """A scoring on the committed test-split ledger that no record holds (its machine went before the record was
+    written) still counts: the net's totals rise by one and the uses table lists it as lost, not as a score."""
+    ledger = publish.committed_ledger(records)
+    gone = [r for r in ledger if r.get("lost")]
+    assert gone and all(r.get("evidence") for r in gone)  # every lost use says where it is known from
+    extra = {"arch": "origin_net", "config_hash": "lost-test", "seed": None, "train_images": 40000,
+             "time": "2026-12-03T00:00:00", "checksum": gone[0]["checksum"], "scores": {}, "lost": True}
+    before, after = publish.Uses(records, ledger), publish.Uses(records, [*ledger, extra])
+    assert after.total("origin_net") == before.total("origin_net") + 1
+    table = publish.uses_block(records, after)
+    row = next(line for line in table.splitlines() if line.startswith("| origin_net |") and "lost" in line)
+    assert f"| {after.total('origin_net')} |" in row and "| not kept |" in row
+
+
 def test_check_mode_reports_a_hand_edit(tmp_path):
     """``--check`` on a copy of the docs with one generated number edited by hand: exit 1, the block named."""
     doc = tmp_path / "results.md"

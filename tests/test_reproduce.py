@@ -158,7 +158,8 @@ def test_reproduce_end_to_end_killed_and_rerun(tmp_path, cifar_path, monkeypatch
     trained on train + validation) and, in the same command (one Ray for both), report 004 (lozano_f: its own
     setting and a default only, scored on a held-out validation split with the test accuracy beside it):
     interrupted during the first search, killed once the last net's final runs are being saved, then the same
-    command finishes without retraining a finished trial or final run; a changed flag is refused. The other plans'
+    command finishes without retraining a finished trial or final run, on a copy carried to a "new machine" by
+    benchmarks.carry (checkpoints left behind); a changed flag is refused. The other plans'
     records and tables (001's from-scratch resnet18, 002's proxy search) are checked without training, in
     test_every_plans_record_and_table_say_how_its_nets_ran."""
     nets = {"report003": "origin_net", "report004": "lozano_f"}
@@ -198,6 +199,16 @@ def test_reproduce_end_to_end_killed_and_rerun(tmp_path, cifar_path, monkeypatch
     assert all(trials_before.values()) and len(saved) >= 2 + 1
     state = json.loads((root / "reproduce.json").read_text())
     assert state["searches"]["origin_net"]["done"] and "result" in state
+    # 3. on a new machine that kept only the repository: each reproduction carried as an archive of its finished
+    # stages (benchmarks.carry), restored where the same command finds it, and continued from there
+    from benchmarks.carry import main as carry
+
+    for report in nets:
+        assert carry(["save", str(tmp_path / f"reproduce-{report}"), "--to", str(tmp_path / "carried")]) == 0
+        os.rename(tmp_path / f"reproduce-{report}", tmp_path / f"old-machine-{report}")
+        assert carry(["restore", str(tmp_path / "carried" / f"reproduce-{report}.tar.gz"), "--storage",
+                      str(tmp_path)]) == 0
+    assert not list(tmp_path.glob("reproduce-*/*/*/checkpoint_*"))  # checkpoints stay behind: never read again
 
     second = run_cli(args, timeout=600)
     assert second.returncode == 0, second.stdout[-3000:]

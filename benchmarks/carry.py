@@ -1,0 +1,183 @@
+"""A reproduction's progress carried across machines that keep nothing but the repository.
+
+    python -m benchmarks.carry save ~/runs/reproduce-report001     # -> benchmarks/carried/reproduce-report001.tar.gz
+    python -m benchmarks.carry restore benchmarks/carried/reproduce-report001.tar.gz --storage ~/runs
+    python -m benchmarks.carry save ~/runs/hpo-efficiency          # a benchmark's storage: its finished units
+
+``cifar-tune reproduce`` continues a killed run with the same command, but only on a machine that kept its storage.
+This project's machines keep only the repository between sessions, so a run of hours is saved, at its finished
+stages, into a small archive that is committed, and restored on the next machine before the same command runs again.
+
+What is carried from a reproduction: its state (``reproduce.json``, its table), and for every net whose search finished
+its whole experiment folder but the checkpoints (trial results and histories, the Optuna study, Tune's state, the
+spec, the evaluation's saved final runs and its test-split ledger). A finished search is never run again, so its
+checkpoints are never read; a final run is retrained from its config, never from a checkpoint. What is not carried,
+and so starts over on the next machine: a search that had not finished (its folder is left out whole, so the same
+command starts it afresh) and a final run in flight. Its wall time stays in the state: the record's wall seconds are
+what the stage cost, work lost included. From a benchmark's storage (``hpo_efficiency``, ``default_space``: a folder
+with ``units/``): its settings and every finished unit (a search's or a retrain's JSON); a unit in flight starts over.
+
+``restore`` writes into ``STORAGE/<name>`` only when that folder does not exist yet: it never mixes a carried run
+into a live one. The test-split ledger of the dataset is not in the archive: a run that is carried should write its
+scorings to a ledger the repository keeps (``CIFAR_TUNE_LEDGER_DIR=docs/results/test-ledger``); each experiment's
+own ledger travels inside the archive.
+
+Refuses, in one line and before writing anything: a folder that is not a reproduction (no ``reproduce.json``), an
+archive that is not one this module wrote, a restore over an existing folder.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import io
+import json
+import os
+import sys
+import tarfile
+from pathlib import Path
+
+from analysis.evaluate import RUNS_DIR
+from benchmarks.common import REPO
+from search.reproduce import STATE_FILE as STATE
+from trainables.experiment import LOCK_FILE
+
+CARRIED = REPO / "benchmarks" / "carried"
+MANIFEST = "carry.json"
+LEFT_OUT = (LOCK_FILE,)  # a lock belongs to a live process on one machine
+
+
+class CarryError(Exception):
+    pass
+
+
+def _state(root: Path) -> dict:
+    try:
+        return json.loads((root / STATE).read_text())
+    except FileNotFoundError:
+        raise CarryError(f"{root} is not a reproduction (no {STATE} in it) nor a benchmark's storage (no units/)"
+                         ) from None
+    except ValueError:
+        raise CarryError(f"{root / STATE} is not valid JSON (a half-written file?)") from None
+
+
+def carried_units(root: Path) -> tuple[list[Path], dict]:
+    """A benchmark's storage (``benchmarks.hpo_efficiency``, ``benchmarks.default_space``: finished units saved as
+    JSON under ``units/``): its settings and every finished unit; a unit in flight (``*.segments.json``, whose search
+    is in a Ray folder not carried) starts over."""
+    files = [p.relative_to(root) for p in sorted((root / "units").rglob("*.json"))
+             if not p.name.endswith(".segments.json") and not p.name.startswith(".")]
+    files += [Path(p.name) for p in sorted(root.glob("*.json")) if p.name != MANIFEST]
+    manifest = {"what": "a benchmark's finished units (benchmarks/carry.py)", "name": root.name, "kind": "units",
+                "saved": _dt.datetime.now().isoformat(timespec="seconds"), "from": str(root),
+                "units_carried": sum(1 for f in files if f.parts[0] == "units")}
+    return files, manifest
+
+
+def carried_files(root: Path) -> tuple[list[Path], dict]:
+    """(the files of ``root`` to carry, relative to it; the manifest saying what they hold)."""
+    if (root / "units").is_dir() and not (root / STATE).exists():
+        return carried_units(root)
+    state = _state(root)
+    done = sorted(a for a, s in (state.get("searches") or {}).items() if s.get("done"))
+    nets = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    files = [Path(p.name) for p in root.iterdir() if p.is_file() and p.name not in (*LEFT_OUT, MANIFEST)]
+    runs = {}
+    for arch in done:
+        exp = root / arch
+        if not exp.is_dir():
+            raise CarryError(f"{root}: the search of {arch} is recorded finished but {exp} is missing")
+        for dirpath, dirnames, filenames in os.walk(exp):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("checkpoint_"))
+            for name in sorted(filenames):
+                if name not in LEFT_OUT and not (name.startswith(".") and name.endswith(".tmp")):
+                    files.append((Path(dirpath) / name).relative_to(root))
+        runs[arch] = sorted(p.name for p in (exp / RUNS_DIR).glob("*.json"))
+    manifest = {"what": "a reproduction's progress (benchmarks/carry.py): its state, and each finished search's "
+                        "experiment without checkpoints",
+                "name": root.name, "kind": "reproduction", "report": state.get("report"),
+                "saved": _dt.datetime.now().isoformat(timespec="seconds"),
+                "from": str(root), "searches_carried": done,
+                "searches_left_out": sorted(set(nets) - set(done)),  # unfinished: started afresh where restored
+                "final_runs_carried": runs, "finished": "result" in state}
+    return sorted(files), manifest
+
+
+def save(root: str | os.PathLike, to: str | os.PathLike = CARRIED) -> tuple[Path, dict]:
+    root = Path(root).expanduser().resolve()
+    files, manifest = carried_files(root)
+    out = Path(to) / f"{root.name}.tar.gz"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        with tarfile.open(tmp, "w:gz") as tar:
+            blob = json.dumps(manifest, indent=1).encode()
+            info = tarfile.TarInfo(f"{root.name}/{MANIFEST}")
+            info.size, info.mtime = len(blob), int(_dt.datetime.now().timestamp())
+            tar.addfile(info, io.BytesIO(blob))
+            for rel in files:
+                tar.add(root / rel, arcname=f"{root.name}/{rel}", recursive=False)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, out)
+    return out, manifest
+
+
+def restore(archive: str | os.PathLike, storage: str | os.PathLike) -> tuple[Path, dict]:
+    archive = Path(archive)
+    try:
+        tar = tarfile.open(archive, "r:gz")
+    except (OSError, tarfile.TarError) as e:
+        raise CarryError(f"{archive}: not a readable archive ({e})") from None
+    with tar:
+        members = tar.getmembers()
+        names = {m.name.split("/", 1)[0] for m in members}
+        manifests = [m for m in members if m.name.count("/") == 1 and m.name.endswith(f"/{MANIFEST}")]
+        if len(names) != 1 or len(manifests) != 1 or any(not (m.isfile() or m.isdir()) for m in members):
+            raise CarryError(f"{archive}: not an archive benchmarks.carry wrote (one folder with {MANIFEST})")
+        name = names.pop()
+        root = Path(storage).expanduser().resolve() / name
+        if root.exists():
+            raise CarryError(f"{root} exists already: restore writes only into a new folder (move it away to "
+                             f"restore over it)")
+        manifest = json.loads(tar.extractfile(manifests[0]).read())
+        root.parent.mkdir(parents=True, exist_ok=True)
+        tar.extractall(root.parent, members=members, filter="data")  # the manifest too: what was restored
+    return root, manifest
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("save", help="a reproduction's folder -> an archive of its finished stages")
+    s.add_argument("root", help="STORAGE/reproduce-reportNNN (the folder with reproduce.json)")
+    s.add_argument("--to", default=str(CARRIED), help="folder for the archive (default: benchmarks/carried)")
+    r = sub.add_parser("restore", help="an archive -> STORAGE/<its folder>, which must not exist yet")
+    r.add_argument("archive")
+    r.add_argument("--storage", required=True, help="the --storage the reproduction runs with")
+    args = p.parse_args(argv)
+    try:
+        if args.cmd == "save":
+            out, m = save(args.root, args.to)
+            if m["kind"] == "units":
+                print(f"carry: saved {out}: {m['units_carried']} finished units (units in flight start over)")
+                return 0
+            runs = ", ".join(f"{a} {len(v)}" for a, v in m["final_runs_carried"].items()) or "none"
+            print(f"carry: saved {out}: searches finished {', '.join(m['searches_carried']) or 'none'}; final runs "
+                  f"saved: {runs}; left out (start afresh): {', '.join(m['searches_left_out']) or 'nothing'}")
+        else:
+            root, m = restore(args.archive, args.storage)
+            if m.get("kind") == "units":
+                print(f"carry: restored {root} (saved {m['saved']}): {m['units_carried']} finished units; continue "
+                      f"with the same benchmark command")
+                return 0
+            print(f"carry: restored {root} (saved {m['saved']}): searches finished "
+                  f"{', '.join(m['searches_carried']) or 'none'}; continue with the same cifar-tune reproduce command")
+    except CarryError as e:
+        print(f"carry: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
