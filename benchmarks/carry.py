@@ -39,7 +39,7 @@ from pathlib import Path
 from analysis.evaluate import RUNS_DIR
 from benchmarks.common import REPO
 from search.reproduce import STATE_FILE as STATE
-from trainables.experiment import LOCK_FILE
+from trainables.experiment import LOCK_FILE, SPEC_FILE
 
 CARRIED = REPO / "benchmarks" / "carried"
 MANIFEST = "carry.json"
@@ -60,16 +60,47 @@ def _state(root: Path) -> dict:
         raise CarryError(f"{root / STATE} is not valid JSON (a half-written file?)") from None
 
 
+def _experiment_files(root: Path, exp: Path) -> list[Path]:
+    """An experiment folder's files, relative to ``root``, without checkpoints, locks or half-written files."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(exp):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("checkpoint_"))
+        for name in sorted(filenames):
+            if name not in LEFT_OUT and not (name.startswith(".") and name.endswith(".tmp")):
+                out.append((Path(dirpath) / name).relative_to(root))
+    return out
+
+
+def finished_search(exp: Path) -> bool:
+    """Every trial the experiment's spec asked for has ended (so its checkpoints will never be read again)."""
+    from analysis.load import ExperimentError, load_trials
+    from search.tuner import saved_spec
+    from search.spec import SpecError
+    from trainables.experiment import OUTCOMES_ENDED
+
+    try:
+        wanted = int(saved_spec(exp)["num_samples"])
+        trials = load_trials(exp)
+    except (SpecError, ExperimentError, OSError, ValueError, KeyError, TypeError):
+        return False
+    return sum(t["status"] in OUTCOMES_ENDED for t in trials) >= wanted
+
+
 def carried_units(root: Path) -> tuple[list[Path], dict]:
     """A benchmark's storage (``benchmarks.hpo_efficiency``, ``benchmarks.default_space``: finished units saved as
-    JSON under ``units/``): its settings and every finished unit; a unit in flight (``*.segments.json``, whose search
-    is in a Ray folder not carried) starts over."""
+    JSON under ``units/``): its settings, every finished unit, and every finished search experiment lying directly
+    in it (default_space's search; hpo_efficiency keeps its units' searches elsewhere); a unit in flight
+    (``*.segments.json``, whose search is in a Ray folder not carried) and an unfinished search start over."""
     files = [p.relative_to(root) for p in sorted((root / "units").rglob("*.json"))
              if not p.name.endswith(".segments.json") and not p.name.startswith(".")]
     files += [Path(p.name) for p in sorted(root.glob("*.json")) if p.name != MANIFEST]
+    searches = [p for p in sorted(root.iterdir()) if (p / SPEC_FILE).is_file() and finished_search(p)]
+    for exp in searches:
+        files += _experiment_files(root, exp)
     manifest = {"what": "a benchmark's finished units (benchmarks/carry.py)", "name": root.name, "kind": "units",
                 "saved": _dt.datetime.now().isoformat(timespec="seconds"), "from": str(root),
-                "units_carried": sum(1 for f in files if f.parts[0] == "units")}
+                "units_carried": sum(1 for f in files if f.parts[0] == "units"),
+                "searches_carried": [p.name for p in searches]}
     return files, manifest
 
 
@@ -86,11 +117,7 @@ def carried_files(root: Path) -> tuple[list[Path], dict]:
         exp = root / arch
         if not exp.is_dir():
             raise CarryError(f"{root}: the search of {arch} is recorded finished but {exp} is missing")
-        for dirpath, dirnames, filenames in os.walk(exp):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("checkpoint_"))
-            for name in sorted(filenames):
-                if name not in LEFT_OUT and not (name.startswith(".") and name.endswith(".tmp")):
-                    files.append((Path(dirpath) / name).relative_to(root))
+        files += _experiment_files(root, exp)
         runs[arch] = sorted(p.name for p in (exp / RUNS_DIR).glob("*.json"))
     manifest = {"what": "a reproduction's progress (benchmarks/carry.py): its state, and each finished search's "
                         "experiment without checkpoints",
@@ -160,7 +187,8 @@ def main(argv=None) -> int:
         if args.cmd == "save":
             out, m = save(args.root, args.to)
             if m["kind"] == "units":
-                print(f"carry: saved {out}: {m['units_carried']} finished units (units in flight start over)")
+                print(f"carry: saved {out}: {m['units_carried']} finished units, finished searches "
+                      f"{', '.join(m['searches_carried']) or 'none'} (what is in flight starts over)")
                 return 0
             runs = ", ".join(f"{a} {len(v)}" for a, v in m["final_runs_carried"].items()) or "none"
             print(f"carry: saved {out}: searches finished {', '.join(m['searches_carried']) or 'none'}; final runs "

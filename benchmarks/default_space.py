@@ -72,6 +72,11 @@ def parse(argv):
 def run_default_search(args, storage: Path) -> Path:
     """The README's main search under ``storage`` (resumed if a killed run left it), as the CLI runs it."""
     exp = storage / NAME
+    from benchmarks.carry import finished_search
+
+    if finished_search(exp):  # finished (perhaps carried here without its checkpoints): nothing to resume
+        print(f"default_space: the default search in {exp} has finished, kept", flush=True)
+        return exp
     cmd = [sys.executable, "-m", "search.cli", "search", *README_SEARCH, "--data-dir", data_dir(args.data_dir),
            "--storage", str(storage), "--name", NAME, "--seed", "0"]
     if (exp / "spec.json").exists():

@@ -393,6 +393,10 @@ def parse(argv):
     p.add_argument("--val-size", type=int, default=1000, help="the searches' validation split")
     p.add_argument("--heldout", type=int, default=5000, help="images the retrains are scored on (seen by no search)")
     p.add_argument("--grid-rows", type=int, default=0, help="use only the first N rows of the report's grid (0: all)")
+    p.add_argument("--record", default=RECORD.removesuffix(".json"),
+                   help=f"the published record's name in docs/results (default {RECORD.removesuffix('.json')}); "
+                        "another name publishes a run of some methods beside the full one, in its own section "
+                        "'HPO efficiency: NAME' of docs/benchmarks.md")
     p.add_argument("--no-retrain", action="store_true", help="skip retraining the picks (the costly stage)")
     p.add_argument("--summary-only", action="store_true", help="run nothing: tables from the finished units")
     p.add_argument("--quiet-load", type=float, default=None,
@@ -419,6 +423,8 @@ def parse(argv):
             p.error(f"--methods {m}: unknown; known: {', '.join(METHODS)}")
     if args.quiet_load is not None and not args.quiet_load > 0:
         p.error(f"--quiet-load must be > 0, got {args.quiet_load}")
+    if not args.record.replace("_", "").replace("-", "").isalnum():
+        p.error(f"--record {args.record}: a name of letters, digits, '-' and '_' (it names files in docs/results)")
     if REFERENCE not in args.methods:
         p.error(f"--methods must include {REFERENCE}: every other method is tested against it")
     return p, args
@@ -484,18 +490,19 @@ def main(argv=None) -> int:
     record = report.summarise(bench, units, retrains, skipped, METHODS, FRONT_METHODS)
     from trainables.train import code_version
 
-    record.update(command=again, code=code_version(), wall_seconds_this_invocation=round(time.monotonic() - start, 1),
+    record.update(record=args.record, command=again, code=code_version(), wall_seconds_this_invocation=round(time.monotonic() - start, 1),
                   methods_table={k: asdict(m) for k, m in {**METHODS, **FRONT_METHODS}.items()})
     write_json(bench.root / RECORD, record)
     report.figure(record, bench.root / "hpo_efficiency.html")
     lines = report.markdown(record)
     print(lines)
     if not args.smoke:
-        write_json(REPO / "docs" / "results" / RECORD, record)
-        report.figure(record, REPO / "docs" / "results" / "hpo_efficiency.html")
+        own = args.record == RECORD.removesuffix(".json")
+        write_json(REPO / "docs" / "results" / f"{args.record}.json", record)
+        report.figure(record, REPO / "docs" / "results" / f"{args.record}.html")
         from benchmarks.common import write_section
 
-        write_section("HPO efficiency", lines)
+        write_section("HPO efficiency" if own else f"HPO efficiency: {args.record}", lines)
     print(f"hpo_efficiency: record in {bench.root / RECORD}")
     return 0
 

@@ -192,3 +192,32 @@ def test_carry_takes_a_benchmarks_finished_units_not_the_one_in_flight(tmp_path,
     got = {str(p.relative_to(tmp_path / "new" / "hpo")) for p in (tmp_path / "new" / "hpo").rglob("*") if p.is_file()}
     assert got == {"carry.json", "settings.json", "units/simple_cnn/pbt/seed0.json",
                    "units/simple_cnn/pbt/seed0.retrain.json"}
+
+
+def test_long_runs_restores_a_step_from_its_archive_runs_it_and_carries_it_again(tmp_path, monkeypatch, capsys):
+    """benchmarks.long_runs with one stand-in step (a command that extends a reproduction's state): the first run
+    carries what the step wrote; on a "new machine" (the storage gone) the step's folder comes back from the archive
+    before the step runs, so the step continues from it; a bad --steps is one line."""
+    import benchmarks.carry as carry
+    import benchmarks.long_runs as lr
+
+    grow = ("import json, pathlib; p = pathlib.Path('{storage}/fair/reproduce-x'); p.mkdir(parents=True, "
+            "exist_ok=True); f = p / 'reproduce.json'; s = json.loads(f.read_text()) if f.exists() else "
+            "{{'report': 'x', 'searches': {{}}}}; s['runs'] = s.get('runs', 0) + 1; f.write_text(json.dumps(s))")
+    monkeypatch.setattr(lr, "STEPS", (lr.Step("x", ("-c", grow), ("fair/reproduce-x",), "a stand-in"),))
+    monkeypatch.setattr(carry, "CARRIED", tmp_path / "carried")
+    monkeypatch.setattr(lr, "frozen_code", lambda storage: lr.REPO)  # no worktree for a stand-in
+    machine = tmp_path / "machine"
+    assert lr.main(["--storage", str(machine)]) == 0
+    assert (tmp_path / "carried" / "reproduce-x.tar.gz").exists()
+    import shutil
+
+    shutil.rmtree(machine)  # the next machine
+    assert lr.main(["--storage", str(machine), "--list"]) == 0
+    assert "carried (" in capsys.readouterr().out
+    assert lr.main(["--storage", str(machine)]) == 0
+    assert "restored" in capsys.readouterr().out
+    assert json.loads((machine / "fair" / "reproduce-x" / "reproduce.json").read_text())["runs"] == 2
+    with pytest.raises(SystemExit) as e:
+        lr.main(["--steps", "nope"])
+    assert e.value.code == 2 and "--steps nope: unknown" in capsys.readouterr().err

@@ -285,6 +285,20 @@ def test_default_space_benchmark_retrains_both_picks_alike_and_resumes(experimen
     assert ds.main(args) == 0  # a rerun keeps every finished retrain
     assert [u.stat().st_mtime_ns for u in units] == stamps
     assert (doc.read_text() if doc.exists() else None) == before  # shrunk settings never publish
+    # carried to a new machine (benchmarks.carry): the units and the finished search, without its checkpoints; the
+    # benchmark then keeps that search instead of resuming it
+    import shutil
+
+    from benchmarks.carry import main as carry
+
+    shutil.copytree(exp, tmp_path / ds.NAME)
+    assert carry(["save", str(tmp_path), "--to", str(tmp_path / "carried")]) == 0
+    assert carry(["restore", str(tmp_path / "carried" / f"{tmp_path.name}.tar.gz"), "--storage",
+                  str(tmp_path / "new")]) == 0
+    new = tmp_path / "new" / tmp_path.name
+    assert sorted(p.name for p in (new / "units" / "modified_net").glob("*.json")) == [u.name for u in units]
+    assert (new / ds.NAME / "spec.json").exists() and not list((new / ds.NAME).rglob("checkpoint_*"))
+    assert ds.run_default_search(None, new) == new / ds.NAME  # finished: kept, nothing run (no args needed)
 
 
 @pytest.mark.parametrize("default, reproduce, word", [

@@ -1,0 +1,206 @@
+"""The project's own long runs, in order, continued across machines that keep only the repository.
+
+    nohup python -m benchmarks.long_runs > /tmp/runs/long_runs.log 2>&1 &     # start, or continue where it stopped
+    python -m benchmarks.long_runs --list                                     # the steps and where each stands
+    kill -TERM <its pid>                                                       # stop: the step in flight is saved
+
+Each step is one resumable command (``cifar-tune reproduce``, ``benchmarks.hpo_efficiency``,
+``benchmarks.default_space``): run again, it keeps what finished and continues. Around it this runner:
+
+* runs the code of one commit: a detached worktree of HEAD at ``STORAGE/code`` made when it is missing (so editing
+  the checkout while a run goes on changes nothing under it; the commit is logged and in every record the step
+  writes);
+* restores a step's storage from its carried archive (``benchmarks/carried/``, ``benchmarks.carry``) where this
+  machine does not have it, and saves the archive again every ``--carry-every`` seconds and when the step ends;
+* scores the test split onto the ledger the repository keeps (``CIFAR_TUNE_LEDGER_DIR=docs/results/test-ledger``);
+* runs each step at ``nice 15``, so the session's own work comes first;
+* on SIGTERM or SIGINT stops the step (SIGTERM, which every step handles like Ctrl-C: finished work kept), saves
+  its archive and exits 143.
+
+Publishing stays by hand (``benchmarks.record_reproduction``, ``benchmarks.publish``): a record says why it
+supersedes another, which a runner cannot know. The archives are committed by hand too, at least before a session
+ends.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.common import REPO
+
+DATA = REPO.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
+LEDGER = REPO / "docs" / "results" / "test-ledger"
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    argv: tuple  # after ``python``; {data} and {storage} filled in
+    roots: tuple  # the storage folders it writes, relative to --storage: what is carried
+    why: str
+
+
+STEPS = (
+    Step("report001", ("-m", "search.cli", "reproduce", "report001", "--data-dir", "{data}", "--storage",
+                       "{storage}/fair"), ("fair/reproduce-report001",),
+         "issue 21: keras_cnn and resnet18 (from scratch) on the report's protocol"),
+    Step("hpo-schedulers", ("-m", "benchmarks.hpo_efficiency", "--data-dir", "{data}", "--storage",
+                            "{storage}/hpo-schedulers", "--methods", "tpe+asha,hyperband,pbt", "--front-archs", "",
+                            "--record", "hpo_schedulers"), ("hpo-schedulers",),
+         "issue 22: HyperBand and PBT against TPE + ASHA, paired by seed (the four-method record's storage is gone)"),
+    Step("default-space", ("-m", "benchmarks.default_space", "--data-dir", "{data}", "--storage",
+                           "{storage}/default-space"), ("default-space",),
+         "issue 22, build 3: the README search's pick against the reproduce pick"),
+    Step("report004", ("-m", "search.cli", "reproduce", "report004", "--data-dir", "{data}", "--storage",
+                       "{storage}/fair"), ("fair/reproduce-report004",), "issue 21: lozano_c, lozano_e, lozano_f"),
+    Step("report002", ("-m", "search.cli", "reproduce", "report002", "--data-dir", "{data}", "--storage",
+                       "{storage}/fair"), ("fair/reproduce-report002",), "issue 21: ghasemi_net"),
+)
+
+
+def archive_of(root: str) -> Path:
+    from benchmarks.carry import CARRIED
+
+    return CARRIED / f"{Path(root).name}.tar.gz"
+
+
+def shown(path: Path) -> str:
+    """A path as the log says it: relative to the repository where it lies inside."""
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] long_runs: {msg}", flush=True)
+
+
+def frozen_code(storage: Path) -> Path:
+    """``STORAGE/code``: a detached worktree of this checkout's HEAD, made once per machine."""
+    code = storage / "code"
+    if not (code / "pyproject.toml").exists():
+        subprocess.run(["git", "-C", str(REPO), "worktree", "prune"], check=True)
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--force", "--detach", str(code), "HEAD"],
+                       check=True, stdout=subprocess.DEVNULL)
+    return code
+
+
+def save(storage: Path, step: Step) -> None:
+    from benchmarks.carry import CarryError, save as carry_save
+
+    for root in step.roots:
+        if (storage / root).is_dir():
+            try:
+                out, _ = carry_save(storage / root, archive_of(root).parent)
+                log(f"{step.name}: carried {storage / root} -> {shown(out)}")
+            except CarryError as e:
+                log(f"{step.name}: not carried ({e})")
+
+
+def restore(storage: Path, step: Step) -> None:
+    from benchmarks.carry import restore as carry_restore
+
+    for root in step.roots:
+        if not (storage / root).exists() and archive_of(root).exists():
+            where, manifest = carry_restore(archive_of(root), (storage / root).parent)
+            log(f"{step.name}: restored {where} from {shown(archive_of(root))} (saved "
+                f"{manifest['saved']})")
+
+
+def status(storage: Path, step: Step) -> str:
+    import json
+
+    parts = []
+    for root in step.roots:
+        here = storage / root
+        state = here / "reproduce.json"
+        if state.exists():
+            try:
+                s = json.loads(state.read_text())
+                done = ", ".join(a for a, v in s.get("searches", {}).items() if v.get("done")) or "none"
+                parts.append("finished" if "result" in s else f"searches done: {done}")
+            except ValueError:
+                parts.append("state unreadable")
+        elif here.exists():
+            parts.append(f"{len(list(here.glob('units/**/*.json')))} units here")
+        elif archive_of(root).exists():
+            parts.append(f"carried ({shown(archive_of(root))}), not restored here")
+        else:
+            parts.append("not started")
+    return "; ".join(parts)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--storage", default="/tmp/runs", help="where the steps' storage lives on this machine")
+    p.add_argument("--data-dir", default=str(DATA))
+    p.add_argument("--steps", default=",".join(s.name for s in STEPS), help="which steps, in the fixed order")
+    p.add_argument("--carry-every", type=float, default=600.0, help="seconds between archive saves")
+    p.add_argument("--list", action="store_true", help="print the steps and where each stands; run nothing")
+    args = p.parse_args(argv)
+    known = {s.name: s for s in STEPS}
+    wanted = [w for w in args.steps.split(",") if w]
+    for w in wanted:
+        if w not in known:
+            p.error(f"--steps {w}: unknown; known: {', '.join(known)}")
+    if not args.carry_every > 0:
+        p.error(f"--carry-every must be > 0, got {args.carry_every}")
+    storage = Path(args.storage).expanduser().resolve()
+    steps = [s for s in STEPS if s.name in wanted]
+    if args.list:
+        for s in steps:
+            print(f"{s.name:15} {status(storage, s)}  ({s.why})")
+        return 0
+    storage.mkdir(parents=True, exist_ok=True)
+    code = frozen_code(storage)
+    commit = subprocess.run(["git", "-C", str(code), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    env = {**os.environ, "PYTHONPATH": str(code), "CIFAR_TUNE_LEDGER_DIR": str(LEDGER)}
+    stopping = threading.Event()
+    child: list[subprocess.Popen] = []
+
+    def on_signal(signum, _frame):
+        stopping.set()
+        if child and child[0].poll() is None:
+            child[0].send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log(f"code {commit} at {code}; storage {storage}; steps {', '.join(s.name for s in steps)}")
+    for step in steps:
+        if stopping.is_set():
+            break
+        restore(storage, step)
+        cmd = ["nice", "-n", "15", sys.executable,
+               *(a.format(data=args.data_dir, storage=storage) for a in step.argv)]
+        log(f"{step.name}: {' '.join(shlex.quote(c) for c in cmd[3:])}")
+        done = threading.Event()
+
+        def keep_carrying(step=step, done=done):
+            while not done.wait(args.carry_every):
+                save(storage, step)
+
+        saver = threading.Thread(target=keep_carrying, daemon=True)
+        child[:] = [subprocess.Popen(cmd, cwd=code, env=env)]
+        saver.start()
+        rc = child[0].wait()
+        done.set()
+        saver.join()
+        save(storage, step)
+        log(f"{step.name}: exit {rc}")
+        if rc != 0:
+            log("stopped: " + ("as asked; run the same command to continue" if stopping.is_set() else
+                               f"{step.name} failed; its log is above, the same command retries it"))
+            return 143 if stopping.is_set() else rc
+    log("every step ended" if not stopping.is_set() else "stopped as asked")
+    return 143 if stopping.is_set() else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
