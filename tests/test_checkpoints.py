@@ -84,6 +84,15 @@ def test_two_corrupt_fall_back_two_and_records_accumulate(trial_dir):
     assert [len(r["failed"]) for r in records(trial_dir)] == [2, 1]
 
 
+def test_a_fallback_takes_the_older_sibling_holding_the_latest_epoch_not_the_highest_number(trial_dir):
+    """After a PBT exploit a lower-numbered folder can hold a later epoch: the fallback reads them all."""
+    save_state(state(5), trial_dir / "checkpoint_000002")  # epoch 5 in folder 2, epoch 4 in folder 3
+    (trial_dir / "checkpoint_000004" / CHECKPOINT_FILE).write_bytes(b"")
+    got = load_newest_valid(ckpt(trial_dir, 4), load_state)
+    assert got["epoch"] == 5 and float(got["model"]["w"][0]) == 5.0
+    assert records(trial_dir)[0]["resumed_from"] == "checkpoint_000002"
+
+
 def test_no_readable_checkpoint_starts_over(trial_dir):
     for index in (2, 3, 4):
         (trial_dir / f"checkpoint_{index:06d}" / CHECKPOINT_FILE).write_bytes(b"junk")

@@ -3,8 +3,8 @@
 Ray Tune hands a restarted trial only the checkpoint it recorded last (``tune.get_checkpoint()``) and has no
 fallback when that one cannot be read (a node died mid-upload, a disk filled up, a file was truncated). Tune keeps
 ``num_to_keep`` checkpoints of a trial as sibling folders ``checkpoint_000000``, ``checkpoint_000001``, ... in the
-trial directory. :func:`load_newest_valid` tries the recorded one, then its older siblings, newest first, and when
-it had to skip one it says so: a warning in the trial's log and a line in ``checkpoint_fallback.jsonl`` beside
+trial directory. :func:`load_newest_valid` tries the recorded one, then its older siblings, taking the one that holds
+the latest epoch (a folder's number does not always order its epoch), and when it had to skip one it says so: a warning in the trial's log and a line in ``checkpoint_fallback.jsonl`` beside
 the checkpoints (which checkpoint failed, why, and which one the trial resumed from). Not ``.json``: Tune's resume
 copies the experiment's ``*.json`` files to the driver and back, which would put an old copy over a newer one.
 
@@ -94,19 +94,26 @@ def load_newest_valid(checkpoint, load: Callable[[str], dict]) -> dict | None:
     A fallback is logged and recorded in ``FALLBACK_FILE`` in the trial directory; so is None (no readable
     checkpoint at all: the trial starts again from epoch 1).
     """
-    failed = []
-    for cand in candidates(checkpoint):
+    failed, best = [], None
+    for n, cand in enumerate(candidates(checkpoint)):
         try:
             with cand.as_directory() as d:
                 state = _check(load(d))
         except Exception as e:  # torch.load raises many types for a truncated or garbled file
             failed.append({"checkpoint": _name(cand), "error": f"{type(e).__name__}: {e}"[:500]})
             continue
-        if failed:
-            _say(checkpoint, failed, _name(cand), int(state["epoch"]))
-        return state
-    _say(checkpoint, failed, None, 0)
-    return None
+        if n == 0:  # the recorded one loads: the usual case, nothing else read
+            return state
+        # A fallback: every older sibling is read and the latest epoch wins (a tie: the higher number), since a
+        # folder's number does not always order its epoch (after a PBT exploit, see newest_on_disk).
+        key = (int(state["epoch"]), checkpoint_index(cand.path) or 0)
+        if best is None or key > best[0]:
+            best = (key, cand, state)
+    if best is None:
+        _say(checkpoint, failed, None, 0)
+        return None
+    _say(checkpoint, failed, _name(best[1]), int(best[2]["epoch"]))
+    return best[2]
 
 
 def _say(checkpoint, failed: list[dict], used: str | None, epoch: int) -> None:
