@@ -64,9 +64,13 @@ def _test_model(state: dict, data, test) -> dict:
     return {"test_loss": out["loss"], "predictions": out["predictions"].tolist()}
 
 
-def _retrain(config: dict, data, test) -> dict:
+def _retrain(config: dict, data, test, threads: int = 1) -> dict:
+    import torch
+
     from trainables.train import train
 
+    # A reused Ray worker keeps the thread count torch took at its first import; a run given more cores uses them.
+    torch.set_num_threads(threads)
     final: dict = {}
 
     def keep_last(metrics, state):
@@ -78,7 +82,8 @@ def _retrain(config: dict, data, test) -> dict:
     seconds = time.perf_counter() - t0
     val = {METRIC: metrics.get(METRIC)} if config.get("val_size", 1) else {}
     return {**_test_model(final["state"], data, test), "status": metrics.get("status"), **val,
-            "train_seconds": seconds, "epochs": metrics.get("epoch"), "train_images": metrics.get("train_images")}
+            "train_seconds": seconds, "epochs": metrics.get("epoch"), "train_images": metrics.get("train_images"),
+            "threads": torch.get_num_threads()}
 
 
 def _from_checkpoint(state: dict, data, test) -> dict:
@@ -176,7 +181,7 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
                         epochs: int | None = None, archs: list[str] | None = None, svm_subset: int = 0,
                         svm_k: int = 448, address: str | None = None, progress=None, pareto: bool = False,
                         trials: list[str] | None = None, train_images: int | None = None,
-                        command: str | None = None) -> dict:
+                        command: str | None = None, cpus_per_run: int = 1) -> dict:
     """Run the final evaluation of an experiment (see the module docstring); returns and saves the results.
 
     Every retrained run is saved in ``EXP/eval-runs/`` as it ends, keyed by its full config (seed and epochs
@@ -188,6 +193,9 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
     ``trials``: retrain exactly these trials (ids as in ``report``), e.g. the front members a user picked.
     ``train_images``: train every final run on exactly this many images (module docstring); None: all of the split.
     ``command``: what the ledger records as the command (default: this process's command line).
+    ``cpus_per_run``: CPU cores (and torch threads) per final run. 1 runs as many at once as there are cores; more
+    runs fewer at once, each sooner: a slow net's run then ends within a working session instead of all of them
+    ending together hours later. A speed setting, not the model's: it is not in the run's config or its key.
     """
     if train_on not in TRAIN_ON:
         raise ValueError(f"--train-on must be one of {', '.join(TRAIN_ON)}, got {train_on!r}")
@@ -199,6 +207,11 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
     if train_images is not None and (not isinstance(train_images, int) or isinstance(train_images, bool)
                                      or train_images < 1):
         raise ValueError(f"--train-images must be an integer >= 1, got {train_images!r}")
+    if isinstance(cpus_per_run, bool) or not isinstance(cpus_per_run, int) or cpus_per_run < 1:
+        raise ValueError(f"--cpus-per-run must be an integer >= 1, got {cpus_per_run!r}")
+    if (address in (None, "local")) and cpus_per_run > (os.cpu_count() or 1):
+        raise ValueError(f"--cpus-per-run {cpus_per_run}: this machine has {os.cpu_count()} cores, so no run could "
+                         f"ever start")
     if trials is not None and pareto:
         raise ValueError("--trials and --pareto choose the configs two ways: give one of them")
     exp = load(exp_dir)
@@ -289,8 +302,8 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
                 data_ref, test_ref = ray.put(train_only), ray.put(test)
             # a quarter GPU per run where there are GPUs (the small nets pack four to a GPU), else one CPU
             gpus = 0.25 if ray.is_initialized() and ray.cluster_resources().get("GPU") else 0
-            retrain = ray.remote(num_cpus=1, num_gpus=gpus)(_retrain)
-            pending = {retrain.remote(retrains[i][1], data_ref, test_ref): i for i in todo}
+            retrain = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus)(_retrain)
+            pending = {retrain.remote(retrains[i][1], data_ref, test_ref, cpus_per_run): i for i in todo}
             svm_ref = ray.remote(num_cpus=1)(_svm).remote(
                 data_ref, test_ref, {"subset": svm_subset, "k": svm_k,
                                      "val_size": fixed.get("val_size", 5000)}) if svm_subset else None

@@ -148,7 +148,7 @@ class Experiment:
 
     def evaluate(self, top_k: int = 3, repeats: int = 5, train_on: str = "train", epochs: int | None = None,
                  train_images: int | None = None, archs: list[str] | None = None, trials: list[str] | None = None,
-                 pareto: bool = False, address: str | None = None, progress=None):
+                 pareto: bool = False, address: str | None = None, progress=None, cpus_per_run: int = 1):
         """Retrain each net's top configs ``repeats`` times and score them once on the test split (each config one
         use in the test-split ledger); as ``cifar-tune evaluate``. Returns a DataFrame, one row per config:
         test accuracy and weighted F1 means with their 95% CI; the whole record is in ``self.evaluation``."""
@@ -158,7 +158,7 @@ class Experiment:
 
         record = holding_lock(str(self.path), "cifar-tune api evaluate", lambda: evaluate_experiment(
             self.path, top_k=top_k, repeats=repeats, train_on=train_on, epochs=epochs, train_images=train_images,
-            archs=archs, trials=trials, pareto=pareto, address=address, progress=progress,
+            archs=archs, trials=trials, pareto=pareto, address=address, progress=progress, cpus_per_run=cpus_per_run,
             command=f"search.api evaluate({str(self.path)!r})"))
         rows = []
         for r in record["results"]:

@@ -355,6 +355,7 @@ def _run_stages(job: _Job, state: dict, lock: threading.Lock, eta: OverallEta, l
                 evaluations[net.arch] = evaluate_experiment(root / net.arch, top_k=1, repeats=repeats,
                                                             train_on=plan.train_on, epochs=epochs, address="local",
                                                             progress=progress, train_images=train_images,
+                                                            cpus_per_run=min(net.final_cpus, os.cpu_count() or 1),
                                                             command=state["commands"][-1]["command"])
             eta.finish((report, net.arch, "final"))
             for line in ledger_lines(evaluations[net.arch]):

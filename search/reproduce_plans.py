@@ -64,6 +64,7 @@ class NetPlan:
     search_subset: int = 0  # a proxy: the search trains on the first N training images (0: all of them)
     repeats: int | None = None  # seeds per final config (None: the plan's)
     ours_note: str = ""  # said beside our number in every table (e.g. "from scratch")
+    final_cpus: int = 1  # cores per final run (analysis.evaluate's cpus_per_run): 2 runs one at a time, each sooner
 
     @property
     def enqueue(self) -> tuple:
@@ -220,7 +221,7 @@ _PLANS = {p.report: p for p in (
                     report_epochs=341, final_epochs=20, metric="test_accuracy",
                     published_row=("report002", "row 15 (report arch 8-3)"),
                     published_note="test accuracy, Adam 5e-4, batch 60, BatchNorm, 20 epochs (its table, row 15)",
-                    search_subset=10_000,
+                    search_subset=10_000, final_cpus=2,
                     also_enqueue=({**_LONG_HORIZON, "lr": 1e-3, "batch_size": 128},),
                     why="Report 002's table shows 15 runs, 341 epochs (its text says 45 attempts; the smaller "
                         "reading is the rule), so the search gets 68: 12 trials x 2 epochs = 24 for the first "
@@ -231,7 +232,10 @@ _PLANS = {p.report: p for p in (
                         "proxy search to about 1.5 h and the final runs on the report's protocol (all 50,000 "
                         "images, 20 epochs) to about 9 h for 5 seeds (in fp32 5 seeds would have taken about "
                         "21 h: the plan had 3 until 2026-12-02). The rung agreement is measured within the proxy; "
-                        "the finals say how it transferred. On a GPU: --set subset=0 lifts the proxy."),
+                        "the finals say how it transferred. On a GPU: --set subset=0 lifts the proxy. Each final "
+                        "run takes both cores (one at a time, about 2 h each) rather than two at once on one core "
+                        "each (about 4 h for a pair): a run in flight when a machine goes is lost, and a working "
+                        "session here is 3 h."),
         )),
     ReproductionPlan(
         report="report004", title="Report 004 (Lozano): models C, E and F, Table 1 (validation accuracy)",

@@ -327,7 +327,7 @@ def test_each_scoring_of_the_test_split_is_ledgered_once(lab, tmp_path, monkeypa
     shutil.copytree(lab["main"], exp)
     copied = ledger.read_experiment(exp)  # the ledger travels with the experiment: earlier tests' uses
     kw = dict(top_k=2, repeats=1, epochs=1, archs=["origin_net"], train_on="trainval", train_images=150,
-              address="local")
+              address="local", cpus_per_run=2)  # both cores per run: one at a time, each with two torch threads
     frame = api.open_experiment(exp).evaluate(**kw)  # the Python API: a DataFrame, one row per config
     assert list(frame["arch"]) == ["origin_net"] * 2 and list(frame["rank"]) == [1, 2]
     assert frame["test_accuracy"].between(0, 1).all() and (frame["train_images"] == 150).all()
@@ -335,6 +335,7 @@ def test_each_scoring_of_the_test_split_is_ledgered_once(lab, tmp_path, monkeypa
     assert [g["test_accuracy"]["mean"] for g in first["results"]] == list(frame["test_accuracy"])
     runs = [r for g in first["results"] for r in g["runs"]]
     assert len(runs) == 2 and {r["train_images"] for r in runs} == {150}  # what each run's loop really saw
+    assert {r["threads"] for r in runs} == {2}
     assert first["train_draw"]["images"] == 150 and first["train_draw"]["of"] == 50_000
     records = ledger.read_experiment(exp)[len(copied):]
     assert len(records) == 2 and len(ledger.uses(records, "origin_net")) == 2
@@ -346,6 +347,10 @@ def test_each_scoring_of_the_test_split_is_ledgered_once(lab, tmp_path, monkeypa
     assert again["test_split"]["nets"]["origin_net"]["uses"] == 2
     with pytest.raises(ValueError, match="--train-images 60,000: the trainval split .* has 50,000 images"):
         evaluate_experiment(exp, **{**kw, "train_images": 60_000})
+    for cpus, words in ((0, "--cpus-per-run must be an integer >= 1, got 0"), (999, "--cpus-per-run 999: this "
+                                                                                     "machine has")):
+        with pytest.raises(ValueError, match=words):
+            evaluate_experiment(exp, **{**kw, "cpus_per_run": cpus})
 
 
 def test_the_python_api_reads_reports_and_refuses_like_the_cli(lab, tmp_path):

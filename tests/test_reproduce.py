@@ -49,6 +49,9 @@ def test_every_plan_obeys_its_budget_rule(report, net):
     if net.search_subset:  # a reduced-fidelity search: only where a full epoch is slow, and said in the plan
         assert 45_000 / speeds[net.arch] > PROXY_ABOVE_SECONDS, (net.arch, speeds.get(net.arch))
         assert "proxy" in net.why and f"{net.search_subset:,}" in net.why
+    # a final run on more than one core only for a net slower than a minute per epoch, and said in the plan
+    assert net.final_cpus == 1 or (net.final_cpus == 2 and 45_000 / speeds[net.arch] > PROXY_ABOVE_SECONDS
+                                   and "both cores" in net.why)
     seeds = get_plan(report).seeds(net)
     assert seeds == 5 or (MIN_SEEDS <= seeds < 5 and f"{seeds} seeds" in net.why), (net.arch, seeds)
     space = load_space(net.arch, space_file(net.arch))

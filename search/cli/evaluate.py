@@ -27,6 +27,7 @@ def _evaluate(args, archs, trials) -> int:
                                      address=args.address, pareto=getattr(args, "pareto", False),
                                      trials=trials,
                                      train_images=getattr(args, "train_images", None),
+                                     cpus_per_run=getattr(args, "cpus_per_run", 1),
                                      progress=None if args.json else (lambda line: print(line, flush=True)))
     except ValueError as e:  # the CLI prints an ExperimentError as one line, exit status 2
         raise ExperimentError(str(e)) from None
@@ -49,6 +50,8 @@ def add(sub) -> None:
     e.add_argument("--epochs", type=int, default=None, help="default: each config's own (the search's max epochs)")
     e.add_argument("--train-images", type=int, default=None,
                    help="train each final run on exactly N images (a report's training-set size); default: all")
+    e.add_argument("--cpus-per-run", type=int, default=1,
+                   help="CPU cores (torch threads) per final run: more runs fewer at once, each sooner (default 1)")
     e.add_argument("--archs", help="comma-separated subset of the experiment's nets")
     e.add_argument("--svm-subset", type=int, default=0, help="also fit report 000's SVM on N training images")
     e.add_argument("--svm-k", type=int, default=448, help="PCA components of the SVM")
