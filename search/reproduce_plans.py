@@ -204,7 +204,7 @@ _PLANS = {p.report: p for p in (
                     report_epochs=20, final_epochs=30, metric="test_accuracy",
                     published_row=("report001", "arch=resnet18"),
                     published_note="test accuracy, ImageNet-pretrained, fine-tuned 20 epochs (Table 1)",
-                    ours_note="from scratch", rule=RULE_OWN_AND_DEFAULTS, also_enqueue=(_RESNET_SGD,),
+                    ours_note="from scratch", rule=RULE_OWN_AND_DEFAULTS, also_enqueue=(_RESNET_SGD,), final_cpus=2,
                     why="Trained from scratch: the report fine-tuned ImageNet weights (§2.4), which cannot be "
                         "downloaded here (--set pretrained=true with $CIFAR_TUNE_RESNET18_WEIGHTS runs the "
                         "transfer setting where the weights are at hand). The report trained ResNet-18 once, 20 "
@@ -212,7 +212,8 @@ _PLANS = {p.report: p for p in (
                         "lr 0.05, batch 128, weight decay 5e-4, cosine, label smoothing 0.1. ImageNet stem (the "
                         "registry's): the CIFAR stem costs about 16x the compute. Final runs: 5 seeds x 30 epochs "
                         "(10 more than the report's fine-tuning, from scratch), about 3 h at 72 s per full "
-                        "epoch."),
+                        "epoch, each run on both cores, one at a time (about 35 min each), so that a working "
+                        "session ends with finished runs rather than a pair in flight."),
         )),
     ReproductionPlan(
         report="report002", title="Report 002 (Ghasemi): the Step 3 net, its 15-run table",
