@@ -247,7 +247,7 @@ _PLANS = {p.report: p for p in (
                     published_row=("report004", f"arch={arch}"),
                     published_note=f"validation accuracy, Table 1's 'Val. Acc.' ('Val. Set Acc.' {rounded}), "
                                    f"{own}, {report} epochs",
-                    rule=RULE_OWN_AND_DEFAULTS, also_enqueue=({**_LONG_HORIZON, "lr": 1e-3},),
+                    rule=RULE_OWN_AND_DEFAULTS, also_enqueue=({**_LONG_HORIZON, "lr": 1e-3},), final_cpus=2,
                     why=f"Report 004 trained model {model} once, {report} epochs, so a fifth is {report // 5}. "
                         + _FEW + " The long-horizon default: the report's optimizer at lr 1e-3 with flip + "
                         "crop, cosine, a warm-up epoch, label smoothing 0.1, batch 64. The report measured "
@@ -255,7 +255,8 @@ _PLANS = {p.report: p for p in (
                         "runs (40,000 training images, the same 10,000-image validation split as the search), "
                         "each also scored on the test split, shown beside. Table 1 gives two validation figures; "
                         "we compare with the higher one, 'Val. Acc.' (Keras' last-epoch accuracy), the harder "
-                        f"target. Final runs: 5 seeds x 20 epochs{extra}.")
+                        f"target. Final runs: 5 seeds x 20 epochs{extra}, each on both cores, one at a time "
+                        f"(about half an hour each), so a working session ends with finished runs.")
             for arch, model, report, own, rounded, extra in (
                 ("lozano_c", "C", 10, "Adam 1e-4, batch 32", "0.66",
                  " (the report's 10 stopped early: 'it would've gone for longer')"),
