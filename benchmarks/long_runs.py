@@ -1,6 +1,7 @@
 """The project's own long runs, in order, continued across machines that keep only the repository.
 
     nohup python -m benchmarks.long_runs > /tmp/runs/long_runs.log 2>&1 &     # start, or continue where it stopped
+    # order: report 001, report 004 (issue 21 first), HyperBand/PBT and the default space (issue 22), report 002
     python -m benchmarks.long_runs --list                                     # the steps and where each stands
     kill -TERM <its pid>                                                       # stop: the step in flight is saved
 
@@ -52,6 +53,8 @@ STEPS = (
     Step("report001", ("-m", "search.cli", "reproduce", "report001", "--data-dir", "{data}", "--storage",
                        "{storage}/fair"), ("fair/reproduce-report001",),
          "issue 21: keras_cnn and resnet18 (from scratch) on the report's protocol"),
+    Step("report004", ("-m", "search.cli", "reproduce", "report004", "--data-dir", "{data}", "--storage",
+                       "{storage}/fair"), ("fair/reproduce-report004",), "issue 21: lozano_c, lozano_e, lozano_f"),
     Step("hpo-schedulers", ("-m", "benchmarks.hpo_efficiency", "--data-dir", "{data}", "--storage",
                             "{storage}/hpo-schedulers", "--methods", "tpe+asha,hyperband,pbt", "--front-archs", "",
                             "--record", "hpo_schedulers"), ("hpo-schedulers",),
@@ -59,8 +62,6 @@ STEPS = (
     Step("default-space", ("-m", "benchmarks.default_space", "--data-dir", "{data}", "--storage",
                            "{storage}/default-space"), ("default-space",),
          "issue 22, build 3: the README search's pick against the reproduce pick"),
-    Step("report004", ("-m", "search.cli", "reproduce", "report004", "--data-dir", "{data}", "--storage",
-                       "{storage}/fair"), ("fair/reproduce-report004",), "issue 21: lozano_c, lozano_e, lozano_f"),
     Step("report002", ("-m", "search.cli", "reproduce", "report002", "--data-dir", "{data}", "--storage",
                        "{storage}/fair"), ("fair/reproduce-report002",), "issue 21: ghasemi_net"),
 )
