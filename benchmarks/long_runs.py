@@ -19,8 +19,9 @@ Each step is one resumable command (``cifar-tune reproduce``, ``benchmarks.hpo_e
   its archive and exits 143.
 
 Publishing stays by hand (``benchmarks.record_reproduction``, ``benchmarks.publish``): a record says why it
-supersedes another, which a runner cannot know. The archives are committed by hand too, at least before a session
-ends.
+supersedes another, which a runner cannot know. ``--commit`` commits each archive, alone, whenever it holds more
+progress than the committed copy (finished searches, saved final runs, units), for machines that end without
+warning; otherwise commit the archives by hand before a session ends.
 """
 from __future__ import annotations
 
@@ -92,16 +93,67 @@ def frozen_code(storage: Path) -> Path:
     return code
 
 
-def save(storage: Path, step: Step) -> None:
+PROGRESS_KEYS = ("searches_carried", "searches_left_out", "final_runs_carried", "finished", "units_carried")
+
+
+def progress_of(manifest: dict) -> dict:
+    """What a carried archive holds, without when it was saved: two saves of the same progress compare equal."""
+    return {k: manifest.get(k) for k in PROGRESS_KEYS}
+
+
+def committed_progress(archive: Path) -> dict | None:
+    """The progress of ``archive`` as HEAD holds it (None: not committed, or unreadable)."""
+    import io
+    import json
+    import tarfile
+
+    from benchmarks.carry import MANIFEST
+
+    blob = subprocess.run(["git", "-C", str(REPO), "show", f"HEAD:{archive.relative_to(REPO)}"],
+                          capture_output=True)
+    if blob.returncode != 0:
+        return None
+    try:
+        with tarfile.open(fileobj=io.BytesIO(blob.stdout), mode="r:gz") as tar:
+            member = next(m for m in tar.getmembers() if m.name.endswith(f"/{MANIFEST}"))
+            return progress_of(json.loads(tar.extractfile(member).read()))
+    except (tarfile.TarError, StopIteration, ValueError, OSError):
+        return None
+
+
+def commit(archive: Path, manifest: dict, step: Step) -> None:
+    """Commit ``archive`` alone (``git commit --only``: whatever else is staged stays out) when it holds more
+    progress than HEAD's copy; a failure (another git command holds the index) is logged and retried at the next
+    save."""
+    if not archive.is_relative_to(REPO) or committed_progress(archive) == progress_of(manifest):
+        return
+    rel = str(archive.relative_to(REPO))
+    runs = ", ".join(f"{a} {len(v)}" for a, v in (manifest.get("final_runs_carried") or {}).items())
+    searches = ", ".join(manifest.get("searches_carried") or []) or "none"
+    message = (f"carry {step.name}: {rel} (searches finished: {searches}; final runs: {runs or 'none'}; units: "
+               f"{manifest.get('units_carried', 0)})")
+    for cmd in (["git", "-C", str(REPO), "add", "--", rel],
+                ["git", "-C", str(REPO), "commit", "-q", "--only", "-m", message, "--", rel]):
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            log(f"{step.name}: not committed ({(done.stderr or done.stdout).strip()[:200]}); next save tries again")
+            return
+    log(f"{step.name}: committed {rel}")
+
+
+def save(storage: Path, step: Step, commit_it: bool = False) -> None:
     from benchmarks.carry import CarryError, save as carry_save
 
     for root in step.roots:
         if (storage / root).is_dir():
             try:
-                out, _ = carry_save(storage / root, archive_of(root).parent)
+                out, manifest = carry_save(storage / root, archive_of(root).parent)
                 log(f"{step.name}: carried {storage / root} -> {shown(out)}")
             except CarryError as e:
                 log(f"{step.name}: not carried ({e})")
+                continue
+            if commit_it:
+                commit(out, manifest, step)
 
 
 def restore(storage: Path, step: Step) -> None:
@@ -143,6 +195,9 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", default=str(DATA))
     p.add_argument("--steps", default=",".join(s.name for s in STEPS), help="which steps, in the fixed order")
     p.add_argument("--carry-every", type=float, default=600.0, help="seconds between archive saves")
+    p.add_argument("--commit", action="store_true",
+                   help="commit each archive (alone) when it holds more progress than the committed one, so a machine "
+                        "that goes without warning loses at most --carry-every seconds of finished work")
     p.add_argument("--list", action="store_true", help="print the steps and where each stands; run nothing")
     args = p.parse_args(argv)
     known = {s.name: s for s in STEPS}
@@ -185,7 +240,7 @@ def main(argv=None) -> int:
 
         def keep_carrying(step=step, done=done):
             while not done.wait(args.carry_every):
-                save(storage, step)
+                save(storage, step, args.commit)
 
         saver = threading.Thread(target=keep_carrying, daemon=True)
         child[:] = [subprocess.Popen(cmd, cwd=code, env=env)]
@@ -193,7 +248,7 @@ def main(argv=None) -> int:
         rc = child[0].wait()
         done.set()
         saver.join()
-        save(storage, step)
+        save(storage, step, args.commit)
         log(f"{step.name}: exit {rc}")
         if rc != 0:
             log("stopped: " + ("as asked; run the same command to continue" if stopping.is_set() else

@@ -221,3 +221,39 @@ def test_long_runs_restores_a_step_from_its_archive_runs_it_and_carries_it_again
     with pytest.raises(SystemExit) as e:
         lr.main(["--steps", "nope"])
     assert e.value.code == 2 and "--steps nope: unknown" in capsys.readouterr().err
+
+
+def test_long_runs_commit_commits_the_archive_alone_and_only_when_it_holds_more_progress(tmp_path, monkeypatch):
+    """--commit in a repository of its own: the first save is committed (only the archive, though another file is
+    staged), a save with the same progress is not, and one with a finished search is."""
+    import benchmarks.carry as carry
+    import benchmarks.long_runs as lr
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for k, v in (("GIT_AUTHOR_NAME", "t"), ("GIT_AUTHOR_EMAIL", "t@x"), ("GIT_COMMITTER_NAME", "t"),
+                 ("GIT_COMMITTER_EMAIL", "t@x")):
+        monkeypatch.setenv(k, v)
+    git = lambda *a: subprocess.run(["git", "-C", str(repo), *a], check=True, capture_output=True, text=True).stdout
+    git("init", "-q")
+    (repo / "other.txt").write_text("mine")
+    git("add", "other.txt")  # staged by someone else: must stay out of the runner's commits
+    mark = str(tmp_path / "finish")
+    grow = ("import json, os, pathlib; p = pathlib.Path('{storage}/r/reproduce-y'); p.mkdir(parents=True, "
+            "exist_ok=True); s = {{'report': 'y', 'searches': {{}}}}; done = os.path.exists(%r); "
+            "s['searches']['n'] = {{'done': done}}; (p / 'n').mkdir(exist_ok=True); "
+            "(p / 'reproduce.json').write_text(json.dumps(s))" % mark)
+    monkeypatch.setattr(lr, "STEPS", (lr.Step("y", ("-c", grow), ("r/reproduce-y",), "a stand-in"),))
+    monkeypatch.setattr(lr, "REPO", repo)
+    monkeypatch.setattr(carry, "CARRIED", repo / "carried")
+    monkeypatch.setattr(lr, "frozen_code", lambda storage: repo)
+    log = lambda: git("log", "--format=%s").splitlines()
+    assert lr.main(["--storage", str(tmp_path / "m"), "--commit"]) == 0
+    assert len(log()) == 1 and "searches finished: none" in log()[0]
+    assert git("show", "--name-only", "--format=", "HEAD").split() == ["carried/reproduce-y.tar.gz"]
+    assert "other.txt" in git("diff", "--cached", "--name-only")  # still staged, not committed
+    assert lr.main(["--storage", str(tmp_path / "m"), "--commit"]) == 0
+    assert len(log()) == 1  # the same progress: no commit
+    open(mark, "w").close()
+    assert lr.main(["--storage", str(tmp_path / "m"), "--commit"]) == 0
+    assert len(log()) == 2 and "searches finished: n" in log()[0]
