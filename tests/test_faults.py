@@ -30,13 +30,29 @@ def small_data(cifar_path, subset=500, val_size=300) -> list:
 
 # --------------------------------------------------------------------------------------------- 2 + 4: kill, resume
 
-def kill_and_resume(tmp: Path, cifar_path, name: str, optuna_url: str | None = None) -> dict:
+def kill_and_resume(tmp: Path, cifar_path, name: str, optuna_url: str | None = None, attempts: int = 3) -> dict:
     """Start a search, SIGKILL it while Optuna and ASHA are ahead of Tune's last saved state, resume it.
 
     Tune saves its experiment state every 10 s or so, while the Optuna study and our ASHA rung file are written
     the moment something happens. The kill is timed for when they disagree on all counts (trials told to Optuna and
     stopped by ASHA that Tune's saved state still has running, an Optuna trial Tune never saved): the hard case.
+    That window is a race: a search that finishes before the poll sees it is started again under a new name (up to
+    ``attempts`` searches; seen once in CI on a loaded machine), so the hard case is what gets tested, never skipped.
     """
+    for attempt in range(attempts):
+        try:
+            return _kill_and_resume(tmp / f"try{attempt}", cifar_path, f"{name}{attempt or ''}", optuna_url)
+        except _NoWindow:
+            if attempt == attempts - 1:
+                raise
+
+
+class _NoWindow(AssertionError):
+    """The search finished before Optuna and ASHA were seen ahead of Tune's saved state."""
+
+
+def _kill_and_resume(tmp: Path, cifar_path, name: str, optuna_url: str | None = None) -> dict:
+    tmp.mkdir(parents=True)
     storage = tmp / "results"
     exp = storage / name
     url = optuna_url or f"sqlite:///{exp}/optuna.db"
@@ -68,7 +84,12 @@ def kill_and_resume(tmp: Path, cifar_path, name: str, optuna_url: str | None = N
         return late_tells and late_stops and unsaved > 0 and {"late_tells": late_tells, "late_stops": late_stops,
                                                                "unsaved_optuna_trials": unsaved}
 
-    window = wait_for(ahead, 400, proc, log, "Optuna/ASHA ahead of Tune's saved state", interval=0.02)
+    try:
+        window = wait_for(ahead, 400, proc, log, "Optuna/ASHA ahead of Tune's saved state", interval=0.02)
+    except AssertionError as e:
+        if proc.poll() == 0:  # finished cleanly before the window was seen: no kill happened, nothing was tested
+            raise _NoWindow(str(e)) from None
+        raise
     kill_session(proc)
     if "storage" in db:
         db["storage"].engine.dispose()
@@ -197,7 +218,8 @@ def test_optuna_study_on_postgres_survives_driver_kill_and_is_reused(postgres, t
     assert not (run["exp"] / "optuna.db").exists()  # the studies live in PostgreSQL only
     # The resume reopened the same two studies (same ids, nothing recreated) and finished their trials there.
     after = {s.study_name: s._study_id for s in optuna.storages.get_storage(postgres.url).get_all_studies()}
-    assert after == run["before"]["studies"] and set(after) == {f"pgkill-{a}" for a in ARCHS}
+    # (a search that finished before its kill window, started again under a new name, left its own two studies)
+    assert after == run["before"]["studies"] and {f"{run['name']}-{a}" for a in ARCHS} <= set(after)
     # 4 trials per net, plus one per trial Tune lost (created, run and ended between its last save and the kill)
     assert sum(len(ts) for ts in run["optuna"].values()) == 8 + sum(len(ids) for ids in run["lost"].values())
 
