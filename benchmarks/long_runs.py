@@ -122,18 +122,20 @@ def committed_progress(archive: Path) -> dict | None:
 
 
 def commit(archive: Path, manifest: dict, step: Step) -> None:
-    """Commit ``archive`` alone (``git commit --only``: whatever else is staged stays out) when it holds more
-    progress than HEAD's copy; a failure (another git command holds the index) is logged and retried at the next
+    """Commit ``archive`` and the committed test-split ledger alone (``git commit --only``: whatever else is staged
+    stays out) when the archive holds more progress than HEAD's copy; a failure (another git command holds the index) is logged and retried at the next
     save."""
     if not archive.is_relative_to(REPO) or committed_progress(archive) == progress_of(manifest):
         return
     rel = str(archive.relative_to(REPO))
+    # the committed test-split ledger goes with it: its lines for the runs the archive now holds were written first
+    paths = [rel] + ([str(LEDGER.relative_to(REPO))] if LEDGER.is_relative_to(REPO) and LEDGER.is_dir() else [])
     runs = ", ".join(f"{a} {len(v)}" for a, v in (manifest.get("final_runs_carried") or {}).items())
     searches = ", ".join(manifest.get("searches_carried") or []) or "none"
     message = (f"carry {step.name}: {rel} (searches finished: {searches}; final runs: {runs or 'none'}; units: "
                f"{manifest.get('units_carried', 0)})")
-    for cmd in (["git", "-C", str(REPO), "add", "--", rel],
-                ["git", "-C", str(REPO), "commit", "-q", "--only", "-m", message, "--", rel]):
+    for cmd in (["git", "-C", str(REPO), "add", "--", *paths],
+                ["git", "-C", str(REPO), "commit", "-q", "--only", "-m", message, "--", *paths]):
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             log(f"{step.name}: not committed ({(done.stderr or done.stdout).strip()[:200]}); next save tries again")

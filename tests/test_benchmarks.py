@@ -224,8 +224,8 @@ def test_long_runs_restores_a_step_from_its_archive_runs_it_and_carries_it_again
 
 
 def test_long_runs_commit_commits_the_archive_alone_and_only_when_it_holds_more_progress(tmp_path, monkeypatch):
-    """--commit in a repository of its own: the first save is committed (only the archive, though another file is
-    staged), a save with the same progress is not, and one with a finished search is."""
+    """--commit in a repository of its own: the first save is committed (the archive and the ledger only, though
+    another file is staged), a save with the same progress is not, and one with a finished search is."""
     import benchmarks.carry as carry
     import benchmarks.long_runs as lr
 
@@ -247,10 +247,14 @@ def test_long_runs_commit_commits_the_archive_alone_and_only_when_it_holds_more_
     monkeypatch.setattr(lr, "REPO", repo)
     monkeypatch.setattr(carry, "CARRIED", repo / "carried")
     monkeypatch.setattr(lr, "frozen_code", lambda storage: repo)
+    monkeypatch.setattr(lr, "LEDGER", repo / "ledger")  # the committed test-split ledger goes with each archive
+    (repo / "ledger").mkdir()
+    (repo / "ledger" / "data.jsonl").write_text("{}\n")
     log = lambda: git("log", "--format=%s").splitlines()
     assert lr.main(["--storage", str(tmp_path / "m"), "--commit"]) == 0
     assert len(log()) == 1 and "searches finished: none" in log()[0]
-    assert git("show", "--name-only", "--format=", "HEAD").split() == ["carried/reproduce-y.tar.gz"]
+    assert git("show", "--name-only", "--format=", "HEAD").split() == ["carried/reproduce-y.tar.gz",
+                                                                       "ledger/data.jsonl"]
     assert "other.txt" in git("diff", "--cached", "--name-only")  # still staged, not committed
     assert lr.main(["--storage", str(tmp_path / "m"), "--commit"]) == 0
     assert len(log()) == 1  # the same progress: no commit
