@@ -111,7 +111,8 @@ def carried_files(root: Path) -> tuple[list[Path], dict]:
     state = _state(root)
     done = sorted(a for a, s in (state.get("searches") or {}).items() if s.get("done"))
     nets = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    files = [Path(p.name) for p in root.iterdir() if p.is_file() and p.name not in (*LEFT_OUT, MANIFEST)]
+    files = [Path(p.name) for p in root.iterdir() if p.is_file() and p.name not in (*LEFT_OUT, MANIFEST)
+             and not (p.name.startswith(".") and p.name.endswith(".tmp"))]  # a write_json in flight
     runs = {}
     for arch in done:
         exp = root / arch

@@ -148,7 +148,8 @@ def test_carry_keeps_finished_stages_without_checkpoints_and_restores_only_into_
              "keras_cnn/spec.json": "{}", "keras_cnn/optuna.db": "db", "keras_cnn/test_ledger.jsonl": "{}\n",
              "keras_cnn/keras_cnn_1/result.json": "{}\n", "keras_cnn/eval-runs/keras_cnn-s0-ab.json": "{}",
              "keras_cnn/keras_cnn_1/checkpoint_000003/model.pt": "weights", "keras_cnn/.cifar-tune.lock": "pid",
-             "resnet18/spec.json": "{}", "resnet18/resnet18_1/result.json": "{}\n", ".cifar-tune.lock": "pid"}
+             "resnet18/spec.json": "{}", "resnet18/resnet18_1/result.json": "{}\n", ".cifar-tune.lock": "pid",
+             ".reproduce.json.123.tmp": "{", "keras_cnn/.spec.json.9.tmp": "{"}  # writes in flight stay out
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
