@@ -20,7 +20,8 @@ with ``units/``): its settings and every finished unit (a search's or a retrain'
 ``restore`` writes into ``STORAGE/<name>`` only when that folder does not exist yet: it never mixes a carried run
 into a live one. The test-split ledger of the dataset is not in the archive: a run that is carried should write its
 scorings to a ledger the repository keeps (``CIFAR_TUNE_LEDGER_DIR=docs/results/test-ledger``); each experiment's
-own ledger travels inside the archive.
+own ledger travels inside the archive, and a restore appends to the dataset's ledger (``CIFAR_TUNE_LEDGER_DIR``, or
+the cache's) every scoring of it that the ledger lacks.
 
 Refuses, in one line and before writing anything: a folder that is not a reproduction (no ``reproduce.json``), an
 archive that is not one this module wrote, a restore over an existing folder.
@@ -174,6 +175,21 @@ def restore(archive: str | os.PathLike, storage: str | os.PathLike) -> tuple[Pat
     return root, manifest
 
 
+def merge_ledgers(root: Path, ledger_dir: Path) -> int:
+    """Append to the dataset ledgers in ``ledger_dir`` every scoring that an experiment under ``root`` recorded in
+    its own ledger and they lack (a run carried here from a machine whose ledger is gone); returns how many."""
+    from trainables import ledger
+
+    added = 0
+    for exp_ledger in sorted(Path(root).rglob(ledger.EXPERIMENT_LEDGER)):
+        for record in ledger.read(exp_ledger):
+            target = Path(ledger_dir) / f"{record.get('checksum')}.jsonl"
+            if record.get("checksum") and record not in ledger.read(target):
+                ledger.append(target, record)
+                added += 1
+    return added
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -196,6 +212,11 @@ def main(argv=None) -> int:
                   f"saved: {runs}; left out (start afresh): {', '.join(m['searches_left_out']) or 'nothing'}")
         else:
             root, m = restore(args.archive, args.storage)
+            from trainables.ledger import ledger_dir
+
+            added = merge_ledgers(root, ledger_dir())
+            if added:
+                print(f"carry: {added} scorings of the test split from the archive added to {ledger_dir()}")
             if m.get("kind") == "units":
                 print(f"carry: restored {root} (saved {m['saved']}): {m['units_carried']} finished units; continue "
                       f"with the same benchmark command")

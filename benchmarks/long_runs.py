@@ -21,7 +21,9 @@ Each step is one resumable command (``cifar-tune reproduce``, ``benchmarks.hpo_e
 Publishing stays by hand (``benchmarks.record_reproduction``, ``benchmarks.publish``): a record says why it
 supersedes another, which a runner cannot know. ``--commit`` commits each archive, alone, whenever it holds more
 progress than the committed copy (finished searches, saved final runs, units), for machines that end without
-warning; otherwise commit the archives by hand before a session ends.
+warning; otherwise commit the archives by hand before a session ends. The committed ledger is committed by hand with
+the docs ``benchmarks.publish`` regenerates from it (its use counts are published numbers); a restore puts back
+into it any scoring an archive's experiments hold that it lacks.
 """
 from __future__ import annotations
 
@@ -122,14 +124,16 @@ def committed_progress(archive: Path) -> dict | None:
 
 
 def commit(archive: Path, manifest: dict, step: Step) -> None:
-    """Commit ``archive`` and the committed test-split ledger alone (``git commit --only``: whatever else is staged
-    stays out) when the archive holds more progress than HEAD's copy; a failure (another git command holds the index) is logged and retried at the next
+    """Commit ``archive`` alone (``git commit --only``: whatever else is staged stays out) when it holds more
+    progress than HEAD's copy; a failure (another git command holds the index) is logged and retried at the next
     save."""
     if not archive.is_relative_to(REPO) or committed_progress(archive) == progress_of(manifest):
         return
     rel = str(archive.relative_to(REPO))
-    # the committed test-split ledger goes with it: its lines for the runs the archive now holds were written first
-    paths = [rel] + ([str(LEDGER.relative_to(REPO))] if LEDGER.is_relative_to(REPO) and LEDGER.is_dir() else [])
+    # Only the archive: the committed test-split ledger changes the published use counts, so it is committed with
+    # the docs `benchmarks.publish` regenerates from it, by hand. Its new lines travel inside the archive meanwhile
+    # (each experiment's own ledger), and a restore puts any the committed ledger lacks back into it.
+    paths = [rel]
     runs = ", ".join(f"{a} {len(v)}" for a, v in (manifest.get("final_runs_carried") or {}).items())
     searches = ", ".join(manifest.get("searches_carried") or []) or "none"
     message = (f"carry {step.name}: {rel} (searches finished: {searches}; final runs: {runs or 'none'}; units: "
@@ -159,13 +163,17 @@ def save(storage: Path, step: Step, commit_it: bool = False) -> None:
 
 
 def restore(storage: Path, step: Step) -> None:
-    from benchmarks.carry import restore as carry_restore
+    from benchmarks.carry import merge_ledgers, restore as carry_restore
 
     for root in step.roots:
         if not (storage / root).exists() and archive_of(root).exists():
             where, manifest = carry_restore(archive_of(root), (storage / root).parent)
             log(f"{step.name}: restored {where} from {shown(archive_of(root))} (saved "
                 f"{manifest['saved']})")
+            added = merge_ledgers(where, LEDGER)
+            if added:
+                log(f"{step.name}: {added} scorings of the test split from the archive added to {shown(LEDGER)} "
+                    f"(run `python -m benchmarks.publish` and commit both)")
 
 
 def status(storage: Path, step: Step) -> str:

@@ -125,13 +125,19 @@ class Uses:
                 self._ledger(net["arch"], net.get("test_split_uses"))
             for t in size_targets(rec):
                 self._ledger(t["member"]["arch"], (t["test"].get("test_split") or {}).get("uses"))
+        covered = {(net["arch"], k) for rec in records.values() for net in (reproduction(rec) or {}).get("nets", [])
+                   for k in net.get("test_split_use") or []}  # (net, ledger use) a record publishes
         self.lost = []  # uses the committed ledger holds that no record can show: (net, its use on the ledger, entry)
+        self.pending = []  # uses on the committed ledger whose record is not written yet (a run in progress)
+        lost = {(r.get("arch"), r.get("config_hash")): r for r in ledger_records if r.get("lost")}
         for arch in sorted({r.get("arch") for r in ledger_records}):
             mine = ledger.uses(ledger_records, arch)
             self._ledger(arch, len(mine))
-            lost = {(r.get("arch"), r.get("config_hash")): r for r in ledger_records if r.get("lost")}
-            self.lost += [(arch, u["use"], lost[(arch, u["config_hash"])]) for u in mine
-                          if (arch, u["config_hash"]) in lost]
+            for u in mine:
+                if (arch, u["config_hash"]) in lost:
+                    self.lost.append((arch, u["use"], lost[(arch, u["config_hash"])]))
+                elif (arch, u["use"]) not in covered:
+                    self.pending.append((arch, u["use"], u))
 
     def _ledger(self, arch: str, count) -> None:
         if count:
@@ -470,6 +476,10 @@ def uses_block(records: dict, uses: Uses) -> str:
         rows.append([arch, uses.before.get(arch, 0) + use, "", "—", "lost: see the ledger entry's evidence",
                      f"{entry['train_images']:,}" if entry.get("train_images") else "—", entry.get("time", "")[:10],
                      "—", "not kept", f"[test-ledger](results/test-ledger/{entry['checksum']}.jsonl)"])
+    for arch, use, u in uses.pending:  # scored, its record not written yet: counted now, its score published then
+        rows.append([arch, uses.before.get(arch, 0) + use, "", "—", f"config {u['config_hash']} ({u['runs']} runs)",
+                     f"{u['train_images']:,}" if u.get("train_images") else "—", (u.get("first") or "")[:10], "—",
+                     "record pending", "[test-ledger](results/test-ledger/)"])
     counts = ", ".join(f"{net} {uses.total(net)}" for net in sorted(set(uses.before) | set(uses.ledgered)))
     return "\n".join([para(f"Uses so far, per net: {counts}. Before the ledger (reconstructed, lower bounds: a "
                            f"scoring that left no trace cannot be counted): "

@@ -78,6 +78,12 @@ def test_the_committed_ledger_counts_a_use_no_record_shows_and_lists_it_as_lost(
     table = publish.uses_block(records, after)
     row = next(line for line in table.splitlines() if line.startswith("| origin_net |") and "lost" in line)
     assert f"| {after.total('origin_net')} |" in row and "| not kept |" in row
+    # a scoring on the ledger whose record is not written yet: counted and listed, its score left for the record
+    running = {**extra, "config_hash": "running-test", "lost": False, "scores": {"test_accuracy": 0.5}}
+    later = publish.Uses(records, [*ledger, extra, running])
+    assert later.total("origin_net") == after.total("origin_net") + 1
+    row = next(line for line in publish.uses_block(records, later).splitlines() if "running-test" in line)
+    assert f"| {later.total('origin_net')} |" in row and "| record pending |" in row and "0.5" not in row
 
 
 def test_check_mode_reports_a_hand_edit(tmp_path):

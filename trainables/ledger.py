@@ -60,6 +60,11 @@ def _append(path: Path, lines: list[str]) -> None:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def append(path: str | os.PathLike, record: dict) -> None:
+    """Append one record as it is (a scoring carried from another machine's ledger) to the ledger file ``path``."""
+    _append(Path(path), [json.dumps(record, default=str) + "\n"])
+
+
 def record_use(*, checksum: str, dataset: str, arch: str, config: dict, seed: int, train_images: int | None,
                experiment: str | os.PathLike | None, command: str, scores: dict) -> dict:
     """Append one scoring of the test split to the dataset's ledger and the experiment's; returns the record."""
