@@ -61,30 +61,30 @@ def _state(root: Path) -> dict:
         raise CarryError(f"{root / STATE} is not valid JSON (a half-written file?)") from None
 
 
+def _kept(name: str) -> bool:
+    """A file worth carrying: not a lock (a live process's, on one machine) nor a JSON write in flight."""
+    return name not in LEFT_OUT and not (name.startswith(".") and name.endswith(".tmp"))
+
+
 def _experiment_files(root: Path, exp: Path) -> list[Path]:
     """An experiment folder's files, relative to ``root``, without checkpoints, locks or half-written files."""
     out = []
     for dirpath, dirnames, filenames in os.walk(exp):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("checkpoint_"))
-        for name in sorted(filenames):
-            if name not in LEFT_OUT and not (name.startswith(".") and name.endswith(".tmp")):
-                out.append((Path(dirpath) / name).relative_to(root))
+        out += [(Path(dirpath) / name).relative_to(root) for name in sorted(filenames) if _kept(name)]
     return out
 
 
 def finished_search(exp: Path) -> bool:
     """Every trial the experiment's spec asked for has ended (so its checkpoints will never be read again)."""
-    from analysis.load import ExperimentError, load_trials
-    from search.tuner import saved_spec
+    from search.reproduce import search_done
     from search.spec import SpecError
-    from trainables.experiment import OUTCOMES_ENDED
+    from search.tuner import saved_spec
 
     try:
-        wanted = int(saved_spec(exp)["num_samples"])
-        trials = load_trials(exp)
-    except (SpecError, ExperimentError, OSError, ValueError, KeyError, TypeError):
+        return search_done(exp, int(saved_spec(exp)["num_samples"]))
+    except (SpecError, OSError, ValueError, KeyError, TypeError):
         return False
-    return sum(t["status"] in OUTCOMES_ENDED for t in trials) >= wanted
 
 
 def carried_units(root: Path) -> tuple[list[Path], dict]:
@@ -112,8 +112,7 @@ def carried_files(root: Path) -> tuple[list[Path], dict]:
     state = _state(root)
     done = sorted(a for a, s in (state.get("searches") or {}).items() if s.get("done"))
     nets = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    files = [Path(p.name) for p in root.iterdir() if p.is_file() and p.name not in (*LEFT_OUT, MANIFEST)
-             and not (p.name.startswith(".") and p.name.endswith(".tmp"))]  # a write_json in flight
+    files = [Path(p.name) for p in root.iterdir() if p.is_file() and p.name != MANIFEST and _kept(p.name)]
     runs = {}
     for arch in done:
         exp = root / arch
@@ -180,12 +179,18 @@ def merge_ledgers(root: Path, ledger_dir: Path) -> int:
     its own ledger and they lack (a run carried here from a machine whose ledger is gone); returns how many."""
     from trainables import ledger
 
+    held: dict[str, list[dict]] = {}  # checksum -> the dataset ledger's records, read once
     added = 0
     for exp_ledger in sorted(Path(root).rglob(ledger.EXPERIMENT_LEDGER)):
         for record in ledger.read(exp_ledger):
-            target = Path(ledger_dir) / f"{record.get('checksum')}.jsonl"
-            if record.get("checksum") and record not in ledger.read(target):
+            checksum = record.get("checksum")
+            if not checksum:
+                continue
+            target = Path(ledger_dir) / f"{checksum}.jsonl"
+            known = held.setdefault(checksum, ledger.read(target))
+            if record not in known:
                 ledger.append(target, record)
+                known.append(record)
                 added += 1
     return added
 

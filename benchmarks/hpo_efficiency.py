@@ -61,6 +61,7 @@ from benchmarks.common import REPO, data_dir
 
 PRESET_OF = {"simple_cnn": "report000", "modified_net": "report003"}
 RECORD = "hpo_efficiency.json"
+RECORD_NAME = RECORD.removesuffix(".json")  # --record's default: the full record's name in docs/results
 UNITS_PER_RAY = 10
 RETRAIN_SEED = 1000  # retrain of seed i uses training seed RETRAIN_SEED + i: fresh, the same for every method
 OBJECTIVES = [["val_accuracy", "max"], ["params", "min"]]
@@ -393,8 +394,8 @@ def parse(argv):
     p.add_argument("--val-size", type=int, default=1000, help="the searches' validation split")
     p.add_argument("--heldout", type=int, default=5000, help="images the retrains are scored on (seen by no search)")
     p.add_argument("--grid-rows", type=int, default=0, help="use only the first N rows of the report's grid (0: all)")
-    p.add_argument("--record", default=RECORD.removesuffix(".json"),
-                   help=f"the published record's name in docs/results (default {RECORD.removesuffix('.json')}); "
+    p.add_argument("--record", default=RECORD_NAME,
+                   help=f"the published record's name in docs/results (default {RECORD_NAME}); "
                         "another name publishes a run of some methods beside the full one, in its own section "
                         "'HPO efficiency: NAME' of docs/benchmarks.md")
     p.add_argument("--no-retrain", action="store_true", help="skip retraining the picks (the costly stage)")
@@ -490,14 +491,15 @@ def main(argv=None) -> int:
     record = report.summarise(bench, units, retrains, skipped, METHODS, FRONT_METHODS)
     from trainables.train import code_version
 
-    record.update(record=args.record, command=again, code=code_version(), wall_seconds_this_invocation=round(time.monotonic() - start, 1),
+    record.update(record=args.record, command=again, code=code_version(),
+                  wall_seconds_this_invocation=round(time.monotonic() - start, 1),
                   methods_table={k: asdict(m) for k, m in {**METHODS, **FRONT_METHODS}.items()})
     write_json(bench.root / RECORD, record)
     report.figure(record, bench.root / "hpo_efficiency.html")
     lines = report.markdown(record)
     print(lines)
     if not args.smoke:
-        own = args.record == RECORD.removesuffix(".json")
+        own = args.record == RECORD_NAME
         write_json(REPO / "docs" / "results" / f"{args.record}.json", record)
         report.figure(record, REPO / "docs" / "results" / f"{args.record}.html")
         from benchmarks.common import write_section

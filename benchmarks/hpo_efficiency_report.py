@@ -335,7 +335,9 @@ def markdown(record: dict) -> str:
                   f"(accuracy 1, 0 params))", ""]
         lines += _comparison_tables(block, "hypervolume", 4)
         lines.append("")
-    name = record.get("record", "hpo_efficiency")  # --record: a run of some methods published beside the full one
+    from benchmarks.hpo_efficiency import RECORD_NAME
+
+    name = record.get("record", RECORD_NAME)  # --record: a run of some methods published beside the full one
     lines.append(f"Record: [results/{name}.json](results/{name}.json); figure (median and "
                  f"interquartile band): [results/{name}.html](results/{name}.html). Command: "
                  f"`{record.get('command', 'python -m benchmarks.hpo_efficiency')}`.")

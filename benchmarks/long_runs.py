@@ -133,13 +133,12 @@ def commit(archive: Path, manifest: dict, step: Step) -> None:
     # Only the archive: the committed test-split ledger changes the published use counts, so it is committed with
     # the docs `benchmarks.publish` regenerates from it, by hand. Its new lines travel inside the archive meanwhile
     # (each experiment's own ledger), and a restore puts any the committed ledger lacks back into it.
-    paths = [rel]
     runs = ", ".join(f"{a} {len(v)}" for a, v in (manifest.get("final_runs_carried") or {}).items())
     searches = ", ".join(manifest.get("searches_carried") or []) or "none"
     message = (f"carry {step.name}: {rel} (searches finished: {searches}; final runs: {runs or 'none'}; units: "
                f"{manifest.get('units_carried', 0)})")
-    for cmd in (["git", "-C", str(REPO), "add", "--", *paths],
-                ["git", "-C", str(REPO), "commit", "-q", "--only", "-m", message, "--", *paths]):
+    for cmd in (["git", "-C", str(REPO), "add", "--", rel],
+                ["git", "-C", str(REPO), "commit", "-q", "--only", "-m", message, "--", rel]):
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             log(f"{step.name}: not committed ({(done.stderr or done.stdout).strip()[:200]}); next save tries again")
@@ -179,10 +178,12 @@ def restore(storage: Path, step: Step) -> None:
 def status(storage: Path, step: Step) -> str:
     import json
 
+    from search.reproduce import STATE_FILE
+
     parts = []
     for root in step.roots:
         here = storage / root
-        state = here / "reproduce.json"
+        state = here / STATE_FILE
         if state.exists():
             try:
                 s = json.loads(state.read_text())
@@ -225,8 +226,8 @@ def main(argv=None) -> int:
         return 0
     storage.mkdir(parents=True, exist_ok=True)
     code = frozen_code(storage)
-    commit = subprocess.run(["git", "-C", str(code), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+    head = subprocess.run(["git", "-C", str(code), "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
     env = {**os.environ, "PYTHONPATH": str(code), "CIFAR_TUNE_LEDGER_DIR": str(LEDGER)}
     stopping = threading.Event()
     child: list[subprocess.Popen] = []
@@ -238,7 +239,7 @@ def main(argv=None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    log(f"code {commit} at {code}; storage {storage}; steps {', '.join(s.name for s in steps)}")
+    log(f"code {head} at {code}; storage {storage}; steps {', '.join(s.name for s in steps)}")
     for step in steps:
         if stopping.is_set():
             break

@@ -70,7 +70,7 @@ def run_one(args, run: dict, fixed: dict, state: dict) -> None:
     finally:
         record["wall_seconds"] += time.monotonic() - start
         write_json(Path(args.storage) / STATE, state)
-    if not search_done(exp, spec):
+    if not search_done(exp, spec.num_samples):
         raise SystemExit(f"size_front: the search {run['name']} ended unfinished; run the same command again")
     record.update(done=True, epochs=search_epochs(exp), experiment=str(exp))
     write_json(Path(args.storage) / STATE, state)

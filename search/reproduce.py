@@ -133,7 +133,8 @@ def net_spec(plan: ReproductionPlan, net: NetPlan, root: Path, fixed: dict, num_
                           sampler=PLAN_SAMPLER)
 
 
-def search_done(exp_dir: Path, spec: ExperimentSpec) -> bool:
+def search_done(exp_dir: Path, num_samples: int) -> bool:
+    """Every one of the ``num_samples`` trials the search asked for has ended (an unreadable experiment: False)."""
     from analysis.load import ExperimentError, load_trials
 
     try:
@@ -141,7 +142,7 @@ def search_done(exp_dir: Path, spec: ExperimentSpec) -> bool:
     except ExperimentError:
         return False
     ended = [t for t in trials if t["status"] in OUTCOMES_ENDED]
-    return len(ended) >= spec.num_samples
+    return len(ended) >= num_samples
 
 
 def search_epochs(exp_dir: Path) -> int:
@@ -323,7 +324,7 @@ def _run_stages(job: _Job, state: dict, lock: threading.Lock, eta: OverallEta, l
         eta.start((report, net.arch, "search"), 1 - _epochs_so_far(exp_dir) / spec.epoch_budget if resume else 1)
         with _Clock(root, state, (net.arch, "search"), lock, on_tick=eta.maybe_say):
             run_search(spec, resume=resume)
-        if not search_done(exp_dir, spec):
+        if not search_done(exp_dir, spec.num_samples):
             raise SpecError(f"reproduce: the search of {net.arch} ended unfinished; run the same command again")
         eta.finish((report, net.arch, "search"))
         with lock:

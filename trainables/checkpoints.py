@@ -4,9 +4,10 @@ Ray Tune hands a restarted trial only the checkpoint it recorded last (``tune.ge
 fallback when that one cannot be read (a node died mid-upload, a disk filled up, a file was truncated). Tune keeps
 ``num_to_keep`` checkpoints of a trial as sibling folders ``checkpoint_000000``, ``checkpoint_000001``, ... in the
 trial directory. :func:`load_newest_valid` tries the recorded one, then its older siblings, taking the one that holds
-the latest epoch (a folder's number does not always order its epoch), and when it had to skip one it says so: a warning in the trial's log and a line in ``checkpoint_fallback.jsonl`` beside
-the checkpoints (which checkpoint failed, why, and which one the trial resumed from). Not ``.json``: Tune's resume
-copies the experiment's ``*.json`` files to the driver and back, which would put an old copy over a newer one.
+the latest epoch (a folder's number does not always order its epoch), and when it had to skip one it says so: a
+warning in the trial's log and a line in ``checkpoint_fallback.jsonl`` beside the checkpoints (which checkpoint
+failed, why, and which one the trial resumed from). Not ``.json``: Tune's resume copies the experiment's ``*.json``
+files to the driver and back, which would put an old copy over a newer one.
 
 The state it returns carries its own ``epoch`` and ``history``, so training continues at the epoch after the
 checkpoint actually loaded: the epochs after it are trained and reported again, none is skipped, and no metric is
