@@ -24,6 +24,7 @@ import datetime as _dt
 import json
 import os
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -64,26 +65,51 @@ def _test_model(state: dict, data, test) -> dict:
     return {"test_loss": out["loss"], "predictions": out["predictions"].tolist()}
 
 
-def _retrain(config: dict, data, test, threads: int = 1) -> dict:
+def _resume_point(config: dict, directory: Path | None) -> dict | None:
+    """The state a killed final run of exactly this config left in ``directory``, or None (none, unreadable, or
+    another config's: the run then starts from scratch)."""
+    from trainables.config import resolve_config
+    from trainables.train import CHECKPOINT_FILE, load_state
+
+    if directory is None or not (directory / CHECKPOINT_FILE).is_file():
+        return None
+    try:
+        state = load_state(directory)
+    except Exception:  # a torn or foreign file is no reason to fail a run that can start over
+        return None
+    return state if state.get("config") == resolve_config(config) else None
+
+
+def _retrain(config: dict, data, test, threads: int = 1, resume_dir: str | None = None) -> dict:
+    """Train one final run and score it. With ``resume_dir`` (``_in_flight_dir``), the run saves its state there
+    after every epoch and, started again after a kill, continues from it: same seed, same trajectory, the test split
+    still scored once, at the end. Its ``train_seconds`` add up the parts; ``resumed_at_epoch`` says where it went on
+    (0: in one go). Skipped where the folder's experiment is not on this node (a cluster without shared storage)."""
     import torch
 
-    from trainables.train import train
+    from trainables.train import save_state, train
 
     # A reused Ray worker keeps the thread count torch took at its first import; a run given more cores uses them.
     torch.set_num_threads(threads)
+    directory = Path(resume_dir) if resume_dir and Path(resume_dir).parent.parent.is_dir() else None
+    resume_state = _resume_point(config, directory)
+    earlier = float(resume_state.get("retrain_seconds", 0.0)) if resume_state else 0.0
     final: dict = {}
+    t0 = time.perf_counter()
 
     def keep_last(metrics, state):
         if state is not None:
             final["state"] = state
+            if directory is not None and metrics.get("status") == "running":
+                directory.mkdir(parents=True, exist_ok=True)
+                save_state({**state, "retrain_seconds": earlier + time.perf_counter() - t0}, directory)
 
-    t0 = time.perf_counter()
-    metrics = train(config, report=keep_last, data=data)
-    seconds = time.perf_counter() - t0
+    metrics = train(config, report=keep_last, resume_state=resume_state, data=data)
+    seconds = earlier + time.perf_counter() - t0
     val = {METRIC: metrics.get(METRIC)} if config.get("val_size", 1) else {}
     return {**_test_model(final["state"], data, test), "status": metrics.get("status"), **val,
             "train_seconds": seconds, "epochs": metrics.get("epoch"), "train_images": metrics.get("train_images"),
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(), "resumed_at_epoch": resume_state["epoch"] if resume_state else 0}
 
 
 def _from_checkpoint(state: dict, data, test) -> dict:
@@ -108,10 +134,18 @@ def _run_path(exp_dir: Path, config: dict) -> Path:
     return Path(exp_dir) / RUNS_DIR / f"{config.get('arch', 'run')}-s{config.get('seed', 0)}-{key}.json"
 
 
+def _in_flight_dir(exp_dir: Path, config: dict) -> Path:
+    """Where a final run keeps its latest state while it trains (``_retrain``), beside its result file. Named like
+    Tune's ``checkpoint_*`` folders, which ``benchmarks.carry`` leaves behind: a checkpoint stays on its machine."""
+    path = _run_path(exp_dir, config)
+    return path.parent / f"checkpoint_{path.stem}"
+
+
 def _save_run(exp_dir: Path, config: dict, result: dict) -> None:
     path = _run_path(exp_dir, config)
     path.parent.mkdir(exist_ok=True)
     write_json(path, {"config": config, "result": result}, indent=None)
+    shutil.rmtree(_in_flight_dir(exp_dir, config), ignore_errors=True)  # the result is kept: never resumed again
 
 
 def _load_run(exp_dir: Path, config: dict) -> dict | None:
@@ -186,7 +220,8 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
 
     Every retrained run is saved in ``EXP/eval-runs/`` as it ends, keyed by its full config (seed and epochs
     included); a later evaluation of the same config takes the saved run instead of training and testing it again,
-    so an interrupted evaluation continues where it stopped and each run meets the test split once.
+    so an interrupted evaluation continues where it stopped and each run meets the test split once. A run killed
+    while it trains continues from its last finished epoch (``_retrain``; the state stays on this machine).
     ``progress``: called with a line of text as runs end.
     ``pareto``: retrain the members of the experiment's Pareto front (``analysis.pareto``) instead of each net's
     top-k; each keeps its per-net validation rank as its label.
@@ -296,6 +331,8 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
         todo = [i for i in range(len(retrains)) if i not in done]
         if done and progress:
             progress(f"evaluate: {len(done)} of {len(retrains)} runs finished earlier, kept (not retrained)")
+        for i in done:  # a state left by a kill between saving a run and removing its folder
+            shutil.rmtree(_in_flight_dir(exp.path, retrains[i][1]), ignore_errors=True)
         started = _init_ray(address, exp.spec) if todo or svm_subset else False
         try:
             if todo or svm_subset:
@@ -303,7 +340,8 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
             # a quarter GPU per run where there are GPUs (the small nets pack four to a GPU), else one CPU
             gpus = 0.25 if ray.is_initialized() and ray.cluster_resources().get("GPU") else 0
             retrain = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus)(_retrain)
-            pending = {retrain.remote(retrains[i][1], data_ref, test_ref, cpus_per_run): i for i in todo}
+            pending = {retrain.remote(retrains[i][1], data_ref, test_ref, cpus_per_run,
+                                      str(_in_flight_dir(exp.path, retrains[i][1]))): i for i in todo}
             svm_ref = ray.remote(num_cpus=1)(_svm).remote(
                 data_ref, test_ref, {"subset": svm_subset, "k": svm_k,
                                      "val_size": fixed.get("val_size", 5000)}) if svm_subset else None
@@ -320,8 +358,10 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
                     info = retrains[i][0]
                     # runs go in parallel, so the ETA is the wall time per finished run so far x the runs left
                     eta = (time.monotonic() - started_at) / finished * len(pending)
+                    resumed = done[i].get("resumed_at_epoch")
                     progress(f"evaluate: run {len(done)}/{len(retrains)} done ({info['arch']} #{info['rank']} seed "
-                             f"{info['seed']}, {done[i].get('epochs')} epochs, {done[i]['train_seconds']:.0f} s)"
+                             f"{info['seed']}, {done[i].get('epochs')} epochs, {done[i]['train_seconds']:.0f} s"
+                             + (f", continued from epoch {resumed} after a stop" if resumed else "") + ")"
                              + (f"; ETA {_dt.timedelta(seconds=round(eta))}" if pending else ""))
             results += [done[i] for i in range(len(retrains))]
             svm = ray.get(svm_ref) if svm_ref is not None else None

@@ -13,7 +13,8 @@ its whole experiment folder but the checkpoints (trial results and histories, th
 spec, the evaluation's saved final runs and its test-split ledger). A finished search is never run again, so its
 checkpoints are never read; a final run is retrained from its config, never from a checkpoint. What is not carried,
 and so starts over on the next machine: a search that had not finished (its folder is left out whole, so the same
-command starts it afresh) and a final run in flight. Its wall time stays in the state: the record's wall seconds are
+command starts it afresh) and a final run in flight (its state, ``eval-runs/checkpoint_*``, continues it on the
+machine that has it, not on a new one). Its wall time stays in the state: the record's wall seconds are
 what the stage cost, work lost included. From a benchmark's storage (``hpo_efficiency``, ``default_space``: a folder
 with ``units/``): its settings and every finished unit (a search's or a retrain's JSON); a unit in flight starts over.
 

@@ -8,9 +8,9 @@
 Each step is one resumable command (``cifar-tune reproduce``, ``benchmarks.hpo_efficiency``,
 ``benchmarks.default_space``): run again, it keeps what finished and continues. Around it this runner:
 
-* runs the code of one commit: a detached worktree of HEAD at ``STORAGE/code`` made when it is missing (so editing
-  the checkout while a run goes on changes nothing under it; the commit is logged and in every record the step
-  writes);
+* runs the code of one commit: a detached worktree at ``STORAGE/code`` put at HEAD when the runner starts (so
+  editing the checkout while a run goes on changes nothing under it, and the next start runs the session's code;
+  the commit is logged and in every record the step writes);
 * restores a step's storage from its carried archive (``benchmarks/carried/``, ``benchmarks.carry``) where this
   machine does not have it, and saves the archive again every ``--carry-every`` seconds and when the step ends;
 * scores the test split onto the ledger the repository keeps (``CIFAR_TUNE_LEDGER_DIR=docs/results/test-ledger``);
@@ -86,12 +86,18 @@ def log(msg: str) -> None:
 
 
 def frozen_code(storage: Path) -> Path:
-    """``STORAGE/code``: a detached worktree of this checkout's HEAD, made once per machine."""
+    """``STORAGE/code``: a detached worktree of this checkout's HEAD as the runner starts. Made where missing, and
+    moved to HEAD where a machine kept it from an earlier start (the code of a session's commits, not of the first
+    session this machine saw); nothing moves it while the runner runs."""
     code = storage / "code"
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], check=True, capture_output=True,
+                          text=True).stdout.strip()
     if not (code / "pyproject.toml").exists():
         subprocess.run(["git", "-C", str(REPO), "worktree", "prune"], check=True)
-        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--force", "--detach", str(code), "HEAD"],
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--force", "--detach", str(code), head],
                        check=True, stdout=subprocess.DEVNULL)
+    else:
+        subprocess.run(["git", "-C", str(code), "checkout", "--quiet", "--force", "--detach", head], check=True)
     return code
 
 

@@ -353,6 +353,42 @@ def test_each_scoring_of_the_test_split_is_ledgered_once(lab, tmp_path, monkeypa
             evaluate_experiment(exp, **{**kw, "cpus_per_run": cpus})
 
 
+def test_a_final_run_killed_mid_training_continues_from_its_last_epoch(cifar, tmp_path, monkeypatch):
+    """A final run (evaluate's _retrain) saves its state each epoch beside its result; killed after epoch 2 of 3 and
+    started again, it trains epoch 3 only and ends where a run in one go ends; a state of another config is not
+    taken (the run starts over); the folder goes when the run's result is saved."""
+    import trainables.train as tr
+    from analysis import evaluate as ev
+
+    cfg = {"arch": "simple_cnn", "subset": 320, "val_size": 200, "batch_size": 64, "optimizer": "adam", "lr": 2e-3,
+           "augment": True, "dropout": 0.2, "schedule": "cosine", "epochs": 3, "seed": 0, "latency_batch": 0}
+    scored = cifar.split("val", 200)  # the runs score any images; these spare the test split
+    straight = ev._retrain(cfg, cifar, scored, 1)
+    assert straight["resumed_at_epoch"] == 0 and straight["epochs"] == 3
+    folder = ev._in_flight_dir(tmp_path, cfg)
+    real_save = tr.save_state
+
+    def killed_after_two(state, directory):
+        real_save(state, directory)
+        if state["epoch"] == 2:
+            raise KeyboardInterrupt  # as a session's end would
+
+    monkeypatch.setattr(tr, "save_state", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        ev._retrain(cfg, cifar, scored, 1, str(folder))
+    monkeypatch.setattr(tr, "save_state", real_save)
+    assert tr.load_state(folder)["epoch"] == 2
+    other = {**cfg, "seed": 1}
+    assert ev._resume_point(other, folder) is None  # another config's state: never taken
+    again = ev._retrain(cfg, cifar, scored, 1, str(folder))
+    assert again["resumed_at_epoch"] == 2 and again["epochs"] == 3
+    assert again["predictions"] == straight["predictions"]
+    assert again["test_loss"] == pytest.approx(straight["test_loss"], rel=1e-6)
+    assert again["train_seconds"] > 0
+    ev._save_run(tmp_path, cfg, again)
+    assert not folder.exists() and ev._load_run(tmp_path, cfg)["resumed_at_epoch"] == 2
+
+
 def test_the_python_api_reads_reports_and_refuses_like_the_cli(lab, tmp_path):
     from search import api
     from search.spec import SpecError

@@ -150,6 +150,8 @@ def test_carry_keeps_finished_stages_without_checkpoints_and_restores_only_into_
              "keras_cnn/test_ledger.jsonl": '{"checksum": "abc", "arch": "keras_cnn", "seed": 0}\n',
              "keras_cnn/keras_cnn_1/result.json": "{}\n", "keras_cnn/eval-runs/keras_cnn-s0-ab.json": "{}",
              "keras_cnn/keras_cnn_1/checkpoint_000003/model.pt": "weights", "keras_cnn/.cifar-tune.lock": "pid",
+             # a final run in flight keeps its state on its machine (analysis.evaluate._in_flight_dir)
+             "keras_cnn/eval-runs/checkpoint_keras_cnn-s1-cd/checkpoint.pt": "state",
              "resnet18/spec.json": "{}", "resnet18/resnet18_1/result.json": "{}\n", ".cifar-tune.lock": "pid",
              ".reproduce.json.123.tmp": "{", "keras_cnn/.spec.json.9.tmp": "{"}  # writes in flight stay out
     for rel, text in files.items():
@@ -228,6 +230,28 @@ def test_long_runs_restores_a_step_from_its_archive_runs_it_and_carries_it_again
     with pytest.raises(SystemExit) as e:
         lr.main(["--steps", "nope"])
     assert e.value.code == 2 and "--steps nope: unknown" in capsys.readouterr().err
+
+
+def test_long_runs_runs_the_code_of_head_as_it_starts_even_where_the_machine_kept_an_older_worktree(tmp_path,
+                                                                                                    monkeypatch):
+    import benchmarks.long_runs as lr
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for k, v in (("GIT_AUTHOR_NAME", "t"), ("GIT_AUTHOR_EMAIL", "t@x"), ("GIT_COMMITTER_NAME", "t"),
+                 ("GIT_COMMITTER_EMAIL", "t@x")):
+        monkeypatch.setenv(k, v)
+    git = lambda *a: subprocess.run(["git", "-C", str(repo), *a], check=True, capture_output=True, text=True).stdout
+    git("init", "-q")
+    for text in ("one", "two"):
+        (repo / "pyproject.toml").write_text(text)
+        git("add", "pyproject.toml")
+        git("commit", "-q", "-m", text)
+        monkeypatch.setattr(lr, "REPO", repo)
+        code = lr.frozen_code(tmp_path / "storage")
+        assert (code / "pyproject.toml").read_text() == text  # the second start: moved from "one" to HEAD
+    (repo / "pyproject.toml").write_text("edited, not committed")
+    assert (lr.frozen_code(tmp_path / "storage") / "pyproject.toml").read_text() == "two"
 
 
 def test_long_runs_commit_commits_the_archive_alone_and_only_when_it_holds_more_progress(tmp_path, monkeypatch):
