@@ -21,6 +21,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -387,6 +388,40 @@ def test_a_final_run_killed_mid_training_continues_from_its_last_epoch(cifar, tm
     assert again["train_seconds"] > 0
     ev._save_run(tmp_path, cfg, again)
     assert not folder.exists() and ev._load_run(tmp_path, cfg)["resumed_at_epoch"] == 2
+
+
+def test_evaluate_stopped_by_sigterm_says_so_in_one_line_and_the_same_command_goes_on_from_the_last_epoch(lab,
+                                                                                                         tmp_path):
+    """SIGTERM while a final run trains: exit 143 and one line (not the stack dump of the handler ray.init gives the
+    driver); the same command then finishes the run from its saved epoch and scores it once."""
+    import time
+
+    from trainables import ledger
+
+    exp = tmp_path / "copy"
+    shutil.copytree(lab["main"], exp)
+    env = {**lab["env"], "CIFAR_TUNE_LEDGER_DIR": str(tmp_path / "ledgers")}
+    cmd = [sys.executable, "-m", "search.cli", "evaluate", str(exp), "--archs", "origin_net", "--top-k", "1",
+           "--repeats", "1", "--epochs", "6", "--train-on", "trainval", "--train-images", "4000"]
+    before = len(ledger.read_experiment(exp))
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while not list((exp / "eval-runs").glob("checkpoint_*/checkpoint.pt")):  # epoch 1 saved, 5 to go
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    lines = [line for line in err.splitlines() if "cifar-tune evaluate" in line]
+    assert lines and lines[-1].startswith("cifar-tune evaluate: interrupted (SIGTERM); finish it with: the same"), err
+    assert "Traceback" not in err and "SIGTERM received" not in err, err[-2000:]
+    assert len(ledger.read_experiment(exp)) == before  # nothing scored: the run had not ended
+    again = _run(cmd, env)
+    runs = json.loads((exp / "evaluation.json").read_text())["results"][0]["runs"]
+    assert len(runs) == 1 and runs[0]["resumed_at_epoch"] >= 1 and runs[0]["epochs"] == 6, again.stdout[-2000:]
+    assert "continued from epoch" in again.stdout
+    assert len(ledger.read_experiment(exp)) == before + 1  # scored once, at the end
+    assert not list((exp / "eval-runs").glob("checkpoint_*"))
 
 
 def test_the_python_api_reads_reports_and_refuses_like_the_cli(lab, tmp_path):

@@ -291,3 +291,52 @@ def test_long_runs_commit_commits_the_archive_alone_and_only_when_it_holds_more_
     open(mark, "w").close()
     assert lr.main(["--storage", str(tmp_path / "m"), "--commit"]) == 0
     assert len(log()) == 2 and "searches finished: n" in log()[0]
+
+
+def test_curves_adds_a_validation_curve_to_a_record_continuing_a_killed_run(cifar_path, tmp_path, capsys,
+                                                                          monkeypatch):
+    """benchmarks.curves: a run killed after epoch 1 of 2 continues from its state with the same command (epochs 1
+    and 2 once each); the run lands in the record with its command, code and machine, and publish's table shows it;
+    a run already there is not trained again; bad input is one line, exit 2, the record untouched."""
+    import trainables.train as tr
+    from benchmarks.curves import main as curves
+    from benchmarks.publish import Uses, curves_block
+    from tests.searchrun import one_line_error
+
+    results = tmp_path / "results"
+    results.mkdir()
+    record = {"what": "t", "date": "2026-11-29", "code": "commit abc", "runs": {}}
+    (results / "r-curves.json").write_text(json.dumps(record))
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"arch": "simple_cnn", "subset": 256, "val_size": 128, "epochs": 2, "seed": 0,
+                                  "batch_size": 64, "latency_batch": 0}))
+    argv = ["--record", "r-curves", "--key", "E", "--what", "a tiny run", "--config", str(config), "--data-dir",
+            str(cifar_path), "--storage", str(tmp_path / "ckpt"), "--results", str(results)]
+    real_save = tr.save_state
+
+    def killed_after_one(state, directory):
+        real_save(state, directory)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tr, "save_state", killed_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        curves(argv)
+    monkeypatch.setattr(tr, "save_state", real_save)
+    assert json.loads((results / "r-curves.json").read_text())["runs"] == {}  # nothing written before the end
+    assert curves(argv) == 0
+    run = json.loads((results / "r-curves.json").read_text())["runs"]["E"]
+    assert [r["epoch"] for r in run["curve"]] == [1, 2] and 0 <= run["curve"][-1]["val_accuracy"] <= 1
+    assert run["config"]["arch"] == "simple_cnn" and "data_dir" not in run["config"]
+    assert "benchmarks.curves --record r-curves --key E" in run["command"] and run["machine"].startswith("device: ")
+    capsys.readouterr()
+    assert curves(argv) == 0 and "nothing trained" in capsys.readouterr().out
+    block = curves_block("r-curves", json.loads((results / "r-curves.json").read_text()), Uses({}, []))
+    assert "| E: a tiny run |" in block and "Run E: code " in " ".join(block.split())  # para() wraps lines
+    before = (results / "r-curves.json").read_text()
+    config.write_text(json.dumps({"arch": "simple_cnn", "val_size": 0}))
+    assert curves([*argv[:3], "F", *argv[4:]]) == 2
+    one_line_error(capsys, "val_size 0 leaves no validation split")
+    config.write_text(json.dumps({"arch": "no_such_net"}))
+    assert curves([*argv[:3], "F", *argv[4:]]) == 2
+    one_line_error(capsys, "--config")
+    assert (results / "r-curves.json").read_text() == before

@@ -49,11 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     except (CliError, ConfigError, DataError, ExperimentError, SpecError) as e:
         print(f"cifar-tune {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C, or a SIGTERM a command turned into one (it carries the signal)
+        import signal
+
+        signum = getattr(e, "signum", signal.SIGINT)
         then = getattr(args, "resume_command", None)
-        print(f"cifar-tune {args.command}: interrupted" + (f"; finish it with: {then}" if then else ""),
-              file=sys.stderr)
-        return 130
+        print(f"cifar-tune {args.command}: interrupted ({signal.Signals(signum).name})"
+              + (f"; finish it with: {then}" if then else ""), file=sys.stderr)
+        return 128 + signum
     except Exception as e:  # a full disk anywhere (results, checkpoints, optuna.db, report): one line, not 500
         full = e if isinstance(e, DiskFull) else disk_full_cause(e)
         if full is None:

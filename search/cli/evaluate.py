@@ -14,6 +14,8 @@ def cmd_evaluate(args) -> int:
 
     archs = comma_list(args.archs, "--archs")
     trials = comma_list(args.trials, "--trials")
+    # for main's line on Ctrl-C or SIGTERM
+    args.resume_command = "the same command (saved final runs are kept; one cut short goes on from its last epoch)"
     return holding_lock(args.experiment, "cifar-tune evaluate", lambda: _evaluate(args, archs, trials))
 
 
