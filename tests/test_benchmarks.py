@@ -232,10 +232,8 @@ def test_long_runs_restores_a_step_from_its_archive_runs_it_and_carries_it_again
     assert e.value.code == 2 and "--steps nope: unknown" in capsys.readouterr().err
 
 
-def test_long_runs_runs_the_code_of_head_as_it_starts_even_where_the_machine_kept_an_older_worktree(tmp_path,
-                                                                                                    monkeypatch):
-    import benchmarks.long_runs as lr
-
+def _git_repo(tmp_path, monkeypatch):
+    """A repository of its own under ``tmp_path`` (an author set), and ``git(*args)`` -> its stdout there."""
     repo = tmp_path / "repo"
     repo.mkdir()
     for k, v in (("GIT_AUTHOR_NAME", "t"), ("GIT_AUTHOR_EMAIL", "t@x"), ("GIT_COMMITTER_NAME", "t"),
@@ -243,6 +241,14 @@ def test_long_runs_runs_the_code_of_head_as_it_starts_even_where_the_machine_kep
         monkeypatch.setenv(k, v)
     git = lambda *a: subprocess.run(["git", "-C", str(repo), *a], check=True, capture_output=True, text=True).stdout
     git("init", "-q")
+    return repo, git
+
+
+def test_long_runs_runs_the_code_of_head_as_it_starts_even_where_the_machine_kept_an_older_worktree(tmp_path,
+                                                                                                    monkeypatch):
+    import benchmarks.long_runs as lr
+
+    repo, git = _git_repo(tmp_path, monkeypatch)
     for text in ("one", "two"):
         (repo / "pyproject.toml").write_text(text)
         git("add", "pyproject.toml")
@@ -260,13 +266,7 @@ def test_long_runs_commit_commits_the_archive_alone_and_only_when_it_holds_more_
     import benchmarks.carry as carry
     import benchmarks.long_runs as lr
 
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    for k, v in (("GIT_AUTHOR_NAME", "t"), ("GIT_AUTHOR_EMAIL", "t@x"), ("GIT_COMMITTER_NAME", "t"),
-                 ("GIT_COMMITTER_EMAIL", "t@x")):
-        monkeypatch.setenv(k, v)
-    git = lambda *a: subprocess.run(["git", "-C", str(repo), *a], check=True, capture_output=True, text=True).stdout
-    git("init", "-q")
+    repo, git = _git_repo(tmp_path, monkeypatch)
     (repo / "other.txt").write_text("mine")
     git("add", "other.txt")  # staged by someone else: must stay out of the runner's commits
     mark = str(tmp_path / "finish")
