@@ -88,7 +88,11 @@ def main(argv=None) -> int:
         print(f"curves: error: --config {args.config}: val_size 0 leaves no validation split to score",
               file=sys.stderr)
         return 2
-    curve = run(config, Path(args.storage) / f"{args.record}-{args.key}")
+    try:
+        curve = run(config, Path(args.storage) / f"{args.record}-{args.key}")
+    except KeyboardInterrupt:
+        print("curves: interrupted; the same command continues from the last finished epoch", file=sys.stderr)
+        return 130
     kept = {k: v for k, v in config.items() if k != "data_dir"}
     command = " ".join(shlex.quote(a) for a in ["python", "-m", "benchmarks.curves", *(argv or sys.argv[1:])])
     record = json.loads(path.read_text())  # again: another run may have been added meanwhile
