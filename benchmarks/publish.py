@@ -450,8 +450,8 @@ def curves_block(name: str, rec: dict, uses: Uses) -> str:
         last = by_epoch[max(by_epoch)]
         rows.append([f"{key}: {run['what']}"] + [f"{by_epoch[e]['val_accuracy']:.3f}" if e in by_epoch else "—"
                                                   for e in at] + [f"{last['train_accuracy']:.3f}"])
-    added = "".join(f" Run {key}: code {run['code']}, {run['machine']} (`{run['command']}`)."  # benchmarks.curves
-                    for key, run in rec["runs"].items() if "command" in run)
+    added = "".join(f" Run {key}: code {run['code']}, {run['machine']} (its command is in the record)."
+                    for key, run in rec["runs"].items() if "command" in run)  # added by benchmarks.curves
     return "\n".join([para(f"Record: [results/{name}.json](results/{name}.json) (validation split only; "
                            f"{rec['date']}, code {rec['code']}).{added}"), "",
                       table(["run"] + [f"val acc @{e}" for e in at] + ["train acc, last epoch (dropout on)"], rows,
