@@ -65,21 +65,6 @@ def _test_model(state: dict, data, test) -> dict:
     return {"test_loss": out["loss"], "predictions": out["predictions"].tolist()}
 
 
-def _resume_point(config: dict, directory: Path | None) -> dict | None:
-    """The state a killed final run of exactly this config left in ``directory``, or None (none, unreadable, or
-    another config's: the run then starts from scratch)."""
-    from trainables.config import resolve_config
-    from trainables.train import CHECKPOINT_FILE, load_state
-
-    if directory is None or not (directory / CHECKPOINT_FILE).is_file():
-        return None
-    try:
-        state = load_state(directory)
-    except Exception:  # a torn or foreign file is no reason to fail a run that can start over
-        return None
-    return state if state.get("config") == resolve_config(config) else None
-
-
 def _retrain(config: dict, data, test, threads: int = 1, resume_dir: str | None = None) -> dict:
     """Train one final run and score it. With ``resume_dir`` (``_in_flight_dir``), the run saves its state there
     after every epoch and, started again after a kill, continues from it: same seed, same trajectory, the test split
@@ -87,12 +72,12 @@ def _retrain(config: dict, data, test, threads: int = 1, resume_dir: str | None 
     (0: in one go). Skipped where the folder's experiment is not on this node (a cluster without shared storage)."""
     import torch
 
-    from trainables.train import save_state, train
+    from trainables.train import resume_point, save_state, train
 
     # A reused Ray worker keeps the thread count torch took at its first import; a run given more cores uses them.
     torch.set_num_threads(threads)
     directory = Path(resume_dir) if resume_dir and Path(resume_dir).parent.parent.is_dir() else None
-    resume_state = _resume_point(config, directory)
+    resume_state = resume_point(directory, config)
     earlier = float(resume_state.get("retrain_seconds", 0.0)) if resume_state else 0.0
     final: dict = {}
     t0 = time.perf_counter()

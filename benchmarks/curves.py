@@ -48,13 +48,9 @@ def parse(argv):
 
 def run(config: dict, checkpoint_dir: Path) -> list[dict]:
     """Train ``config`` from its latest state in ``checkpoint_dir`` (if any); returns its curve, one row per epoch."""
-    from trainables.config import resolve_config
-    from trainables.train import CHECKPOINT_FILE, load_state, save_state, train
+    from trainables.train import resume_point, save_state, train
 
-    resume = None
-    if (checkpoint_dir / CHECKPOINT_FILE).is_file():
-        state = load_state(checkpoint_dir)
-        resume = state if state.get("config") == resolve_config(config) else None
+    resume = resume_point(checkpoint_dir, config)
     rows = [] if resume is None else list(resume.get("curve", []))
 
     def report(metrics: dict, state: dict | None) -> None:
@@ -80,11 +76,11 @@ def main(argv=None) -> int:
         return 0
     config = {**args.config_dict, "data_dir": data_dir(args.data_dir)}
     try:
-        resolve_config(config)
+        resolved = resolve_config(config)
     except ConfigError as e:
         print(f"curves: error: --config {args.config}: {e}", file=sys.stderr)
         return 2
-    if resolve_config(config)["val_size"] < 1:
+    if resolved["val_size"] < 1:
         print(f"curves: error: --config {args.config}: val_size 0 leaves no validation split to score",
               file=sys.stderr)
         return 2

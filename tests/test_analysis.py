@@ -380,7 +380,7 @@ def test_a_final_run_killed_mid_training_continues_from_its_last_epoch(cifar, tm
     monkeypatch.setattr(tr, "save_state", real_save)
     assert tr.load_state(folder)["epoch"] == 2
     other = {**cfg, "seed": 1}
-    assert ev._resume_point(other, folder) is None  # another config's state: never taken
+    assert tr.resume_point(folder, other) is None  # another config's state: never taken
     again = ev._retrain(cfg, cifar, scored, 1, str(folder))
     assert again["resumed_at_epoch"] == 2 and again["epochs"] == 3
     assert again["predictions"] == straight["predictions"]

@@ -346,6 +346,20 @@ def load_state(path: str | os.PathLike) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
+def resume_point(directory: str | os.PathLike | None, config: dict) -> dict | None:
+    """The state a killed run of exactly ``config`` left in ``directory`` (``save_state``), or None: none there, an
+    unreadable file, or another config's. The run then starts from scratch."""
+    from trainables.config import resolve_config
+
+    if directory is None or not (Path(directory) / CHECKPOINT_FILE).is_file():
+        return None
+    try:
+        state = load_state(directory)
+    except Exception:  # a torn or foreign file is no reason to fail a run that can start over
+        return None
+    return state if state.get("config") == resolve_config(config) else None
+
+
 # --------------------------------------------------------------------------------------------- Ray Tune
 
 def tune_trainable(config: dict, data: Dataset | None = None) -> None:
