@@ -192,39 +192,10 @@ def _init_ray(address: str | None, spec: dict | None = None) -> bool:
     if shipped:
         kwargs["runtime_env"] = shipped
     # "local": a Ray of our own, as search does; a bare ray.init() would join any cluster `ray start` left here.
-    ray.init(address=address or "local", **kwargs)
+    from trainables.compat import ray_init
+
+    ray_init(address=address or "local", **kwargs)  # keeps the CLI's stop on SIGTERM (one line, exit 143)
     return True
-
-
-class _StopOnSigterm:
-    """While final runs train, SIGTERM stops the evaluation as Ctrl-C does (a KeyboardInterrupt carrying the signal
-    as ``signum``: the CLI's one line, exit 143; saved runs kept, a run cut short continues from its last epoch next
-    time) instead of through the handler ``ray.init`` gave the driver, which aborts with a stack dump. Ray re-raises
-    an interrupt from a wait as a plain KeyboardInterrupt, so the signal is remembered here and put back on it."""
-
-    def __init__(self):
-        self.replaced, self.signum = None, None
-
-    def _handle(self, signum, _frame):
-        self.signum = signum
-        raise KeyboardInterrupt
-
-    def __enter__(self):
-        import signal
-        import threading
-
-        if threading.current_thread() is threading.main_thread():  # signals are caught there only
-            self.replaced = signal.signal(signal.SIGTERM, self._handle) or signal.SIG_DFL  # None: Ray's, not Python's
-        return self
-
-    def __exit__(self, kind, error, _tb):
-        import signal
-
-        if self.replaced is not None:
-            signal.signal(signal.SIGTERM, self.replaced)
-        if isinstance(error, KeyboardInterrupt) and self.signum is not None:
-            error.signum = self.signum
-        return False
 
 
 def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, train_on: str = "train",
@@ -350,44 +321,43 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
         for i in done:  # a state left by a kill between saving a run and removing its folder
             shutil.rmtree(_in_flight_dir(exp.path, retrains[i][1]), ignore_errors=True)
         started = _init_ray(address, exp.spec) if todo or svm_subset else False
-        with _StopOnSigterm():
-            try:
-                if todo or svm_subset:
-                    data_ref, test_ref = ray.put(train_only), ray.put(test)
-                # a quarter GPU per run where there are GPUs (the small nets pack four to a GPU), else one CPU
-                gpus = 0.25 if ray.is_initialized() and ray.cluster_resources().get("GPU") else 0
-                retrain = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus)(_retrain)
-                pending = {retrain.remote(retrains[i][1], data_ref, test_ref, cpus_per_run,
-                                          str(_in_flight_dir(exp.path, retrains[i][1]))): i for i in todo}
-                svm_ref = ray.remote(num_cpus=1)(_svm).remote(
-                    data_ref, test_ref, {"subset": svm_subset, "k": svm_k,
-                                         "val_size": fixed.get("val_size", 5000)}) if svm_subset else None
-                started_at, finished = time.monotonic(), 0
-                while pending:  # each run is saved the moment it ends: a killed evaluation loses only running ones
-                    ready, _ = ray.wait(list(pending), num_returns=1)
-                    i = pending.pop(ready[0])
-                    done[i] = ray.get(ready[0])
-                    # ledger first: a run saved (and so never scored again) always has its record
-                    ledgered(retrains[i][0], retrains[i][1], done[i], done[i].get("train_images"))
-                    _save_run(exp.path, retrains[i][1], done[i])
-                    finished += 1
-                    if progress:
-                        info = retrains[i][0]
-                        # runs go in parallel, so the ETA is the wall time per finished run so far x the runs left
-                        eta = (time.monotonic() - started_at) / finished * len(pending)
-                        resumed = done[i].get("resumed_at_epoch")
-                        progress(f"evaluate: run {len(done)}/{len(retrains)} done ({info['arch']} #{info['rank']} seed "
-                                 f"{info['seed']}, {done[i].get('epochs')} epochs, {done[i]['train_seconds']:.0f} s"
-                                 + (f", continued from epoch {resumed} after a stop" if resumed else "") + ")"
-                                 + (f"; ETA {_dt.timedelta(seconds=round(eta))}" if pending else ""))
-                results += [done[i] for i in range(len(retrains))]
-                svm = ray.get(svm_ref) if svm_ref is not None else None
-                if svm is not None:
-                    ledgered({"arch": "svm_pca", "seed": 0}, {"arch": "svm_pca", "subset": svm_subset, "k": svm_k}, svm,
-                             svm.get("train_images", svm_subset))
-            finally:
-                if started:
-                    ray.shutdown()
+        try:
+            if todo or svm_subset:
+                data_ref, test_ref = ray.put(train_only), ray.put(test)
+            # a quarter GPU per run where there are GPUs (the small nets pack four to a GPU), else one CPU
+            gpus = 0.25 if ray.is_initialized() and ray.cluster_resources().get("GPU") else 0
+            retrain = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus)(_retrain)
+            pending = {retrain.remote(retrains[i][1], data_ref, test_ref, cpus_per_run,
+                                      str(_in_flight_dir(exp.path, retrains[i][1]))): i for i in todo}
+            svm_ref = ray.remote(num_cpus=1)(_svm).remote(
+                data_ref, test_ref, {"subset": svm_subset, "k": svm_k,
+                                     "val_size": fixed.get("val_size", 5000)}) if svm_subset else None
+            started_at, finished = time.monotonic(), 0
+            while pending:  # each run is saved the moment it ends: a killed evaluation loses only running ones
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                i = pending.pop(ready[0])
+                done[i] = ray.get(ready[0])
+                # ledger first: a run saved (and so never scored again) always has its record
+                ledgered(retrains[i][0], retrains[i][1], done[i], done[i].get("train_images"))
+                _save_run(exp.path, retrains[i][1], done[i])
+                finished += 1
+                if progress:
+                    info = retrains[i][0]
+                    # runs go in parallel, so the ETA is the wall time per finished run so far x the runs left
+                    eta = (time.monotonic() - started_at) / finished * len(pending)
+                    resumed = done[i].get("resumed_at_epoch")
+                    progress(f"evaluate: run {len(done)}/{len(retrains)} done ({info['arch']} #{info['rank']} seed "
+                             f"{info['seed']}, {done[i].get('epochs')} epochs, {done[i]['train_seconds']:.0f} s"
+                             + (f", continued from epoch {resumed} after a stop" if resumed else "") + ")"
+                             + (f"; ETA {_dt.timedelta(seconds=round(eta))}" if pending else ""))
+            results += [done[i] for i in range(len(retrains))]
+            svm = ray.get(svm_ref) if svm_ref is not None else None
+            if svm is not None:
+                ledgered({"arch": "svm_pca", "seed": 0}, {"arch": "svm_pca", "subset": svm_subset, "k": svm_k}, svm,
+                         svm.get("train_images", svm_subset))
+        finally:
+            if started:
+                ray.shutdown()
 
     runs = [{**info, **{k: v for k, v in res.items()}, **score(test[1], res["predictions"], data.classes)}
             for (info, _), res in zip(jobs, results)]

@@ -117,13 +117,15 @@ def init_ray(spec: ExperimentSpec) -> None:
     shipped = experiment_runtime_env(spec.nets, spec.fixed.get("dataset") or "")
     if shipped:
         kwargs["runtime_env"] = shipped
+    from trainables.compat import ray_init
+
     if spec.address and spec.address != "local":
-        ray.init(address=spec.address, **kwargs)
+        ray_init(address=spec.address, **kwargs)
     else:
         # "local": a Ray of our own. A bare ray.init() joins any cluster `ray start` left running on this machine,
         # whose other nodes would then write to a --storage that ExperimentSpec's node-local check never vetted.
         # Loopback: an embedded single-node Ray has no reason to listen on the machine's network interfaces.
-        ray.init(address="local", _node_ip_address="127.0.0.1", **kwargs)
+        ray_init(address="local", _node_ip_address="127.0.0.1", **kwargs)
 
 
 def load_data(spec: ExperimentSpec):
@@ -312,12 +314,53 @@ def unfinished_trials(spec: ExperimentSpec) -> int:
     return sum(t["status"] in ("running", "pending") for t in trials) + max(0, planned - len(trials))
 
 
+class _Stopped:
+    """The signal that last stopped this process, for the one line: Ray re-raises an interrupt caught in its waits
+    (``ray.wait``, ``ray.get``) as a new, plain KeyboardInterrupt, so an attribute put on the first one is lost."""
+    signum: int | None = None
+
+
+def _sigterm(signum, _frame):
+    _Stopped.signum = signum
+    raise KeyboardInterrupt
+
+
+class stop_on_sigterm:
+    """The CLI's, around every command: SIGTERM stops it as Ctrl-C does (a KeyboardInterrupt, so whatever is saved
+    is kept and the command says so in one line, exit 143), wherever it is; a search hands it to Tune instead
+    (``_Interrupts``), and ``trainables.compat.ray_init`` keeps it across ``ray.init``. The handler before is put
+    back on the way out (an in-process caller's own)."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        _Stopped.signum, self.before = None, None
+        if threading.current_thread() is threading.main_thread():
+            self.before = signal.signal(signal.SIGTERM, _sigterm)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self.before is not None:
+            signal.signal(signal.SIGTERM, self.before)
+        return False
+
+
+def stop_signal(error: BaseException) -> int:
+    """The signal behind ``error`` (``SearchInterrupted`` or ``KeyboardInterrupt``): SIGINT unless SIGTERM said so."""
+    import signal
+
+    return getattr(error, "signum", None) or _Stopped.signum or signal.SIGINT
+
+
 def interrupted_exit(error: BaseException, prog: str, saved: str, again: str) -> int:
     """One line for a stop by Ctrl-C or SIGTERM (``SearchInterrupted`` or ``KeyboardInterrupt``): which signal, what
     is saved, the command that continues; returns the exit status, 128 + the signal's number."""
     import signal
 
-    signum = getattr(error, "signum", None) or signal.SIGINT
+    signum = stop_signal(error)
     print(f"\n{prog}: interrupted ({signal.Signals(signum).name}); {saved}; continue with: {again}", file=sys.stderr,
           flush=True)
     return 128 + signum
@@ -342,6 +385,7 @@ class _Interrupts:
         tune_handler = signal.getsignal(signal.SIGUSR1)
         if self.signum is not None or not callable(tune_handler):
             self.signum = self.signum or signum
+            _Stopped.signum = self.signum
             raise KeyboardInterrupt
         self.signum = signum
         self.flag.set()

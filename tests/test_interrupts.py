@@ -85,3 +85,62 @@ def test_a_stale_lock_of_a_killed_holder_is_taken_over(tmp_path):
     lock = ExperimentLock(tmp_path, "after the kill").acquire()
     assert lock.held and lock.stale["pid"] == holder.pid
     lock.release()
+
+
+def test_ray_init_through_compat_keeps_the_clis_sigterm_handler_and_leaves_a_bare_process_rays(monkeypatch):
+    """ray.init replaces the driver's SIGTERM handler (the source check in test_private_api); compat.ray_init puts
+    back a handler the caller set in Python (the CLI's: one line, exit 143) and keeps Ray's where none was set."""
+    import signal
+
+    import ray
+
+    from trainables.compat import ray_init
+
+    def rays(signum, frame):  # what ray.init installs: sys.exit(signum)
+        raise SystemExit(signum)
+
+    monkeypatch.setattr(ray, "init", lambda **kw: signal.signal(signal.SIGTERM, rays))
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        def ours(signum, frame):
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, ours)
+        ray_init(address="local")
+        assert signal.getsignal(signal.SIGTERM) is ours
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        ray_init(address="local")
+        assert signal.getsignal(signal.SIGTERM) is rays
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def test_every_command_stops_on_sigterm_in_one_line_and_puts_the_handler_back(tmp_path, capsys, monkeypatch):
+    """The CLI's stop (search.tuner.stop_on_sigterm) around any command: a SIGTERM where none of its own code
+    catches it is one line and exit 143 (the signal remembered even where Ray re-raises a plain KeyboardInterrupt);
+    the caller's handler is back afterwards."""
+    import os
+    import signal
+
+    from search.cli import archs, main
+
+    def stopped(args):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.pause()
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt from None  # as Ray re-raises one: a fresh exception, no attribute
+        raise AssertionError("SIGTERM did not stop the command")
+
+    def caller(signum, frame):  # what runs if main does not put its own in (a clean failure, not pytest killed)
+        raise RuntimeError("the CLI set no SIGTERM handler")
+
+    monkeypatch.setattr(archs, "cmd_archs", stopped)
+    before = signal.signal(signal.SIGTERM, caller)
+    try:
+        assert main(["archs"]) == 143
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == ["cifar-tune archs: interrupted (SIGTERM)"], err
+        assert signal.getsignal(signal.SIGTERM) is caller
+    finally:
+        signal.signal(signal.SIGTERM, before)

@@ -476,6 +476,8 @@ def test_our_schedulers_never_read_the_tune_controller(make, tmp_path):
      "search/pbt.py asks the population of our searcher up front: Ray's PBT refuses a searcher"),
     ("ray.tune.execution.tune_controller", "_get_max_pending_trials", "TUNE_MAX_PENDING_TRIALS_PG",
      "search/tuner.py lets a hyperband search create a bracket's trials together through this variable"),
+    ("ray._private.worker", "init", "set_sigterm_handler",
+     "trainables/compat.py ray_init puts back the CLI's SIGTERM handler, which ray.init replaces with sys.exit"),
     ("ray.tune.execution.tune_controller", "TuneController._wrapped", "_schedule_trial_save",
      "trainables/compat.py controller_view passes PBT's save request on; Tune whitelists it for schedulers"),
 ])

@@ -470,3 +470,22 @@ def set_trial_checkpoint(trial, path: str, metrics: dict) -> None:
 
     trial.run_metadata.checkpoint_manager._latest_checkpoint_result = _TrainingResult(
         checkpoint=Checkpoint.from_directory(path), metrics=dict(metrics))
+
+
+# ------------------------------------------------------------------------ Ray's driver SIGTERM handler (public)
+def ray_init(**kwargs) -> None:
+    """``ray.init(**kwargs)``, keeping the SIGTERM handler the caller had set in Python. Ray 2.x replaces the driver's
+    with ``sys.exit(signum)`` (exit 15, no word said; under Ray 2.60 a stop during ``ray.wait`` also ended with
+    exit 1 and no line): the CLI's own one line and exit 143 (``search.tuner.stop_on_sigterm``) would be lost
+    at the first ``ray.init``. A process that set none (SIG_DFL: a user's script) keeps Ray's handler, as
+    any Ray program does."""
+    import signal
+    import threading
+
+    import ray
+
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGTERM) if main else None
+    ray.init(**kwargs)
+    if callable(before):
+        signal.signal(signal.SIGTERM, before)

@@ -40,34 +40,37 @@ def main(argv: list[str] | None = None) -> int:
     from trainables.data import DataError
 
     from search.cli.common import DiskFull
+    from search.tuner import stop_on_sigterm, stop_signal
     from trainables.experiment import disk_full_cause, free_space
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except (CliError, ConfigError, DataError, ExperimentError, SpecError) as e:
-        print(f"cifar-tune {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as e:  # Ctrl-C, or a SIGTERM a command turned into one (it carries the signal)
-        import signal
+    with stop_on_sigterm():
+        try:
+            return args.func(args)
+        except (CliError, ConfigError, DataError, ExperimentError, SpecError) as e:
+            print(f"cifar-tune {args.command}: error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as e:  # Ctrl-C, or a SIGTERM a command turned into one (it carries the signal)
+            import signal
 
-        signum = getattr(e, "signum", signal.SIGINT)
-        then = getattr(args, "resume_command", None)
-        print(f"cifar-tune {args.command}: interrupted ({signal.Signals(signum).name})"
-              + (f"; finish it with: {then}" if then else ""), file=sys.stderr)
-        return 128 + signum
-    except Exception as e:  # a full disk anywhere (results, checkpoints, optuna.db, report): one line, not 500
-        full = e if isinstance(e, DiskFull) else disk_full_cause(e)
-        if full is None:
-            raise
-        path = full.path if isinstance(full, DiskFull) else (full.filename or getattr(args, "experiment_dir", None)
-                                                             or getattr(args, "experiment", None) or Path.cwd())
-        then = getattr(full, "then", "") or getattr(args, "resume_command", "")
-        print(f"cifar-tune {args.command}: error: disk full: no space left writing {str(path)!r} "
-              f"({free_space(path)} free there); free some space, then "
-              + (f"finish it with: {then}" if then else "run the command again"), file=sys.stderr)
-        return 1
+            signum = stop_signal(e)
+            then = getattr(args, "resume_command", None)
+            print(f"cifar-tune {args.command}: interrupted ({signal.Signals(signum).name})"
+                  + (f"; finish it with: {then}" if then else ""), file=sys.stderr)
+            return 128 + signum
+        except Exception as e:  # a full disk anywhere (results, checkpoints, optuna.db, report): one line, not 500
+            full = e if isinstance(e, DiskFull) else disk_full_cause(e)
+            if full is None:
+                raise
+            path = full.path if isinstance(full, DiskFull) else (
+                full.filename or getattr(args, "experiment_dir", None) or getattr(args, "experiment", None)
+                or Path.cwd())
+            then = getattr(full, "then", "") or getattr(args, "resume_command", "")
+            print(f"cifar-tune {args.command}: error: disk full: no space left writing {str(path)!r} "
+                  f"({free_space(path)} free there); free some space, then "
+                  + (f"finish it with: {then}" if then else "run the command again"), file=sys.stderr)
+            return 1
 
 
 def run(argv: list[str] | None = None) -> int:
