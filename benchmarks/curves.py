@@ -86,9 +86,11 @@ def main(argv=None) -> int:
         return 2
     try:
         curve = run(config, Path(args.storage) / f"{args.record}-{args.key}")
-    except KeyboardInterrupt:
-        print("curves: interrupted; the same command continues from the last finished epoch", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        from search.tuner import interrupted_exit
+
+        return interrupted_exit(e, "curves", "the epochs trained are saved", "the same command (it goes on from the "
+                                "last finished epoch)")
     kept = {k: v for k, v in config.items() if k != "data_dir"}
     command = " ".join(shlex.quote(a) for a in ["python", "-m", "benchmarks.curves", *(argv or sys.argv[1:])])
     record = json.loads(path.read_text())  # again: another run may have been added meanwhile
@@ -103,4 +105,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from search.tuner import stop_on_sigterm
+
+    with stop_on_sigterm():  # SIGTERM (benchmarks.long_runs' stop) as Ctrl-C: the work saved, one line, exit 143
+        raise SystemExit(main())

@@ -217,9 +217,10 @@ def main(argv=None) -> int:
             nets[arch] = {**{w: {"pick": picks[w], "runs": runs[w], "summary": mean_ci(list(values[w].values()))}
                              for w in picks},
                           "comparison": judge(values["default"], values["reproduce"])}
-    except KeyboardInterrupt:
-        print(f"default_space: interrupted; finished retrains are saved; continue with: {again}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        from search.tuner import interrupted_exit
+
+        return interrupted_exit(e, "default_space", "finished retrains are saved", again)
     full = {"epochs": args.epochs, "seeds": args.seeds, "subset": args.subset, "val_size": args.val_size}
     record = {"what": "default-space pick vs reproduce-space pick, both retrained alike, validation accuracy",
               "machine": machine(), "written": dt.datetime.now().isoformat(timespec="seconds"), "command": again,
@@ -232,4 +233,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from search.tuner import stop_on_sigterm
+
+    with stop_on_sigterm():  # SIGTERM (benchmarks.long_runs' stop) as Ctrl-C: the work saved, one line, exit 143
+        raise SystemExit(main())

@@ -517,4 +517,7 @@ def _shutdown_ray() -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from search.tuner import stop_on_sigterm
+
+    with stop_on_sigterm():  # SIGTERM (benchmarks.long_runs' stop) as Ctrl-C: the work saved, one line, exit 143
+        raise SystemExit(main())

@@ -15,8 +15,8 @@ Each step is one resumable command (``cifar-tune reproduce``, ``benchmarks.hpo_e
   machine does not have it, and saves the archive again every ``--carry-every`` seconds and when the step ends;
 * scores the test split onto the ledger the repository keeps (``CIFAR_TUNE_LEDGER_DIR=docs/results/test-ledger``);
 * runs each step at ``nice 15``, so the session's own work comes first;
-* on SIGTERM or SIGINT stops the step (SIGTERM, which every step handles like Ctrl-C: finished work kept), saves
-  its archive and exits 143.
+* on SIGTERM or SIGINT stops the step (SIGTERM, which every step handles like Ctrl-C: finished work kept, one
+  line, exit 143), saves its archive and exits 143.
 
 Publishing stays by hand (``benchmarks.record_reproduction``, ``benchmarks.publish``): a record says why it
 supersedes another, which a runner cannot know. ``--commit`` commits each archive, alone, whenever it holds more

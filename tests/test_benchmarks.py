@@ -321,7 +321,8 @@ def test_curves_adds_a_validation_curve_to_a_record_continuing_a_killed_run(cifa
     monkeypatch.setattr(tr, "save_state", killed_after_one)
     assert curves(argv) == 130  # Ctrl-C: one line, no traceback
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["curves: interrupted; the same command continues from the last finished epoch"], err
+    assert err == ["curves: interrupted (SIGINT); the epochs trained are saved; continue with: the same command (it "
+                   "goes on from the last finished epoch)"], err
     monkeypatch.setattr(tr, "save_state", real_save)
     assert json.loads((results / "r-curves.json").read_text())["runs"] == {}  # nothing written before the end
     assert curves(argv) == 0
