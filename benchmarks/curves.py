@@ -46,12 +46,19 @@ def parse(argv):
     return args, path
 
 
-def run(config: dict, checkpoint_dir: Path) -> list[dict]:
-    """Train ``config`` from its latest state in ``checkpoint_dir`` (if any); returns its curve, one row per epoch."""
+class _Enough(Exception):
+    """Raised from the epoch report once ``stop_after`` epochs are trained (and saved)."""
+
+
+def run(config: dict, checkpoint_dir: Path, stop_after: int | None = None) -> list[dict]:
+    """Train ``config`` from its latest state in ``checkpoint_dir`` (if any); returns its curve, one row per epoch.
+    ``stop_after``: end after that epoch, the schedule still over the config's epochs (a run's first epochs)."""
     from trainables.train import resume_point, save_state, train
 
     resume = resume_point(checkpoint_dir, config)
     rows = [] if resume is None else list(resume.get("curve", []))
+    if stop_after is not None and len(rows) >= stop_after:
+        return rows[:stop_after]
 
     def report(metrics: dict, state: dict | None) -> None:
         rows.append({k: metrics[k] for k in CURVE_KEYS})
@@ -60,8 +67,13 @@ def run(config: dict, checkpoint_dir: Path) -> list[dict]:
         if state is not None:
             checkpoint_dir.mkdir(parents=True, exist_ok=True)
             save_state({**state, "curve": rows}, checkpoint_dir)
+        if stop_after is not None and metrics["epoch"] >= stop_after:
+            raise _Enough
 
-    train(config, report=report, resume_state=resume)
+    try:
+        train(config, report=report, resume_state=resume)
+    except _Enough:
+        pass
     return rows
 
 

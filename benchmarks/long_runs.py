@@ -2,11 +2,13 @@
 
     nohup python -m benchmarks.long_runs > /tmp/runs/long_runs.log 2>&1 &     # start, or continue where it stopped
     # order: report 001, report 004 (issue 21 first), HyperBand/PBT and the default space (issue 22), report 002
+    # (its proxy search, the proxy's check, its final runs)
     python -m benchmarks.long_runs --list                                     # the steps and where each stands
     kill -TERM <its pid>                                                       # stop: the step in flight is saved
 
 Each step is one resumable command (``cifar-tune reproduce``, ``benchmarks.hpo_efficiency``,
-``benchmarks.default_space``): run again, it keeps what finished and continues. Around it this runner:
+``benchmarks.default_space``, ``benchmarks.proxy_check``): run again, it keeps what finished and continues. Around
+it this runner:
 
 * runs the code of one commit: a detached worktree at ``STORAGE/code`` put at HEAD when the runner starts (so
   editing the checkout while a run goes on changes nothing under it, and the next start runs the session's code;
@@ -65,8 +67,16 @@ STEPS = (
     Step("default-space", ("-m", "benchmarks.default_space", "--data-dir", "{data}", "--storage",
                            "{storage}/default-space"), ("default-space",),
          "issue 22, build 3: the README search's pick against the reproduce pick"),
+    Step("report002-search", ("-m", "search.cli", "reproduce", "report002", "--searches-only", "--data-dir",
+                              "{data}", "--storage", "{storage}/fair"), ("fair/reproduce-report002",),
+         "issue 21: ghasemi_net's proxy search, checked (next step) before its final runs"),
+    Step("report002-proxy", ("-m", "benchmarks.proxy_check", "{storage}/fair/reproduce-report002/ghasemi_net",
+                             "--record", "report002-proxy", "--storage", "{storage}/proxy-report002", "--results",
+                             "{storage}/proxy-report002", "--data-dir", "{data}"),
+         ("proxy-report002", "fair/reproduce-report002"),
+         "issue 21, build 3: does ghasemi_net's 10,000-image proxy search rank configs like all 45,000 images?"),
     Step("report002", ("-m", "search.cli", "reproduce", "report002", "--data-dir", "{data}", "--storage",
-                       "{storage}/fair"), ("fair/reproduce-report002",), "issue 21: ghasemi_net"),
+                       "{storage}/fair"), ("fair/reproduce-report002",), "issue 21: ghasemi_net's final runs"),
 )
 
 
@@ -228,7 +238,7 @@ def main(argv=None) -> int:
     steps = [s for s in STEPS if s.name in wanted]
     if args.list:
         for s in steps:
-            print(f"{s.name:15} {status(storage, s)}  ({s.why})")
+            print(f"{s.name:16} {status(storage, s)}  ({s.why})")
         return 0
     storage.mkdir(parents=True, exist_ok=True)
     code = frozen_code(storage)

@@ -458,6 +458,25 @@ def curves_block(name: str, rec: dict, uses: Uses) -> str:
                             "---" + "|---:" * (len(at) + 1))])
 
 
+def proxy_block(name: str, rec: dict, uses: Uses) -> str:
+    """benchmarks.proxy_check's record: each retrained trial on the proxy and on the full data, and the agreement."""
+    s, e = rec["proxy_check"], rec["epochs"]
+    rows = [[u["trial_id"], _abridged(u["config"]), f"{u['proxy_val']:.4f} ({u['proxy_rank']})",
+             f"{u['full_val']:.4f} ({u['full_rank']})"] for u in rec["units"]]
+    full = "all the training images" if rec["full_images"] == "all" else f"the first {rec['full_images']:,}"
+    tau = "—" if s["kendall_tau"] is None else f"{s['kendall_tau']:+.3f} (p {s['p_value']})"
+    return "\n".join([para(f"Record: [results/{name}.json](results/{name}.json) (validation split only; "
+                            f"{rec['written'][:10]}, code {rec['code']}, {rec['machine']}). {rec['arch']}: "
+                            f"{len(rec['units'])} of the {rec['trials_reached']} trials that reached epoch {e} of "
+                            f"the proxy search (its first {rec['proxy_images']:,} training images), spread over its "
+                            f"ranking, trained again on {full} and compared at epoch {e}."), "",
+                       table(["trial", "config (abridged)", f"proxy: val acc @{e} (rank)",
+                              f"full data: val acc @{e} (rank)"], rows, "---|---|---:|---:"), "",
+                       para(f"Kendall tau {tau} over {len(rec['units'])} configs; the proxy's best "
+                            f"{'is' if s['same_best'] else 'is not'} the full data's best; of the proxy's top "
+                            f"{s['top_third']}, {s['top_third_shared']} are the full data's top {s['top_third']}.")])
+
+
 def uses_block(records: dict, uses: Uses) -> str:
     rows = []
     for u in uses.history:
@@ -525,7 +544,8 @@ def blocks(records: dict, ledger_records: list[dict] | None = None) -> dict[str,
            "test-uses": lambda doc: uses_block(records, uses)}
     for name, rec in records.items():
         kind = (reproduction_block if reproduction(rec) else size_block if "targets" in rec.get("summary", {})
-                else followup_block if "evaluation" in rec else curves_block if "runs" in rec else None)
+                else followup_block if "evaluation" in rec else curves_block if "runs" in rec
+                else proxy_block if "proxy_check" in rec else None)
         if kind:
             out[name] = lambda doc, name=name, rec=rec, kind=kind: kind(name, rec, uses)
         if kind is size_block:

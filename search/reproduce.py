@@ -217,21 +217,25 @@ def _estimates(job: _Job, speeds: dict) -> dict:
 def run_reproduction(report: str, *, storage: str, name: str = "", repeats: int | None = None,
                      fixed: dict | None = None, archs: list[str] | None = None, num_samples: int | None = None,
                      max_epochs: int | None = None, final_epochs: int | None = None,
-                     train_images: int | str | None = None, max_concurrent: int = 0, log=print) -> dict:
-    """Run (or continue) the reproduction of ``report``; returns the record written to ``reproduce.json``.
+                     train_images: int | str | None = None, max_concurrent: int = 0, searches_only: bool = False,
+                     log=print) -> dict | None:
+    """Run (or continue) the reproduction of ``report``; returns the record written to ``reproduce.json`` (None
+    with ``searches_only``: the searches run or continued, no final run; the same call without it goes on).
 
     ``train_images``: images per final run; None: the report's (``plan.train_images``); ``"all"``: the whole split
     (the behaviour before the fair protocol, recorded as such). ``max_concurrent``: trials of a search at once
     (0: as many as the machine holds), recorded in each search's spec like every other flag."""
     return run_reproductions([report], storage=storage, name=name, repeats=repeats, fixed=fixed, archs=archs,
                              num_samples=num_samples, max_epochs=max_epochs, final_epochs=final_epochs,
-                             train_images=train_images, max_concurrent=max_concurrent, log=log)[0]
+                             train_images=train_images, max_concurrent=max_concurrent,
+                             searches_only=searches_only, log=log)[0]
 
 
 def run_reproductions(reports: list[str], *, storage: str, name: str = "", repeats: int | None = None,
                       fixed: dict | None = None, archs: list[str] | None = None, num_samples: int | None = None,
                       max_epochs: int | None = None, final_epochs: int | None = None,
-                      train_images: int | str | None = None, max_concurrent: int = 0, log=print) -> list[dict]:
+                      train_images: int | str | None = None, max_concurrent: int = 0, searches_only: bool = False,
+                      log=print) -> list[dict | None]:
     """``run_reproduction`` of each report in turn, every one validated before the first starts; one plan, one
     overall ETA. ``archs``: the nets to run, of whichever report has them."""
     if not reports:
@@ -270,10 +274,10 @@ def run_reproductions(reports: list[str], *, storage: str, name: str = "", repea
             log(line)
     log(f"reproduce: total ~{hms(eta.seconds_left())} of training at the measured speed (each search at its whole "
         f"budget; ASHA may stop it sooner)")
-    return [_run_job(job, eta, log) for job in jobs]
+    return [_run_job(job, eta, log, searches_only) for job in jobs]
 
 
-def _run_job(job: _Job, eta: OverallEta, log) -> dict:
+def _run_job(job: _Job, eta: OverallEta, log, searches_only: bool = False) -> dict | None:
     root = job.root
     root.mkdir(parents=True, exist_ok=True)
     try:
@@ -290,7 +294,7 @@ def _run_job(job: _Job, eta: OverallEta, log) -> dict:
         state.setdefault("plan", job.plan.to_dict())
         state.setdefault("searches", {})
         _write_state(root, state)
-        return _run_stages(job, state, threading.Lock(), eta, log)
+        return _run_stages(job, state, threading.Lock(), eta, log, searches_only)
     finally:
         held.release()
 
@@ -309,7 +313,8 @@ def _check_continued(job: _Job, state: dict) -> None:
             check_resume(spec)
 
 
-def _run_stages(job: _Job, state: dict, lock: threading.Lock, eta: OverallEta, log) -> dict:
+def _run_stages(job: _Job, state: dict, lock: threading.Lock, eta: OverallEta, log,
+                searches_only: bool = False) -> dict | None:
     from search.tuner import run_search
 
     plan, root, report = job.plan, job.root, job.plan.report
@@ -332,6 +337,9 @@ def _run_stages(job: _Job, state: dict, lock: threading.Lock, eta: OverallEta, l
                                            "experiment": str(exp_dir)}
             _write_state(root, state)
 
+    if searches_only:  # e.g. to check a proxy search (benchmarks.proxy_check) before hours of final runs
+        log(f"reproduce {report}: searches finished; the final runs: the same command without --searches-only")
+        return None
     from analysis.evaluate import RUNS_DIR, evaluate_experiment, ledger_lines
 
     evaluations = {}

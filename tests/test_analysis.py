@@ -557,3 +557,65 @@ def test_a_second_evaluation_keeps_the_first(tmp_path):
     kept = json.loads((tmp_path / "evaluation-20261120T100000.json").read_text())
     assert kept["results"][0]["runs"][0]["test_accuracy"] == 0.5
     assert (tmp_path / "evaluation-20261120T100000.csv").exists() and (tmp_path / "evaluation.csv").exists()
+
+
+def test_proxy_check_retrains_a_proxy_searchs_trials_on_more_data_and_ranks_both(lab, tmp_path, capsys):
+    """benchmarks.proxy_check on the lab's proxy search (300 training images): bad input is one line before anything
+    trains; then trials spread over the proxy's ranking at epoch 1 are trained again on more images (their config,
+    seed and validation split), the two rankings compared, the record published as a table; a unit saved is kept
+    by the same command (only a missing one retrains), and the test split is never read."""
+    from benchmarks import publish
+    from benchmarks.proxy_check import main
+    from trainables import data
+
+    results, storage = tmp_path / "results", tmp_path / "store"
+    results.mkdir()
+    base = [str(lab["main"]), "--record", "p", "--storage", str(storage), "--results", str(results), "--data-dir",
+            str(lab["data"])]
+    for extra, words in (([], "several nets (origin_net, simple_cnn): name one with --arch"),
+                         (["--arch", "resnet18"], "--arch resnet18: not a net of this search"),
+                         (["--arch", "simple_cnn", "--trials", "2"], "--trials 2: at least 3"),
+                         (["--arch", "simple_cnn", "--trials", "9"], "--trials 9: only 4 of simple_cnn's trials"),
+                         (["--arch", "simple_cnn", "--against", "300"], "not more than the proxy's 300 images"),
+                         (["--arch", "simple_cnn", "--epochs", "3"], "--epochs 3: outside the search's 1..2")):
+        assert main(base + extra) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], err
+    assert not storage.exists() and not list(results.iterdir())
+
+    argv = base + ["--arch", "simple_cnn", "--trials", "3", "--epochs", "1", "--against", "600"]
+    data._split_access_log.clear()
+    assert main(argv) == 0, capsys.readouterr()
+    assert data._split_access_log and "test" not in data._split_access_log
+    record = json.loads((results / "p.json").read_text())
+    trials = {t["trial_id"]: t for t in load_trials(lab["main"])}
+    units = record["units"]
+    assert len(units) == 3 and record["epochs"] == 1 and record["proxy_images"] == 300 and record["full_images"] == 600
+    assert sorted(u["proxy_rank"] for u in units)[0] == 1  # the proxy's best is always among them
+    for u in units:
+        trial = trials[u["trial_id"]]
+        assert trial["arch"] == "simple_cnn"
+        assert u["proxy_val"] == next(h["val_accuracy"] for h in trial["history"] if h["epoch"] == 1)
+        assert u["config"]["subset"] == 600 and u["config"].get("seed", 0) == trial["config"].get("seed", 0)
+        assert 0 <= u["full_val"] <= 1 and len(u["epoch_seconds"]) == 1
+    s = record["proxy_check"]
+    assert s["kendall_tau"] is None or -1 <= s["kendall_tau"] <= 1
+    assert s["top_third"] == 1 and s["same_best"] == (s["top_third_shared"] == 1)
+    assert sorted(u["full_rank"] for u in units) == [1, 2, 3]
+    assert not list(storage.glob("checkpoint_*"))  # each unit's state goes when it is saved
+    block = publish.blocks({"p": record}, ledger_records=[])["p"](Path("docs/results.md"))
+    assert all(u["trial_id"] in block for u in units) and "full data: val acc @1 (rank)" in block
+
+    # the same command: the record is there, nothing trains; without the record, only a missing unit retrains
+    assert main(argv) == 0 and "written already; nothing trained" in capsys.readouterr().out
+    kept = {p.name: p.read_bytes() for p in (storage / "units").glob("*.json")}
+    (results / "p.json").unlink()
+    gone = sorted(kept)[0]
+    (storage / "units" / gone).unlink()
+    assert main(argv) == 0
+    assert {p.name for p in (storage / "units").glob("*.json")} == set(kept)
+    for name, blob in kept.items():
+        if name != gone:
+            assert (storage / "units" / name).read_bytes() == blob
+    again = json.loads((results / "p.json").read_text())
+    assert [u["full_val"] for u in again["units"]] == [u["full_val"] for u in units]  # same seed, same run

@@ -190,6 +190,14 @@ def test_reproduce_end_to_end_killed_and_rerun(tmp_path, cifar_path, monkeypatch
     # the whole plan up front, with its cost at the measured speed, then an overall ETA at each stage
     assert "reproduce: the plan (speeds: docs/benchmarks.md, 'Epoch time per net'" in first, first[-3000:]
     assert "reproduce: overall 0/4 stages done; ETA " in first and "reproduce: total ~" in first
+    # --searches-only: the searches finished, no final run (e.g. a proxy search checked before hours of them)
+    only = run_cli([*args, "--searches-only"], timeout=600)
+    assert only.returncode == 0, only.stdout[-3000:]
+    assert "reproduce report004: searches finished; the final runs: the same command without --searches-only" \
+        in only.stdout
+    assert not list(tmp_path.glob("reproduce-*/*/eval-runs")) and "result" not in json.loads(
+        (root / "reproduce.json").read_text())
+    assert all(s["done"] for s in json.loads((root / "reproduce.json").read_text())["searches"].values())
     # 2. SIGTERM (what benchmarks.long_runs sends at a session's end) once the last net's final runs are being
     # saved: exit 143 and one line, wherever the command then is (training, scoring, writing the tables); Ray's
     # own handler, which ray.init gives the driver, would end it with exit 1 or 15 and no word

@@ -54,10 +54,13 @@ def cmd_reproduce(args) -> int:
         records = run_reproductions(reports, storage=storage, name=args.name or "", repeats=args.repeats,
                                     fixed=fixed, archs=archs, num_samples=args.num_samples,
                                     max_epochs=args.max_epochs, final_epochs=args.final_epochs,
-                                    train_images=train_images, max_concurrent=max_concurrent)
+                                    train_images=train_images, max_concurrent=max_concurrent,
+                                    searches_only=args.searches_only)
     except (SearchInterrupted, KeyboardInterrupt) as e:
         return interrupted_exit(e, "cifar-tune reproduce", "finished trials and final runs are saved", again)
     for report, record in zip(reports, records):
+        if record is None:  # --searches-only
+            continue
         print("\n" + markdown_table(record))
         root = Path(storage).expanduser().resolve() / (args.name or f"reproduce-{report}")
         print(f"wrote {root / STATE_FILE}, {root / TABLE_FILE} and each net's report/report.html")
@@ -69,6 +72,9 @@ def add(sub) -> None:
     r = sub.add_parser("reproduce", help="a report's nets: tuned search -> final test runs -> its tables beside ours")
     r.add_argument("report", nargs="*", help=f"one or more of: {', '.join(list_plans())} (run in the order given)")
     r.add_argument("--list", action="store_true", help="print every plan's (or the named ones') epochs and ETA, exit")
+    r.add_argument("--searches-only", action="store_true",
+                   help="run (or finish) the searches and stop before the final runs; the same command without it "
+                        "goes on")
     r.add_argument("--data-dir")
     r.add_argument("--repeats", type=int, default=None, help="seeds per final config (default: the plan's, 5 or 3)")
     r.add_argument("--name", help="default: reproduce-REPORT (one report only)")
