@@ -13,6 +13,8 @@ it this runner:
 * runs the code of one commit: a detached worktree at ``STORAGE/code`` put at HEAD when the runner starts (so
   editing the checkout while a run goes on changes nothing under it, and the next start runs the session's code;
   the commit is logged and in every record the step writes);
+* skips a reproduction step already finished (its ``reproduce.json`` holds the record): run again it would only
+  rewrite its tables and its archive;
 * restores a step's storage from its carried archive (``benchmarks/carried/``, ``benchmarks.carry``) where this
   machine does not have it, and saves the archive again every ``--carry-every`` seconds and when the step ends;
 * scores the test split onto the ledger the repository keeps (``CIFAR_TUNE_LEDGER_DIR=docs/results/test-ledger``);
@@ -191,6 +193,21 @@ def restore(storage: Path, step: Step) -> None:
                     f"(run `python -m benchmarks.publish` and commit both)")
 
 
+def finished(storage: Path, step: Step) -> bool:
+    """A reproduction step whose every folder holds a finished ``reproduce.json`` (its record written)."""
+    import json
+
+    from search.reproduce import STATE_FILE
+
+    states = [storage / root / STATE_FILE for root in step.roots]
+    if not all(p.exists() for p in states):
+        return False
+    try:
+        return all("result" in json.loads(p.read_text()) for p in states)
+    except ValueError:
+        return False
+
+
 def status(storage: Path, step: Step) -> str:
     import json
 
@@ -260,6 +277,9 @@ def main(argv=None) -> int:
         if stopping.is_set():
             break
         restore(storage, step)
+        if finished(storage, step):  # rerun, it would only rewrite its tables (and churn its committed archive)
+            log(f"{step.name}: finished earlier; not run again")
+            continue
         cmd = ["nice", "-n", "15", sys.executable,
                *(a.format(data=args.data_dir, storage=storage) for a in step.argv)]
         log(f"{step.name}: {' '.join(shlex.quote(c) for c in cmd[3:])}")

@@ -206,7 +206,8 @@ def test_carry_takes_a_benchmarks_finished_units_not_the_one_in_flight(tmp_path,
 def test_long_runs_restores_a_step_from_its_archive_runs_it_and_carries_it_again(tmp_path, monkeypatch, capsys):
     """benchmarks.long_runs with one stand-in step (a command that extends a reproduction's state): the first run
     carries what the step wrote; on a "new machine" (the storage gone) the step's folder comes back from the archive
-    before the step runs, so the step continues from it; a bad --steps is one line."""
+    before the step runs, so the step continues from it; a finished step is not run again; a bad --steps is one
+    line."""
     import benchmarks.carry as carry
     import benchmarks.long_runs as lr
 
@@ -226,7 +227,12 @@ def test_long_runs_restores_a_step_from_its_archive_runs_it_and_carries_it_again
     assert "carried (" in capsys.readouterr().out
     assert lr.main(["--storage", str(machine)]) == 0
     assert "restored" in capsys.readouterr().out
-    assert json.loads((machine / "fair" / "reproduce-x" / "reproduce.json").read_text())["runs"] == 2
+    state = machine / "fair" / "reproduce-x" / "reproduce.json"
+    assert json.loads(state.read_text())["runs"] == 2
+    state.write_text(json.dumps({**json.loads(state.read_text()), "result": {}}))  # the step's record written
+    assert lr.main(["--storage", str(machine)]) == 0
+    assert "x: finished earlier; not run again" in capsys.readouterr().out
+    assert json.loads(state.read_text())["runs"] == 2  # not run: a finished reproduction would only churn
     with pytest.raises(SystemExit) as e:
         lr.main(["--steps", "nope"])
     assert e.value.code == 2 and "--steps nope: unknown" in capsys.readouterr().err
