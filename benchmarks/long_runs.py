@@ -54,21 +54,31 @@ class Step:
     argv: tuple  # after ``python``; {data} and {storage} filled in
     roots: tuple  # the storage folders it writes, relative to --storage: what is carried
     why: str
+    publish: str = ""  # what to run from the checkout once it has finished ({storage} filled in), logged then
 
+
+# what to do from the checkout once a step has finished (logged then)
+PUBLISH_REPRODUCTION = ("python -m benchmarks.record_reproduction {{storage}}/fair/reproduce-{report} --as "
+                        "{report}-fair, a section with its markers in docs/results.md, python -m benchmarks.publish; "
+                        "commit them with the ledger")
+PUBLISH_UNITS = ("the same command from the checkout (it trains nothing: every unit is kept) writes the record and "
+                 "its docs/benchmarks.md section there (the runner's worktree got them)")
 
 STEPS = (
     Step("report001", ("-m", "search.cli", "reproduce", "report001", "--data-dir", "{data}", "--storage",
                        "{storage}/fair"), ("fair/reproduce-report001",),
          "issue 21: keras_cnn and resnet18 (from scratch) on the report's protocol"),
     Step("report004", ("-m", "search.cli", "reproduce", "report004", "--data-dir", "{data}", "--storage",
-                       "{storage}/fair"), ("fair/reproduce-report004",), "issue 21: lozano_c, lozano_e, lozano_f"),
+                       "{storage}/fair"), ("fair/reproduce-report004",), "issue 21: lozano_c, lozano_e, lozano_f",
+         PUBLISH_REPRODUCTION.format(report="report004")),
     Step("hpo-schedulers", ("-m", "benchmarks.hpo_efficiency", "--data-dir", "{data}", "--storage",
                             "{storage}/hpo-schedulers", "--methods", "tpe+asha,hyperband,pbt", "--front-archs", "",
                             "--record", "hpo_schedulers"), ("hpo-schedulers",),
-         "issue 22: HyperBand and PBT against TPE + ASHA, paired by seed (the four-method record's storage is gone)"),
+         "issue 22: HyperBand and PBT against TPE + ASHA, paired by seed (the four-method record's storage is gone)",
+         PUBLISH_UNITS),
     Step("default-space", ("-m", "benchmarks.default_space", "--data-dir", "{data}", "--storage",
                            "{storage}/default-space"), ("default-space",),
-         "issue 22, build 3: the README search's pick against the reproduce pick"),
+         "issue 22, build 3: the README search's pick against the reproduce pick", PUBLISH_UNITS),
     Step("report002-search", ("-m", "search.cli", "reproduce", "report002", "--searches-only", "--data-dir",
                               "{data}", "--storage", "{storage}/fair"), ("fair/reproduce-report002",),
          "issue 21: ghasemi_net's proxy search, checked (next step) before its final runs"),
@@ -76,9 +86,12 @@ STEPS = (
                              "--record", "report002-proxy", "--storage", "{storage}/proxy-report002", "--results",
                              "{storage}/proxy-report002", "--data-dir", "{data}"),
          ("proxy-report002", "fair/reproduce-report002"),
-         "issue 21, build 3: does ghasemi_net's 10,000-image proxy search rank configs like all 45,000 images?"),
+         "issue 21, build 3: does ghasemi_net's 10,000-image proxy search rank configs like all 45,000 images?",
+         "cp {storage}/proxy-report002/report002-proxy.json docs/results/, a section with its markers in "
+         "docs/results.md, python -m benchmarks.publish"),
     Step("report002", ("-m", "search.cli", "reproduce", "report002", "--data-dir", "{data}", "--storage",
-                       "{storage}/fair"), ("fair/reproduce-report002",), "issue 21: ghasemi_net's final runs"),
+                       "{storage}/fair"), ("fair/reproduce-report002",), "issue 21: ghasemi_net's final runs",
+         PUBLISH_REPRODUCTION.format(report="report002")),
 )
 
 
@@ -297,6 +310,8 @@ def main(argv=None) -> int:
         saver.join()
         save(storage, step, args.commit)
         log(f"{step.name}: exit {rc}")
+        if rc == 0 and step.publish:
+            log(f"{step.name}: finished; to publish: {step.publish.format(storage=storage)}")
         if rc != 0:
             log("stopped: " + ("as asked; run the same command to continue" if stopping.is_set() else
                                f"{step.name} failed; its log is above, the same command retries it"))

@@ -214,7 +214,8 @@ def test_long_runs_restores_a_step_from_its_archive_runs_it_and_carries_it_again
     grow = ("import json, pathlib; p = pathlib.Path('{storage}/fair/reproduce-x'); p.mkdir(parents=True, "
             "exist_ok=True); f = p / 'reproduce.json'; s = json.loads(f.read_text()) if f.exists() else "
             "{{'report': 'x', 'searches': {{}}}}; s['runs'] = s.get('runs', 0) + 1; f.write_text(json.dumps(s))")
-    monkeypatch.setattr(lr, "STEPS", (lr.Step("x", ("-c", grow), ("fair/reproduce-x",), "a stand-in"),))
+    monkeypatch.setattr(lr, "STEPS", (lr.Step("x", ("-c", grow), ("fair/reproduce-x",), "a stand-in",
+                                              "publish {storage}/fair/reproduce-x"),))
     monkeypatch.setattr(carry, "CARRIED", tmp_path / "carried")
     monkeypatch.setattr(lr, "frozen_code", lambda storage: lr.REPO)  # no worktree for a stand-in
     machine = tmp_path / "machine"
@@ -226,7 +227,8 @@ def test_long_runs_restores_a_step_from_its_archive_runs_it_and_carries_it_again
     assert lr.main(["--storage", str(machine), "--list"]) == 0
     assert "carried (" in capsys.readouterr().out
     assert lr.main(["--storage", str(machine)]) == 0
-    assert "restored" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "restored" in out and f"x: finished; to publish: publish {machine}/fair/reproduce-x" in out
     state = machine / "fair" / "reproduce-x" / "reproduce.json"
     assert json.loads(state.read_text())["runs"] == 2
     state.write_text(json.dumps({**json.loads(state.read_text()), "result": {}}))  # the step's record written
