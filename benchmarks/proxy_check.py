@@ -105,7 +105,8 @@ def retrain(args, pick: dict, epochs: int, storage: Path) -> dict:
     curve = train_curve(config, storage / f"checkpoint_{pick['trial_id']}", stop_after=epochs)
     unit = {"trial_id": pick["trial_id"], "config": {k: v for k, v in config.items() if k != "data_dir"},
             "proxy_val": pick["proxy_val"], "proxy_rank": pick["proxy_rank"],
-            "full_val": curve[epochs - 1]["val_accuracy"], "epoch_seconds": [c["epoch_seconds"] for c in curve],
+            "epochs": epochs, "full_val": curve[epochs - 1]["val_accuracy"],
+            "epoch_seconds": [c["epoch_seconds"] for c in curve],
             "seconds_this_run": round(time.monotonic() - started, 1)}
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, unit)
@@ -142,6 +143,14 @@ def main(argv=None) -> int:
             print(f"proxy_check: {results / args.record}.json is written already; nothing trained")
             return 0
         todo = plan(args)
+        for pick in todo["picks"]:  # a unit kept from another setting would be compared as if it were this one
+            path = storage / UNITS / f"{pick['trial_id']}.json"
+            if path.exists():
+                unit = json.loads(path.read_text())
+                if (unit.get("epochs"), unit["config"].get("subset")) != (todo["epochs"], args.against):
+                    raise CheckError(f"{path} was trained to epoch {unit.get('epochs')} on subset "
+                                     f"{unit['config'].get('subset')}, not --epochs {todo['epochs']} --against "
+                                     f"{args.against}: use another --storage")
     except CheckError as e:
         print(f"proxy_check: error: {e}", file=sys.stderr)
         return 2

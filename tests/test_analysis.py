@@ -619,3 +619,9 @@ def test_proxy_check_retrains_a_proxy_searchs_trials_on_more_data_and_ranks_both
             assert (storage / "units" / name).read_bytes() == blob
     again = json.loads((results / "p.json").read_text())
     assert [u["full_val"] for u in again["units"]] == [u["full_val"] for u in units]  # same seed, same run
+    # units of another setting in the same storage are refused, not compared as if they were this one's
+    (results / "p.json").unlink()
+    assert main([*argv[:-2], "--against", "900"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "on subset 600, not --epochs 1 --against 900: use another --storage" in err[0], err
+    assert not (results / "p.json").exists()
