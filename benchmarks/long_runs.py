@@ -234,7 +234,10 @@ def status(storage: Path, step: Step) -> str:
             try:
                 s = json.loads(state.read_text())
                 done = ", ".join(a for a, v in s.get("searches", {}).items() if v.get("done")) or "none"
-                parts.append("finished" if "result" in s else f"searches done: {done}")
+                runs = ", ".join(f"{a} {len(list((here / a / 'eval-runs').glob('*.json')))}"
+                                 for a, v in s.get("searches", {}).items() if v.get("done"))
+                parts.append("finished" if "result" in s else f"searches done: {done}"
+                             + (f"; final runs saved: {runs}" if runs else ""))
             except ValueError:
                 parts.append("state unreadable")
         elif here.exists():
