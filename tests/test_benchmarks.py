@@ -350,3 +350,15 @@ def test_curves_adds_a_validation_curve_to_a_record_continuing_a_killed_run(cifa
     assert curves([*argv[:3], "F", *argv[4:]]) == 2
     one_line_error(capsys, "--config")
     assert (results / "r-curves.json").read_text() == before
+
+
+def test_long_runs_list_shows_a_reproductions_saved_final_runs_per_net(tmp_path):
+    import benchmarks.long_runs as lr
+
+    root = tmp_path / "fair" / "reproduce-x"
+    (root / "a" / "eval-runs").mkdir(parents=True)
+    (root / "a" / "eval-runs" / "a-s0-1.json").write_text("{}")
+    (root / "reproduce.json").write_text(json.dumps({"searches": {"a": {"done": True}, "b": {"done": False}}}))
+    step = lr.Step("x", (), ("fair/reproduce-x",), "a stand-in")
+    assert lr.status(tmp_path, step) == "searches done: a; final runs saved: a 1"
+    assert not lr.finished(tmp_path, step)
