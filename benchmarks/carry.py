@@ -15,7 +15,10 @@ checkpoints are never read; a final run is retrained from its config, never from
 and so starts over on the next machine: a search that had not finished (its folder is left out whole, so the same
 command starts it afresh) and a final run in flight (its state, ``eval-runs/checkpoint_*``, continues it on the
 machine that has it, not on a new one). Its wall time stays in the state: the record's wall seconds are
-what the stage cost, work lost included. From a benchmark's storage (``hpo_efficiency``, ``default_space``: a folder
+what the stage cost, work lost included. ``save --in-flight``, for a reproduction stopped as asked (``long_runs``
+uses it when it is stopped, not in its saves every few minutes: tens of MB a time): both are carried too, each
+unfinished search's experiment with the newest checkpoint of each trial that has not ended (the same command then
+resumes it, as ``search --resume``) and each final run's saved state (it continues from its last epoch). From a benchmark's storage (``hpo_efficiency``, ``default_space``: a folder
 with ``units/``): its settings and every finished unit (a search's or a retrain's JSON); a unit in flight starts over.
 
 ``restore`` writes into ``STORAGE/<name>`` only when that folder does not exist yet: it never mixes a carried run
@@ -67,13 +70,41 @@ def _kept(name: str) -> bool:
     return name not in LEFT_OUT and not (name.startswith(".") and name.endswith(".tmp"))
 
 
-def _experiment_files(root: Path, exp: Path) -> list[Path]:
-    """An experiment folder's files, relative to ``root``, without checkpoints, locks or half-written files."""
+def _experiment_files(root: Path, exp: Path, checkpoints: frozenset = frozenset()) -> list[Path]:
+    """An experiment folder's files, relative to ``root``, without locks or half-written files, and without
+    checkpoints but the folders named in ``checkpoints``."""
     out = []
     for dirpath, dirnames, filenames in os.walk(exp):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("checkpoint_"))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("checkpoint_") or Path(dirpath, d) in checkpoints)
         out += [(Path(dirpath) / name).relative_to(root) for name in sorted(filenames) if _kept(name)]
     return out
+
+
+def _final_runs_in_flight(exp: Path) -> frozenset:
+    """The saved state of each final run in flight (``analysis.evaluate._in_flight_dir``)."""
+    return frozenset(p for p in (exp / RUNS_DIR).glob("checkpoint_*") if p.is_dir())
+
+
+def _trials_in_flight(exp: Path) -> frozenset:
+    """The newest checkpoint of each trial of an unfinished search that has not ended: what its resume reads
+    (``trainables.checkpoints`` falls back to an older sibling only when the newest cannot be read). An ended trial is
+    never restarted, so its checkpoints stay behind."""
+    from analysis.load import ExperimentError, load_trials
+    from trainables.checkpoints import checkpoint_index
+    from trainables.experiment import OUTCOMES_ENDED
+
+    try:
+        trials = load_trials(exp)
+    except (ExperimentError, OSError, ValueError):
+        return frozenset()
+    newest = []
+    for t in trials:
+        if t["status"] in OUTCOMES_ENDED or not t.get("path"):
+            continue
+        saved = [p for p in Path(t["path"]).glob("checkpoint_*") if checkpoint_index(p.name) is not None]
+        if saved:
+            newest.append(max(saved, key=lambda p: checkpoint_index(p.name)))
+    return frozenset(newest)
 
 
 def finished_search(exp: Path) -> bool:
@@ -106,34 +137,46 @@ def carried_units(root: Path) -> tuple[list[Path], dict]:
     return files, manifest
 
 
-def carried_files(root: Path) -> tuple[list[Path], dict]:
-    """(the files of ``root`` to carry, relative to it; the manifest saying what they hold)."""
+def carried_files(root: Path, in_flight: bool = False) -> tuple[list[Path], dict]:
+    """(the files of ``root`` to carry, relative to it; the manifest saying what they hold). ``in_flight``: a
+    reproduction's work in flight too, for a machine that stopped as asked (each unfinished search's experiment with
+    the newest checkpoint of each trial not ended; each final run's saved state), so the next machine continues it
+    instead of starting it over."""
     if (root / "units").is_dir() and not (root / STATE).exists():
         return carried_units(root)
     state = _state(root)
     done = sorted(a for a, s in (state.get("searches") or {}).items() if s.get("done"))
     nets = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     files = [Path(p.name) for p in root.iterdir() if p.is_file() and p.name != MANIFEST and _kept(p.name)]
-    runs = {}
+    runs, flying = {}, {"searches": [], "final_runs": []}
     for arch in done:
         exp = root / arch
         if not exp.is_dir():
             raise CarryError(f"{root}: the search of {arch} is recorded finished but {exp} is missing")
-        files += _experiment_files(root, exp)
+        states = _final_runs_in_flight(exp) if in_flight else frozenset()
+        files += _experiment_files(root, exp, states)
         runs[arch] = sorted(p.name for p in (exp / RUNS_DIR).glob("*.json"))
+        flying["final_runs"] += sorted(f"{arch}/{p.name}" for p in states)
+    for arch in sorted(set(nets) - set(done)) if in_flight else ():
+        exp = root / arch
+        if (exp / SPEC_FILE).is_file():  # started: resumed (``search --resume``) where restored
+            files += _experiment_files(root, exp, _trials_in_flight(exp))
+            flying["searches"].append(arch)
     manifest = {"what": "a reproduction's progress (benchmarks/carry.py): its state, and each finished search's "
                         "experiment without checkpoints",
                 "name": root.name, "kind": "reproduction", "report": state.get("report"),
                 "saved": _dt.datetime.now().isoformat(timespec="seconds"),
                 "from": str(root), "searches_carried": done,
-                "searches_left_out": sorted(set(nets) - set(done)),  # unfinished: started afresh where restored
-                "final_runs_carried": runs, "finished": "result" in state}
+                # unfinished and not carried in flight: started afresh where restored
+                "searches_left_out": sorted(set(nets) - set(done) - set(flying["searches"])),
+                "final_runs_carried": runs, "finished": "result" in state,
+                **({"in_flight": flying} if in_flight else {})}
     return sorted(files), manifest
 
 
-def save(root: str | os.PathLike, to: str | os.PathLike = CARRIED) -> tuple[Path, dict]:
+def save(root: str | os.PathLike, to: str | os.PathLike = CARRIED, in_flight: bool = False) -> tuple[Path, dict]:
     root = Path(root).expanduser().resolve()
-    files, manifest = carried_files(root)
+    files, manifest = carried_files(root, in_flight)
     out = Path(to) / f"{root.name}.tar.gz"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
@@ -202,20 +245,26 @@ def main(argv=None) -> int:
     s = sub.add_parser("save", help="a reproduction's folder -> an archive of its finished stages")
     s.add_argument("root", help="STORAGE/reproduce-reportNNN (the folder with reproduce.json)")
     s.add_argument("--to", default=str(CARRIED), help="folder for the archive (default: benchmarks/carried)")
+    s.add_argument("--in-flight", action="store_true",
+                   help="a reproduction stopped as asked: carry its unfinished searches (the newest checkpoint of each "
+                        "trial not ended) and its final runs' saved states too, so the next machine continues them")
     r = sub.add_parser("restore", help="an archive -> STORAGE/<its folder>, which must not exist yet")
     r.add_argument("archive")
     r.add_argument("--storage", required=True, help="the --storage the reproduction runs with")
     args = p.parse_args(argv)
     try:
         if args.cmd == "save":
-            out, m = save(args.root, args.to)
+            out, m = save(args.root, args.to, args.in_flight)
             if m["kind"] == "units":
                 print(f"carry: saved {out}: {m['units_carried']} finished units, finished searches "
                       f"{', '.join(m['searches_carried']) or 'none'} (what is in flight starts over)")
                 return 0
             runs = ", ".join(f"{a} {len(v)}" for a, v in m["final_runs_carried"].items()) or "none"
+            flying = m.get("in_flight") or {}
+            went_on = ", ".join(flying.get("searches", []) + flying.get("final_runs", []))
             print(f"carry: saved {out}: searches finished {', '.join(m['searches_carried']) or 'none'}; final runs "
-                  f"saved: {runs}; left out (start afresh): {', '.join(m['searches_left_out']) or 'nothing'}")
+                  f"saved: {runs}; left out (start afresh): {', '.join(m['searches_left_out']) or 'nothing'}"
+                  + (f"; in flight (continued where restored): {went_on or 'nothing'}" if "in_flight" in m else ""))
         else:
             root, m = restore(args.archive, args.storage)
             from trainables.ledger import ledger_dir

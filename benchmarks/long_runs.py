@@ -20,7 +20,8 @@ it this runner:
 * scores the test split onto the ledger the repository keeps (``CIFAR_TUNE_LEDGER_DIR=docs/results/test-ledger``);
 * runs each step at ``nice 15``, so the session's own work comes first;
 * on SIGTERM or SIGINT stops the step (SIGTERM, which every step handles like Ctrl-C: finished work kept, one
-  line, exit 143), saves its archive and exits 143.
+  line, exit 143), saves its archive with what was in flight (``carry save --in-flight``: a reproduction's
+  unfinished search and final run continue on the next machine instead of starting over) and exits 143.
 
 Publishing stays by hand (``benchmarks.record_reproduction``, ``benchmarks.publish``): a record says why it
 supersedes another, which a runner cannot know. ``--commit`` commits each archive, alone, whenever it holds more
@@ -126,7 +127,8 @@ def frozen_code(storage: Path) -> Path:
     return code
 
 
-PROGRESS_KEYS = ("searches_carried", "searches_left_out", "final_runs_carried", "finished", "units_carried")
+PROGRESS_KEYS = ("searches_carried", "searches_left_out", "final_runs_carried", "finished", "units_carried",
+                 "in_flight")
 
 
 def progress_of(manifest: dict) -> dict:
@@ -166,8 +168,10 @@ def commit(archive: Path, manifest: dict, step: Step) -> None:
     # (each experiment's own ledger), and a restore puts any the committed ledger lacks back into it.
     runs = ", ".join(f"{a} {len(v)}" for a, v in (manifest.get("final_runs_carried") or {}).items())
     searches = ", ".join(manifest.get("searches_carried") or []) or "none"
+    flying = manifest.get("in_flight") or {}
+    flying = ", ".join(flying.get("searches", []) + flying.get("final_runs", []))
     message = (f"carry {step.name}: {rel} (searches finished: {searches}; final runs: {runs or 'none'}; units: "
-               f"{manifest.get('units_carried', 0)})")
+               f"{manifest.get('units_carried', 0)}" + (f"; in flight: {flying}" if flying else "") + ")")
     for cmd in (["git", "-C", str(REPO), "add", "--", rel],
                 ["git", "-C", str(REPO), "commit", "-q", "--only", "-m", message, "--", rel]):
         done = subprocess.run(cmd, capture_output=True, text=True)
@@ -177,13 +181,13 @@ def commit(archive: Path, manifest: dict, step: Step) -> None:
     log(f"{step.name}: committed {rel}")
 
 
-def save(storage: Path, step: Step, commit_it: bool = False) -> None:
+def save(storage: Path, step: Step, commit_it: bool = False, in_flight: bool = False) -> None:
     from benchmarks.carry import CarryError, save as carry_save
 
     for root in step.roots:
         if (storage / root).is_dir():
             try:
-                out, manifest = carry_save(storage / root, archive_of(root).parent)
+                out, manifest = carry_save(storage / root, archive_of(root).parent, in_flight)
                 log(f"{step.name}: carried {storage / root} -> {shown(out)}")
             except CarryError as e:
                 log(f"{step.name}: not carried ({e})")
@@ -311,7 +315,8 @@ def main(argv=None) -> int:
         rc = child[0].wait()
         done.set()
         saver.join()
-        save(storage, step, args.commit)
+        # stopped as asked: what is in flight travels too (a search's live trials, a final run's state)
+        save(storage, step, args.commit, in_flight=stopping.is_set())
         log(f"{step.name}: exit {rc}")
         if rc == 0 and step.publish:
             log(f"{step.name}: finished; to publish: {step.publish.format(storage=storage)}")

@@ -186,6 +186,46 @@ def test_carry_keeps_finished_stages_without_checkpoints_and_restores_only_into_
     assert not (tmp_path / "x").exists()
 
 
+def test_carry_in_flight_takes_what_a_stopped_reproduction_continues_from_and_nothing_more(tmp_path, capsys,
+                                                                                           monkeypatch):
+    """``carry save --in-flight`` (what long_runs does when it is stopped): a final run's saved state and an
+    unfinished search with the newest checkpoint of each trial that has not ended; an ended trial's checkpoints,
+    older checkpoints and a search never started stay behind."""
+    import analysis.load
+    from benchmarks.carry import main as carry
+    from trainables.experiment import RUNNING, STOPPED
+
+    root = tmp_path / "runs" / "reproduce-report002"
+    files = {"reproduce.json": json.dumps({"report": "report002", "searches": {"a": {"done": True},
+                                                                              "b": {"done": False}}}),
+             "a/spec.json": "{}", "a/eval-runs/a-s0-x.json": "{}", "a/eval-runs/checkpoint_a-s1-y/checkpoint.pt": "s",
+             "a/a_1/checkpoint_000002/model.pt": "finished search: never read",
+             "b/spec.json": "{}", "b/optuna.db": "db", "b/experiment_state-1.json": "{}",
+             "b/b_1/result.json": "{}\n", "b/b_1/checkpoint_000001/model.pt": "old",
+             "b/b_1/checkpoint_000003/model.pt": "newest", "b/b_2/result.json": "{}\n",
+             "b/b_2/checkpoint_000004/model.pt": "stopped by ASHA", "c/.cifar-tune.lock": "pid"}
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    trials = [{"status": RUNNING, "path": str(root / "b" / "b_1")}, {"status": STOPPED, "path": str(root / "b" / "b_2")}]
+    monkeypatch.setattr(analysis.load, "load_trials", lambda exp: trials if str(exp).endswith("/b") else [])
+    carried = tmp_path / "carried"
+    assert carry(["save", str(root), "--to", str(carried)]) == 0  # the default: finished stages only
+    assert "left out (start afresh): b, c" in capsys.readouterr().out
+    assert carry(["save", str(root), "--to", str(carried), "--in-flight"]) == 0
+    said = capsys.readouterr().out
+    assert "left out (start afresh): c; in flight (continued where restored): b, a/checkpoint_a-s1-y" in said
+    assert carry(["restore", str(carried / "reproduce-report002.tar.gz"), "--storage", str(tmp_path / "new")]) == 0
+    new = tmp_path / "new" / "reproduce-report002"
+    got = {str(p.relative_to(new)) for p in new.rglob("*") if p.is_file()}
+    assert got == {"carry.json", "reproduce.json", "a/spec.json", "a/eval-runs/a-s0-x.json",
+                   "a/eval-runs/checkpoint_a-s1-y/checkpoint.pt", "b/spec.json", "b/optuna.db",
+                   "b/experiment_state-1.json", "b/b_1/result.json", "b/b_1/checkpoint_000003/model.pt",
+                   "b/b_2/result.json"}
+    assert json.loads((new / "carry.json").read_text())["in_flight"] == {"searches": ["b"],
+                                                                        "final_runs": ["a/checkpoint_a-s1-y"]}
+
+
 def test_carry_takes_a_benchmarks_finished_units_not_the_one_in_flight(tmp_path, capsys):
     from benchmarks.carry import main as carry
 

@@ -190,9 +190,25 @@ def test_reproduce_end_to_end_killed_and_rerun(tmp_path, cifar_path, monkeypatch
     # the whole plan up front, with its cost at the measured speed, then an overall ETA at each stage
     assert "reproduce: the plan (speeds: docs/benchmarks.md, 'Epoch time per net'" in first, first[-3000:]
     assert "reproduce: overall 0/4 stages done; ETA " in first and "reproduce: total ~" in first
+    # ... carried to a "new machine" with what was in flight (long_runs does so when stopped): the unfinished
+    # search travels and is resumed there, its ended trials kept as they were
+    from benchmarks.carry import main as carry
+
+    started = set(trial_dirs(root / "origin_net"))
+    interrupted = not json.loads((root / "reproduce.json").read_text())["searches"].get("origin_net", {}).get("done")
+    capsys.readouterr()
+    assert carry(["save", str(root), "--to", str(tmp_path / "carried"), "--in-flight"]) == 0
+    # (the SIGINT came after the first trial's result; the search had not ended unless the second trial was quicker)
+    assert ("in flight (continued where restored): origin_net" in capsys.readouterr().out) == interrupted
+    os.rename(root, tmp_path / "old-machine-first")
+    assert carry(["restore", str(tmp_path / "carried" / "reproduce-report003.tar.gz"), "--storage",
+                  str(tmp_path)]) == 0
     # --searches-only: the searches finished, no final run (e.g. a proxy search checked before hours of them)
     only = run_cli([*args, "--searches-only"], timeout=600)
     assert only.returncode == 0, only.stdout[-3000:]
+    assert started <= set(trial_dirs(root / "origin_net"))
+    said = next(line for line in only.stdout.splitlines() if "search origin_net:" in line)
+    assert ("[resumed]" if interrupted else "finished earlier, kept") in said, only.stdout[-3000:]
     assert "reproduce report004: searches finished; the final runs: the same command without --searches-only" \
         in only.stdout
     assert not list(tmp_path.glob("reproduce-*/*/eval-runs")) and "result" not in json.loads(
