@@ -1,8 +1,8 @@
 """The project's own long runs, in order, continued across machines that keep only the repository.
 
     nohup python -m benchmarks.long_runs > /tmp/runs/long_runs.log 2>&1 &     # start, or continue where it stopped
-    # order: report 001, report 004 (issue 21 first), HyperBand/PBT and the default space (issue 22), report 002
-    # (its proxy search, the proxy's check, its final runs)
+    # order: issue 21's nets first (report 001, report 004, then report 002: its proxy search, the proxy's check,
+    # its final runs), then issue 22's measurements (HyperBand/PBT, the default space)
     python -m benchmarks.long_runs --list                                     # the steps and where each stands
     kill -TERM <its pid>                                                       # stop: the step in flight is saved
 
@@ -72,14 +72,6 @@ STEPS = (
     Step("report004", ("-m", "search.cli", "reproduce", "report004", "--data-dir", "{data}", "--storage",
                        "{storage}/fair"), ("fair/reproduce-report004",), "issue 21: lozano_c, lozano_e, lozano_f",
          PUBLISH_REPRODUCTION.format(report="report004")),
-    Step("hpo-schedulers", ("-m", "benchmarks.hpo_efficiency", "--data-dir", "{data}", "--storage",
-                            "{storage}/hpo-schedulers", "--methods", "tpe+asha,hyperband,pbt", "--front-archs", "",
-                            "--record", "hpo_schedulers"), ("hpo-schedulers",),
-         "issue 22: HyperBand and PBT against TPE + ASHA, paired by seed (the four-method record's storage is gone)",
-         PUBLISH_UNITS),
-    Step("default-space", ("-m", "benchmarks.default_space", "--data-dir", "{data}", "--storage",
-                           "{storage}/default-space"), ("default-space",),
-         "issue 22, build 3: the README search's pick against the reproduce pick", PUBLISH_UNITS),
     Step("report002-search", ("-m", "search.cli", "reproduce", "report002", "--searches-only", "--data-dir",
                               "{data}", "--storage", "{storage}/fair"), ("fair/reproduce-report002",),
          "issue 21: ghasemi_net's proxy search, checked (next step) before its final runs"),
@@ -93,7 +85,14 @@ STEPS = (
     Step("report002", ("-m", "search.cli", "reproduce", "report002", "--data-dir", "{data}", "--storage",
                        "{storage}/fair"), ("fair/reproduce-report002",), "issue 21: ghasemi_net's final runs",
          PUBLISH_REPRODUCTION.format(report="report002")),
-)
+    Step("hpo-schedulers", ("-m", "benchmarks.hpo_efficiency", "--data-dir", "{data}", "--storage",
+                            "{storage}/hpo-schedulers", "--methods", "tpe+asha,hyperband,pbt", "--front-archs", "",
+                            "--record", "hpo_schedulers"), ("hpo-schedulers",),
+         "issue 22: HyperBand and PBT against TPE + ASHA, paired by seed (the four-method record's storage is gone)",
+         PUBLISH_UNITS),
+    Step("default-space", ("-m", "benchmarks.default_space", "--data-dir", "{data}", "--storage",
+                           "{storage}/default-space"), ("default-space",),
+         "issue 22, build 3: the README search's pick against the reproduce pick", PUBLISH_UNITS))
 
 
 def archive_of(root: str) -> Path:
