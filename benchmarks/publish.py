@@ -224,7 +224,7 @@ def summary(records: dict, uses: Uses, prefix: str = "docs/results/") -> str:
     found = sorted((res["created"], name, rec, res) for name, rec in records.items() if (res := reproduction(rec)))
     for _, name, rec, res in found:  # in the order they were made
         for n in res["nets"]:
-            stat = n[n["metric"]]
+            stat = compared(n)
             rows.append([f"{n['arch']} ({params_of(n['config']):,} params)", res["report"].removeprefix("report"),
                          METRIC[n["metric"]], f"{fmt_ci(stat)} ({stat['n']})", f"{n['published']}",
                          _verdict(stat, n["published"]),
@@ -264,6 +264,12 @@ def _uses_note() -> str:
     return ("Test-split use *k of n*: the k-th config of this net scored on this test split, of n so far, small-scale "
             "evaluations included (before the ledger: docs/results/test_uses_history.json, reconstructed from the "
             "records; since: the ledger's counts in the record).")
+
+
+def compared(n: dict) -> dict:
+    """A reproduced net's compared metric as ``{mean, ci95, n}``: the net's own mean and CI, whatever the metric (a
+    test-split metric is also stored under its name; a validation one, report 004's, only there)."""
+    return {"mean": n["mean"], "ci95": n["ci95"], "n": len(n["per_seed"])}
 
 
 def _verdict(stat: dict, target: float) -> str:
@@ -320,10 +326,13 @@ def reproduction_block(name: str, rec: dict, uses: Uses) -> str:
     rows = []
     for n in res["nets"]:
         # beside the compared number: test accuracy, or for a test-accuracy comparison its weighted F1
-        stat, other = n[n["metric"]], "weighted_f1" if n["metric"] == "test_accuracy" else "test_accuracy"
+        stat, other = compared(n), "weighted_f1" if n["metric"] == "test_accuracy" else "test_accuracy"
+        beside = f"{METRIC[other]} {fmt_ci(n[other])}"
+        if other == "test_accuracy" and n.get("published_test_accuracy") is not None:  # the report gave one too
+            beside += (f" (report: {n['published_test_accuracy']:.4f}, "
+                       f"{_verdict(n['test_accuracy'], n['published_test_accuracy'])})")
         rows.append([f"{n['arch']} ({params_of(n['config']):,} params)", METRIC[n["metric"]],
-                     f"{_bold_if_beats(fmt_ci(stat), stat, n['published'])} ({seeds4(n['per_seed'])}); "
-                     f"{METRIC[other]} {fmt_ci(n[other])}",
+                     f"{_bold_if_beats(fmt_ci(stat), stat, n['published'])} ({seeds4(n['per_seed'])}); {beside}",
                      f"{n['published']}: {n['published_note']}",
                      _verdict(stat, n["published"]),
                      images(final_images(rec, n.get("train_images")), report_images(res["report"])),

@@ -159,7 +159,9 @@ def test_verdicts_come_from_the_interval(records, generators):
     for name, rec in records.items():  # new-format records carry their own verdict: it must agree
         for n in (publish.reproduction(rec) or {}).get("nets", []):
             if "verdict" in n:
-                assert n["verdict"] == verdict(n[n["metric"]], n["published"]), name
+                assert n["verdict"] == verdict(publish.compared(n), n["published"]), name
+            if n.get("published_test_accuracy") is not None:  # a validation comparison's test accuracy beside
+                assert n["test_verdict"] == verdict(n["test_accuracy"], n["published_test_accuracy"]), name
 
 
 # --------------------------------------------------------------------------------------------- records
