@@ -239,8 +239,9 @@ _PLANS = {p.report: p for p in (
                         "`reproduce report002 --searches-only` and the finals). On a GPU: --set subset=0 lifts the "
                         "proxy. Each final "
                         "run takes both cores (one at a time, about 2 h each) rather than two at once on one core "
-                        "each (about 4 h for a pair): a run in flight when a machine goes is lost, and a working "
-                        "session here is 3 h."),
+                        "each (about 4 h for a pair): a working session here is 3 h, and a run in flight travels to "
+                        "the next machine only when the runner was stopped as asked (benchmarks.carry --in-flight); "
+                        "one that goes without warning is lost."),
         )),
     ReproductionPlan(
         report="report004", title="Report 004 (Lozano): models C, E and F, Table 1 (validation accuracy)",
