@@ -18,7 +18,8 @@ machine that has it, not on a new one). Its wall time stays in the state: the re
 what the stage cost, work lost included. ``save --in-flight``, for a reproduction stopped as asked (``long_runs``
 uses it when it is stopped, not in its saves every few minutes: tens of MB a time): both are carried too, each
 unfinished search's experiment with the newest checkpoint of each trial that has not ended (the same command then
-resumes it, as ``search --resume``) and each final run's saved state (it continues from its last epoch). From a benchmark's storage (``hpo_efficiency``, ``default_space``: a folder
+resumes it, as ``search --resume``) and each final run's saved state (it continues from its last epoch); from a
+benchmark's storage, its unfinished search (default_space's). From a benchmark's storage (``hpo_efficiency``, ``default_space``: a folder
 with ``units/``): its settings and every finished unit (a search's or a retrain's JSON); a unit in flight starts over.
 
 ``restore`` writes into ``STORAGE/<name>`` only when that folder does not exist yet: it never mixes a carried run
@@ -119,21 +120,27 @@ def finished_search(exp: Path) -> bool:
         return False
 
 
-def carried_units(root: Path) -> tuple[list[Path], dict]:
+def carried_units(root: Path, in_flight: bool = False) -> tuple[list[Path], dict]:
     """A benchmark's storage (``benchmarks.hpo_efficiency``, ``benchmarks.default_space``: finished units saved as
     JSON under ``units/``): its settings, every finished unit, and every finished search experiment lying directly
     in it (default_space's search; hpo_efficiency keeps its units' searches elsewhere); a unit in flight
-    (``*.segments.json``, whose search is in a Ray folder not carried) and an unfinished search start over."""
+    (``*.segments.json``, whose search is in a Ray folder not carried) starts over, and so does an unfinished search
+    unless ``in_flight`` (then it travels like a reproduction's, to be resumed)."""
     files = [p.relative_to(root) for p in sorted((root / "units").rglob("*.json"))
              if not p.name.endswith(".segments.json") and not p.name.startswith(".")]
     files += [Path(p.name) for p in sorted(root.glob("*.json")) if p.name != MANIFEST]
-    searches = [p for p in sorted(root.iterdir()) if (p / SPEC_FILE).is_file() and finished_search(p)]
+    started = [p for p in sorted(root.iterdir()) if (p / SPEC_FILE).is_file()]
+    searches = [p for p in started if finished_search(p)]
+    flying = [p for p in started if p not in searches] if in_flight else []
     for exp in searches:
         files += _experiment_files(root, exp)
+    for exp in flying:
+        files += _experiment_files(root, exp, _trials_in_flight(exp))
     manifest = {"what": "a benchmark's finished units (benchmarks/carry.py)", "name": root.name, "kind": "units",
                 "saved": _dt.datetime.now().isoformat(timespec="seconds"), "from": str(root),
                 "units_carried": sum(1 for f in files if f.parts[0] == "units"),
-                "searches_carried": [p.name for p in searches]}
+                "searches_carried": [p.name for p in searches],
+                **({"in_flight": {"searches": [p.name for p in flying], "final_runs": []}} if in_flight else {})}
     return files, manifest
 
 
@@ -143,7 +150,7 @@ def carried_files(root: Path, in_flight: bool = False) -> tuple[list[Path], dict
     the newest checkpoint of each trial not ended; each final run's saved state), so the next machine continues it
     instead of starting it over."""
     if (root / "units").is_dir() and not (root / STATE).exists():
-        return carried_units(root)
+        return carried_units(root, in_flight)
     state = _state(root)
     done = sorted(a for a, s in (state.get("searches") or {}).items() if s.get("done"))
     nets = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -246,8 +253,8 @@ def main(argv=None) -> int:
     s.add_argument("root", help="STORAGE/reproduce-reportNNN (the folder with reproduce.json)")
     s.add_argument("--to", default=str(CARRIED), help="folder for the archive (default: benchmarks/carried)")
     s.add_argument("--in-flight", action="store_true",
-                   help="a reproduction stopped as asked: carry its unfinished searches (the newest checkpoint of each "
-                        "trial not ended) and its final runs' saved states too, so the next machine continues them")
+                   help="stopped as asked: carry the unfinished searches too (the newest checkpoint of each trial not "
+                        "ended) and a reproduction's final runs' saved states, so the next machine continues them")
     r = sub.add_parser("restore", help="an archive -> STORAGE/<its folder>, which must not exist yet")
     r.add_argument("archive")
     r.add_argument("--storage", required=True, help="the --storage the reproduction runs with")
@@ -256,8 +263,11 @@ def main(argv=None) -> int:
         if args.cmd == "save":
             out, m = save(args.root, args.to, args.in_flight)
             if m["kind"] == "units":
+                flying = (m.get("in_flight") or {}).get("searches")
                 print(f"carry: saved {out}: {m['units_carried']} finished units, finished searches "
-                      f"{', '.join(m['searches_carried']) or 'none'} (what is in flight starts over)")
+                      f"{', '.join(m['searches_carried']) or 'none'} ("
+                      + (f"searches in flight, continued where restored: {', '.join(flying) or 'none'}; a unit "
+                         f"in flight starts over)" if "in_flight" in m else "what is in flight starts over)"))
                 return 0
             runs = ", ".join(f"{a} {len(v)}" for a, v in m["final_runs_carried"].items()) or "none"
             flying = m.get("in_flight") or {}

@@ -241,6 +241,11 @@ def test_carry_takes_a_benchmarks_finished_units_not_the_one_in_flight(tmp_path,
     got = {str(p.relative_to(tmp_path / "new" / "hpo")) for p in (tmp_path / "new" / "hpo").rglob("*") if p.is_file()}
     assert got == {"carry.json", "settings.json", "units/simple_cnn/pbt/seed0.json",
                    "units/simple_cnn/pbt/seed0.retrain.json"}
+    # stopped as asked: the unfinished search (default_space's lies in the storage) travels to be resumed
+    assert carry(["save", str(root), "--to", str(tmp_path / "carried"), "--in-flight"]) == 0
+    assert "searches in flight, continued where restored: simple_cnn-pbt-seed1" in capsys.readouterr().out
+    assert carry(["restore", str(tmp_path / "carried" / "hpo.tar.gz"), "--storage", str(tmp_path / "newer")]) == 0
+    assert (tmp_path / "newer" / "hpo" / "simple_cnn-pbt-seed1" / "spec.json").exists()
 
 
 def test_long_runs_restores_a_step_from_its_archive_runs_it_and_carries_it_again(tmp_path, monkeypatch, capsys):
