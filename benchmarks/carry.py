@@ -15,12 +15,13 @@ checkpoints are never read; a final run is retrained from its config, never from
 and so starts over on the next machine: a search that had not finished (its folder is left out whole, so the same
 command starts it afresh) and a final run in flight (its state, ``eval-runs/checkpoint_*``, continues it on the
 machine that has it, not on a new one). Its wall time stays in the state: the record's wall seconds are
-what the stage cost, work lost included. ``save --in-flight``, for a reproduction stopped as asked (``long_runs``
-uses it when it is stopped, not in its saves every few minutes: tens of MB a time): both are carried too, each
-unfinished search's experiment with the newest checkpoint of each trial that has not ended (the same command then
-resumes it, as ``search --resume``) and each final run's saved state (it continues from its last epoch); from a
-benchmark's storage, its unfinished search (default_space's). From a benchmark's storage (``hpo_efficiency``, ``default_space``: a folder
+what the stage cost, work lost included. From a benchmark's storage (``hpo_efficiency``, ``default_space``: a folder
 with ``units/``): its settings and every finished unit (a search's or a retrain's JSON); a unit in flight starts over.
+
+``save --in-flight``, for a run that was stopped as asked (``long_runs`` uses it when it is stopped, not in its saves
+every few minutes: tens of MB a time), carries what is in flight too: each unfinished search's experiment with the
+newest checkpoint of each trial that has not ended (the same command resumes it, as ``search --resume``), and each
+final run's saved state (it continues from its last epoch). A benchmark's unit in flight still starts over.
 
 ``restore`` writes into ``STORAGE/<name>`` only when that folder does not exist yet: it never mixes a carried run
 into a live one. The test-split ledger of the dataset is not in the archive: a run that is carried should write its
@@ -170,7 +171,7 @@ def carried_files(root: Path, in_flight: bool = False) -> tuple[list[Path], dict
             files += _experiment_files(root, exp, _trials_in_flight(exp))
             flying["searches"].append(arch)
     manifest = {"what": "a reproduction's progress (benchmarks/carry.py): its state, and each finished search's "
-                        "experiment without checkpoints",
+                        "experiment without checkpoints" + (", and what was in flight" if in_flight else ""),
                 "name": root.name, "kind": "reproduction", "report": state.get("report"),
                 "saved": _dt.datetime.now().isoformat(timespec="seconds"),
                 "from": str(root), "searches_carried": done,

@@ -207,7 +207,8 @@ def test_carry_in_flight_takes_what_a_stopped_reproduction_continues_from_and_no
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
-    trials = [{"status": RUNNING, "path": str(root / "b" / "b_1")}, {"status": STOPPED, "path": str(root / "b" / "b_2")}]
+    trials = [{"status": RUNNING, "path": str(root / "b" / "b_1")},
+              {"status": STOPPED, "path": str(root / "b" / "b_2")}]
     monkeypatch.setattr(analysis.load, "load_trials", lambda exp: trials if str(exp).endswith("/b") else [])
     carried = tmp_path / "carried"
     assert carry(["save", str(root), "--to", str(carried)]) == 0  # the default: finished stages only
