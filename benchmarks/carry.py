@@ -21,7 +21,8 @@ with ``units/``): its settings and every finished unit (a search's or a retrain'
 ``save --in-flight``, for a run that was stopped as asked (``long_runs`` uses it when it is stopped, not in its saves
 every few minutes: tens of MB a time), carries what is in flight too: each unfinished search's experiment with the
 newest checkpoint of each trial that has not ended (the same command resumes it, as ``search --resume``), and each
-final run's saved state (it continues from its last epoch). A benchmark's unit in flight still starts over.
+final run's saved state (it continues from its last epoch); from a benchmark's storage, the saved state of a unit
+in flight where the benchmark keeps one (``STORAGE/checkpoint_*``: proxy_check's retrains); other units start over.
 
 ``restore`` writes into ``STORAGE/<name>`` only when that folder does not exist yet: it never mixes a carried run
 into a live one. The test-split ledger of the dataset is not in the archive: a run that is carried should write its
@@ -133,15 +134,19 @@ def carried_units(root: Path, in_flight: bool = False) -> tuple[list[Path], dict
     started = [p for p in sorted(root.iterdir()) if (p / SPEC_FILE).is_file()]
     searches = [p for p in started if finished_search(p)]
     flying = [p for p in started if p not in searches] if in_flight else []
+    # a unit's saved state, where the benchmark continues a unit from one (proxy_check's retrains)
+    states = sorted(p for p in root.glob("checkpoint_*") if p.is_dir()) if in_flight else []
     for exp in searches:
         files += _experiment_files(root, exp)
     for exp in flying:
         files += _experiment_files(root, exp, _trials_in_flight(exp))
+    files += [f.relative_to(root) for d in states for f in sorted(d.rglob("*")) if f.is_file() and _kept(f.name)]
     manifest = {"what": "a benchmark's finished units (benchmarks/carry.py)", "name": root.name, "kind": "units",
                 "saved": _dt.datetime.now().isoformat(timespec="seconds"), "from": str(root),
                 "units_carried": sum(1 for f in files if f.parts[0] == "units"),
                 "searches_carried": [p.name for p in searches],
-                **({"in_flight": {"searches": [p.name for p in flying], "final_runs": []}} if in_flight else {})}
+                **({"in_flight": {"searches": [p.name for p in flying], "units": [p.name for p in states]}}
+                   if in_flight else {})}
     return files, manifest
 
 
@@ -264,11 +269,12 @@ def main(argv=None) -> int:
         if args.cmd == "save":
             out, m = save(args.root, args.to, args.in_flight)
             if m["kind"] == "units":
-                flying = (m.get("in_flight") or {}).get("searches")
+                flying = m.get("in_flight") or {}
+                went_on = ", ".join(flying.get("searches", []) + flying.get("units", []))
                 print(f"carry: saved {out}: {m['units_carried']} finished units, finished searches "
                       f"{', '.join(m['searches_carried']) or 'none'} ("
-                      + (f"searches in flight, continued where restored: {', '.join(flying) or 'none'}; a unit "
-                         f"in flight starts over)" if "in_flight" in m else "what is in flight starts over)"))
+                      + (f"in flight, continued where restored: {went_on or 'nothing'})" if "in_flight" in m
+                         else "what is in flight starts over)"))
                 return 0
             runs = ", ".join(f"{a} {len(v)}" for a, v in m["final_runs_carried"].items()) or "none"
             flying = m.get("in_flight") or {}

@@ -232,7 +232,8 @@ def test_carry_takes_a_benchmarks_finished_units_not_the_one_in_flight(tmp_path,
 
     root = tmp_path / "hpo"
     files = {"settings.json": "{}", "units/simple_cnn/pbt/seed0.json": "{}", "units/simple_cnn/pbt/seed0.retrain.json":
-             "{}", "units/simple_cnn/pbt/seed1.segments.json": "{}", "simple_cnn-pbt-seed1/spec.json": "{}"}
+             "{}", "units/simple_cnn/pbt/seed1.segments.json": "{}", "simple_cnn-pbt-seed1/spec.json": "{}",
+             "checkpoint_t1/state.pt": "a unit's state in flight (proxy_check)"}
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
@@ -244,9 +245,11 @@ def test_carry_takes_a_benchmarks_finished_units_not_the_one_in_flight(tmp_path,
                    "units/simple_cnn/pbt/seed0.retrain.json"}
     # stopped as asked: the unfinished search (default_space's lies in the storage) travels to be resumed
     assert carry(["save", str(root), "--to", str(tmp_path / "carried"), "--in-flight"]) == 0
-    assert "searches in flight, continued where restored: simple_cnn-pbt-seed1" in capsys.readouterr().out
+    assert "in flight, continued where restored: simple_cnn-pbt-seed1, checkpoint_t1" in capsys.readouterr().out
     assert carry(["restore", str(tmp_path / "carried" / "hpo.tar.gz"), "--storage", str(tmp_path / "newer")]) == 0
-    assert (tmp_path / "newer" / "hpo" / "simple_cnn-pbt-seed1" / "spec.json").exists()
+    got = {str(p.relative_to(tmp_path / "newer" / "hpo")) for p in (tmp_path / "newer" / "hpo").rglob("*")
+           if p.is_file()}
+    assert {"simple_cnn-pbt-seed1/spec.json", "checkpoint_t1/state.pt"} <= got
 
 
 def test_long_runs_restores_a_step_from_its_archive_runs_it_and_carries_it_again(tmp_path, monkeypatch, capsys):
