@@ -4,7 +4,8 @@
     # order: issue 21's nets first (report 001, report 004, then report 002: its proxy search, the proxy's check,
     # its final runs), then issue 22's measurements (HyperBand/PBT, the default space)
     python -m benchmarks.long_runs --list                                     # the steps and where each stands
-    kill -TERM <its pid>                                                       # stop: the step in flight is saved
+    python -m benchmarks.long_runs --stop       # a session's end: stop it, carrying what is in flight too
+    kill -TERM <its pid>                        # stop it keeping finished work (this machine keeps the rest)
 
 Each step is one resumable command (``cifar-tune reproduce``, ``benchmarks.hpo_efficiency``,
 ``benchmarks.default_space``, ``benchmarks.proxy_check``): run again, it keeps what finished and continues. Around
@@ -20,8 +21,11 @@ it this runner:
 * scores the test split onto the ledger the repository keeps (``CIFAR_TUNE_LEDGER_DIR=docs/results/test-ledger``);
 * runs each step at ``nice 15``, so the session's own work comes first;
 * on SIGTERM or SIGINT stops the step (SIGTERM, which every step handles like Ctrl-C: finished work kept, one
-  line, exit 143), saves its archive with what was in flight (``carry save --in-flight``: a reproduction's
-  unfinished search and final run continue on the next machine instead of starting over) and exits 143.
+  line, exit 143), saves its archive and exits 143. Stopped by ``--stop`` (a session's end: the next machine has
+  none of this one's storage), the archive also holds what was in flight (``carry save --in-flight``: an unfinished
+  search's live trials, a final run's state, a unit's state), so the next machine continues it instead of starting
+  it over; that costs tens of MB of repository a time for the larger nets, so a plain SIGTERM (a restart on the
+  same machine, which keeps its storage) does not.
 
 Publishing stays by hand (``benchmarks.record_reproduction``, ``benchmarks.publish``): a record says why it
 supersedes another, which a runner cannot know. ``--commit`` commits each archive, alone, whenever it holds more
@@ -126,6 +130,8 @@ def frozen_code(storage: Path) -> Path:
     return code
 
 
+PIDFILE = "long_runs.pid"  # in --storage: the runner of that storage, for --stop
+IN_FLIGHT_MARK = "long_runs.stop-in-flight"  # written by --stop before its SIGTERM: carry what is in flight too
 PROGRESS_KEYS = ("searches_carried", "searches_left_out", "final_runs_carried", "finished", "units_carried",
                  "in_flight")
 
@@ -262,6 +268,9 @@ def main(argv=None) -> int:
                    help="commit each archive (alone) when it holds more progress than the committed one, so a machine "
                         "that goes without warning loses at most --carry-every seconds of finished work")
     p.add_argument("--list", action="store_true", help="print the steps and where each stands; run nothing")
+    p.add_argument("--stop", action="store_true",
+                   help="stop the runner of --storage (a session's end), carrying what is in flight too, and wait "
+                        "for it to exit")
     args = p.parse_args(argv)
     known = {s.name: s for s in STEPS}
     wanted = [w for w in args.steps.split(",") if w]
@@ -276,7 +285,63 @@ def main(argv=None) -> int:
         for s in steps:
             print(f"{s.name:16} {status(storage, s)}  ({s.why})")
         return 0
+    if args.stop:
+        return stop(storage)
+    pid = running_pid(storage)
+    if pid:
+        print(f"long_runs: a runner of {storage} is running already (pid {pid}); stop it first: python -m "
+              f"benchmarks.long_runs --stop --storage {storage}", file=sys.stderr)
+        return 2
     storage.mkdir(parents=True, exist_ok=True)
+    (storage / IN_FLIGHT_MARK).unlink(missing_ok=True)  # a stale one: only a --stop of this runner counts
+    (storage / PIDFILE).write_text(str(os.getpid()))
+    try:
+        return run(args, storage, steps)
+    finally:
+        if running_pid(storage) == os.getpid():
+            (storage / PIDFILE).unlink(missing_ok=True)
+            (storage / IN_FLIGHT_MARK).unlink(missing_ok=True)  # used by this stop
+
+
+def running_pid(storage: Path) -> int | None:
+    """The pid of the live runner of ``storage`` (None: none, or a pidfile its machine's reboot left behind)."""
+    try:
+        pid = int((storage / PIDFILE).read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if b"long_runs" in cmdline and _alive(pid) else None  # a pid reused by another program is no runner
+
+
+def _alive(pid: int) -> bool:
+    """``pid`` runs (a zombie, exited but not yet reaped by its parent, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def stop(storage: Path, wait: float = 900.0) -> int:
+    """``--stop``: mark the stop as one that carries what is in flight, SIGTERM the runner, wait for it."""
+    pid = running_pid(storage)
+    if not pid:
+        print(f"long_runs: no runner of {storage} is running (no live pid in {storage / PIDFILE})", file=sys.stderr)
+        return 1
+    (storage / IN_FLIGHT_MARK).write_text(str(pid))
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if _alive(pid):
+        print(f"long_runs: the runner (pid {pid}) is still saving after {wait:.0f} s; its log says when it is done",
+              file=sys.stderr)
+        return 1
+    print(f"long_runs: stopped the runner (pid {pid}); its archives hold what was in flight (see its log); commit "
+          f"them with the ledger and docs if --commit was not given")
+    return 0
+
+
+def run(args, storage: Path, steps: list) -> int:
     code = frozen_code(storage)
     head = subprocess.run(["git", "-C", str(code), "rev-parse", "--short", "HEAD"], capture_output=True,
                           text=True).stdout.strip()
@@ -314,8 +379,8 @@ def main(argv=None) -> int:
         rc = child[0].wait()
         done.set()
         saver.join()
-        # stopped as asked: what is in flight travels too (a search's live trials, a final run's state)
-        save(storage, step, args.commit, in_flight=stopping.is_set())
+        # stopped by --stop: what is in flight travels too (a search's live trials, a final run's state)
+        save(storage, step, args.commit, in_flight=stopping.is_set() and (storage / IN_FLIGHT_MARK).exists())
         log(f"{step.name}: exit {rc}")
         if rc == 0 and step.publish:
             log(f"{step.name}: finished; to publish: {step.publish.format(storage=storage)}")

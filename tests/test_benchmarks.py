@@ -411,3 +411,51 @@ def test_long_runs_list_shows_a_reproductions_saved_final_runs_per_net(tmp_path)
     step = lr.Step("x", (), ("fair/reproduce-x",), "a stand-in")
     assert lr.status(tmp_path, step) == "searches done: a; final runs saved: a 1"
     assert not lr.finished(tmp_path, step)
+
+
+def test_long_runs_stop_carries_what_is_in_flight_and_a_plain_sigterm_does_not(tmp_path, capsys):
+    """A session's end (``--stop``): the runner's step stops and its archive holds the unfinished search too; a plain
+    SIGTERM (a restart on a machine that keeps its storage) carries finished work only, as before; a second runner
+    of the same storage is refused; --stop with no runner is one line."""
+    import tarfile
+    import time
+
+    import benchmarks.long_runs as lr
+
+    machine, carried = tmp_path / "machine", tmp_path / "carried"
+    # a stand-in step: a reproduction whose search has started (its spec written) and goes on
+    step = ("import json, pathlib, time; p = pathlib.Path('{storage}/fair/reproduce-z'); (p / 'n').mkdir(parents=True, "
+            "exist_ok=True); (p / 'n' / 'spec.json').write_text('{{}}'); (p / 'reproduce.json').write_text(json.dumps("
+            "{{'report': 'z', 'searches': {{'n': {{'done': False}}}}}})); time.sleep(600)")
+    script = tmp_path / "long_runs_stand_in.py"  # the runner's command line names long_runs, as the real one's does
+    script.write_text(
+        "import sys\nfrom pathlib import Path\nimport benchmarks.carry as carry, benchmarks.long_runs as lr\n"
+        f"lr.STEPS = (lr.Step('z', ('-c', {step!r}), ('fair/reproduce-z',), 'a stand-in'),)\n"
+        f"carry.CARRIED = Path({str(carried)!r})\nlr.frozen_code = lambda storage: lr.REPO\n"
+        f"sys.exit(lr.main(['--storage', {str(machine)!r}]))\n")
+
+    def manifest_after(stop) -> dict:
+        proc = subprocess.Popen([sys.executable, str(script)], cwd=REPO, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)})
+        try:
+            deadline = time.monotonic() + 120
+            while not (machine / "fair" / "reproduce-z" / "reproduce.json").exists() or not lr.running_pid(machine):
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.2)
+            assert lr.main(["--storage", str(machine)]) == 2  # one runner per storage
+            assert "is running already" in capsys.readouterr().err
+            stop(proc)
+            assert proc.wait(timeout=120) == 143
+        finally:
+            proc.kill()
+        with tarfile.open(carried / "reproduce-z.tar.gz") as tar:
+            return json.loads(tar.extractfile("reproduce-z/carry.json").read())
+
+    plain = manifest_after(lambda proc: proc.send_signal(15))
+    assert "in_flight" not in plain and plain["searches_left_out"] == ["n"]
+    at_end = manifest_after(lambda proc: lr.main(["--storage", str(machine), "--stop"]) == 0 or pytest.fail("stop"))
+    assert at_end["in_flight"] == {"searches": ["n"], "final_runs": []} and at_end["searches_left_out"] == []
+    assert not (machine / lr.PIDFILE).exists() and not (machine / lr.IN_FLIGHT_MARK).exists()
+    capsys.readouterr()
+    assert lr.main(["--storage", str(machine), "--stop"]) == 1
+    assert "no runner of" in capsys.readouterr().err
