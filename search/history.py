@@ -10,10 +10,36 @@ the checkpoint of epoch k-1 and trains epoch k again: epoch k twice (seen in tes
 is held back until the checkpoint that contains it is recorded (``on_checkpoint``), and dropped when the trial is
 retried before that (``on_trial_recover``: the retry trains that epoch again and reports it afresh). A trial that
 ends (completed, stopped, diverged, or errored for good) writes what it still holds: nothing of it is run again.
+A driver killed while it held a trial's last result leaves that result in Tune's saved state (the trial's
+``last_result``, on which a scheduler may already have decided) and not in the file: when such a trial ends after
+``--resume`` without training on (HyperBand stopping a paused trial at its milestone), that result is written then.
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from ray.tune.logger import JsonLoggerCallback
+from ray.tune.result import EXPR_RESULT_FILE
+
+
+def _step(result: dict):
+    """The epoch a result reports (Tune's ``training_iteration`` where it has no ``epoch``)."""
+    return result.get("epoch", result.get("training_iteration"))
+
+
+def _last_step(path: Path):
+    """The last epoch a trial's ``result.json`` holds (None: no file, or no readable line)."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            return _step(json.loads(line))
+        except ValueError:  # a line cut short by a kill
+            continue
+    return None
 
 
 class CheckpointedResults(JsonLoggerCallback):
@@ -43,12 +69,22 @@ class CheckpointedResults(JsonLoggerCallback):
         # The retry restores the newest recorded checkpoint; what came after it is trained and reported again.
         self._held.pop(trial.trial_id, None)
 
-    def on_trial_complete(self, iteration: int, trials, trial, **info):
+    def _write_ended(self, trial) -> None:
+        """A trial that ended: what it holds, then its last result where the file stops short of it (held by a
+        driver that was killed, restored by ``--resume`` as Tune's ``last_result``)."""
         self._write_held(trial)
+        last = dict(trial.last_result or {})
+        # only the very next epoch: a history with a gap would misstate the run (more than one result held when the
+        # driver died: the older ones are gone, and the file stays short of last_result as before)
+        if _step(last) is not None and (_last_step(Path(trial.local_path) / EXPR_RESULT_FILE) or 0) + 1 == _step(last):
+            super().log_trial_result(0, trial, last)
+
+    def on_trial_complete(self, iteration: int, trials, trial, **info):
+        self._write_ended(trial)
         super().on_trial_complete(iteration, trials, trial, **info)
 
     def on_trial_error(self, iteration: int, trials, trial, **info):
-        self._write_held(trial)
+        self._write_ended(trial)
         super().on_trial_error(iteration, trials, trial, **info)
 
     # Which trials have their result file open: kept here (Ray's own record of it is private). A callback unpickled

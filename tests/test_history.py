@@ -20,6 +20,7 @@ class FakeTrial:
     """What a logger callback touches of ray.tune.experiment.Trial."""
 
     checkpoint = None  # no remote result.json to copy back
+    last_result = None  # Tune's record of the trial's newest result (restored by --resume from its saved state)
 
     def __init__(self, path: Path):
         self.trial_id, self.config, self.local_path = "t1", {"arch": "origin_net"}, str(path)
@@ -69,6 +70,26 @@ def test_results_without_their_own_checkpoint_are_written_when_the_trial_ends(tm
     assert epochs(trial) == [1, 2]
     getattr(cb, end)(0, [trial], trial)
     assert epochs(trial) == [1, 2, 3]
+
+
+def test_a_last_result_held_by_a_killed_driver_is_written_when_the_resumed_trial_ends_without_training(tmp_path):
+    """HyperBand paused the trial at its milestone (epoch 2) and the driver was killed before the checkpoint was
+    recorded: epoch 2 was held, never written, but Tune's saved state has it as the trial's last result. After
+    --resume a new callback sees the trial stopped at that milestone without a result: epoch 2 is written then, once;
+    a trial whose file already has its last result gets nothing twice."""
+    trial = FakeTrial(tmp_path)
+    killed = CheckpointedResults()
+    killed.on_trial_result(0, [trial], trial, {"epoch": 1})
+    killed.on_checkpoint(0, [trial], trial, checkpoint=object())
+    killed.on_trial_result(0, [trial], trial, {"epoch": 2})  # held; the driver dies here
+    assert epochs(trial) == [1]
+    trial.last_result = {"epoch": 2, "val_accuracy": 0.5}
+    resumed = CheckpointedResults()
+    resumed.on_trial_complete(0, [trial], trial)
+    assert epochs(trial) == [1, 2]
+    again = CheckpointedResults()
+    again.on_trial_complete(0, [trial], trial)
+    assert epochs(trial) == [1, 2]
 
 
 def test_search_uses_it_in_place_of_rays_logger():
