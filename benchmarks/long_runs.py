@@ -174,7 +174,7 @@ def commit(archive: Path, manifest: dict, step: Step) -> None:
     runs = ", ".join(f"{a} {len(v)}" for a, v in (manifest.get("final_runs_carried") or {}).items())
     searches = ", ".join(manifest.get("searches_carried") or []) or "none"
     flying = manifest.get("in_flight") or {}
-    flying = ", ".join(flying.get("searches", []) + flying.get("final_runs", []))
+    flying = ", ".join(flying.get("searches", []) + flying.get("final_runs", []) + flying.get("units", []))
     message = (f"carry {step.name}: {rel} (searches finished: {searches}; final runs: {runs or 'none'}; units: "
                f"{manifest.get('units_carried', 0)}" + (f"; in flight: {flying}" if flying else "") + ")")
     for cmd in (["git", "-C", str(REPO), "add", "--", rel],
