@@ -13,6 +13,12 @@ ends (completed, stopped, diverged, or errored for good) writes what it still ho
 A driver killed while it held a trial's last result leaves that result in Tune's saved state (the trial's
 ``last_result``, on which a scheduler may already have decided) and not in the file: when such a trial ends after
 ``--resume`` without training on (HyperBand stopping a paused trial at its milestone), that result is written then.
+
+The other way round, a driver killed after it wrote an epoch but before Tune saved its state: ``--resume`` restores
+the older checkpoint in that state and the trial trains the epoch again (PBT re-making an exploit Tune's state
+predates; a fallback past a corrupt checkpoint likewise). A result whose epoch the file already holds therefore
+first drops the lines from that epoch on (and a last line cut short by the kill): the history is the run that went
+on, each epoch once.
 """
 from __future__ import annotations
 
@@ -26,6 +32,31 @@ from ray.tune.result import EXPR_RESULT_FILE
 def _step(result: dict):
     """The epoch a result reports (Tune's ``training_iteration`` where it has no ``epoch``)."""
     return result.get("epoch", result.get("training_iteration"))
+
+
+def _keep_before(path: Path, step) -> None:
+    """Make ``result.json`` ready for a result of epoch ``step``: drop the lines from that epoch on and any line
+    that does not parse (cut short by a kill), rewriting the file in place only when there is such a line (Ray's
+    logger holds it open for appending, which goes on at the new end)."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return
+    kept, dropped = [], bool(text) and not text.endswith("\n")
+    for line in text.splitlines():
+        try:
+            s = _step(json.loads(line))
+        except ValueError:
+            dropped = True
+            continue
+        if step is not None and s is not None and s >= step:
+            dropped = True
+        else:
+            kept.append(line)
+    if dropped:
+        with path.open("r+") as f:
+            f.write("".join(f"{line}\n" for line in kept))
+            f.truncate()
 
 
 def _last_step(path: Path):
@@ -51,9 +82,13 @@ class CheckpointedResults(JsonLoggerCallback):
         # A copy: Tune later marks the trial's last result dict done=True in place.
         self._held.setdefault(trial.trial_id, []).append(dict(result))
 
+    def _write(self, trial, result: dict) -> None:
+        _keep_before(Path(trial.local_path) / EXPR_RESULT_FILE, _step(result))
+        super().log_trial_result(0, trial, result)
+
     def _write_held(self, trial) -> None:
         for result in self._held.pop(trial.trial_id, []):
-            super().log_trial_result(0, trial, result)
+            self._write(trial, result)
 
     def on_checkpoint(self, iteration: int, trials, trial, checkpoint, **info):
         self._write_held(trial)
@@ -77,7 +112,7 @@ class CheckpointedResults(JsonLoggerCallback):
         # only the very next epoch: a history with a gap would misstate the run (more than one result held when the
         # driver died: the older ones are gone, and the file stays short of last_result as before)
         if _step(last) is not None and (_last_step(Path(trial.local_path) / EXPR_RESULT_FILE) or 0) + 1 == _step(last):
-            super().log_trial_result(0, trial, last)
+            self._write(trial, last)
 
     def on_trial_complete(self, iteration: int, trials, trial, **info):
         self._write_ended(trial)

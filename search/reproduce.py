@@ -146,7 +146,8 @@ def search_done(exp_dir: Path, num_samples: int) -> bool:
 
 
 def search_epochs(exp_dir: Path) -> int:
-    """Epochs the search trained: every reported epoch of every trial (a re-trained epoch counts again)."""
+    """Epochs the search trained: every epoch in every trial's history (an epoch trained again after a resume counts
+    once: the history keeps the run that went on, ``search.history``; the wall time holds what was lost)."""
     from analysis.load import load_trials
 
     return int(sum(len(t.get("history") or []) or t.get("epochs") or 0 for t in load_trials(exp_dir)))

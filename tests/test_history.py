@@ -92,6 +92,26 @@ def test_a_last_result_held_by_a_killed_driver_is_written_when_the_resumed_trial
     assert epochs(trial) == [1, 2]
 
 
+def test_an_epoch_trained_again_after_a_resume_replaces_the_lines_from_it_on(tmp_path):
+    """The driver wrote epochs 1-3 (and half a line of 4) and was killed before Tune saved its state past epoch 2's
+    checkpoint: --resume restores that checkpoint and the trial trains epoch 3 again. The history keeps 1 and 2 and
+    the new 3 (the run that went on), not the old 3, the cut line or epoch 3 twice."""
+    trial = FakeTrial(tmp_path)
+    killed = CheckpointedResults()
+    for epoch in (1, 2, 3):
+        killed.on_trial_result(0, [trial], trial, {"epoch": epoch, "run": "before"})
+        killed.on_checkpoint(0, [trial], trial, checkpoint=object())
+    with open(Path(trial.local_path) / "result.json", "a") as f:
+        f.write('{"epoch": 4, "ru')  # cut short by the kill
+    resumed = CheckpointedResults()
+    for epoch in (3, 4):
+        resumed.on_trial_result(0, [trial], trial, {"epoch": epoch, "run": "after"})
+        resumed.on_checkpoint(0, [trial], trial, checkpoint=object())
+    resumed.on_trial_complete(0, [trial], trial)
+    lines = [json.loads(line) for line in (Path(trial.local_path) / "result.json").read_text().splitlines()]
+    assert [(r["epoch"], r["run"]) for r in lines] == [(1, "before"), (2, "before"), (3, "after"), (4, "after")]
+
+
 def test_search_uses_it_in_place_of_rays_logger():
     """Ray adds its own JsonLoggerCallback unless one (a subclass) is given: then only ours writes result.json."""
     assert issubclass(CheckpointedResults, JsonLoggerCallback)
