@@ -154,7 +154,7 @@ def main(argv=None) -> int:
     except CheckError as e:
         print(f"proxy_check: error: {e}", file=sys.stderr)
         return 2
-    storage.mkdir(parents=True, exist_ok=True)
+    (storage / UNITS).mkdir(parents=True, exist_ok=True)  # a benchmark's storage from the start (benchmarks.carry)
     again = " ".join(shlex.quote(a) for a in ["python", "-m", "benchmarks.proxy_check", *(argv or sys.argv[1:])])
     print(f"proxy_check: {todo['arch']}: {len(todo['picks'])} of the {todo['trials_reached']} trials that reached "
           f"epoch {todo['epochs']} on the proxy's {todo['proxy_images']:,} images, retrained on "
