@@ -17,8 +17,8 @@ A driver killed while it held a trial's last result leaves that result in Tune's
 The other way round, a driver killed after it wrote an epoch but before Tune saved its state: ``--resume`` restores
 the older checkpoint in that state and the trial trains the epoch again (PBT re-making an exploit Tune's state
 predates; a fallback past a corrupt checkpoint likewise). A result whose epoch the file already holds therefore
-first drops the lines from that epoch on (and a last line cut short by the kill): the history is the run that went
-on, each epoch once.
+first moves the lines from that epoch on to ``results_superseded.jsonl`` beside it (and drops a last line cut short
+by the kill): the history is the run that went on, each epoch once, and what it replaced is still on record.
 """
 from __future__ import annotations
 
@@ -34,26 +34,29 @@ def _step(result: dict):
     return result.get("epoch", result.get("training_iteration"))
 
 
+SUPERSEDED_FILE = "results_superseded.jsonl"  # beside result.json; not .json, which Tune's resume copies back
+
+
 def _keep_before(path: Path, step) -> None:
-    """Make ``result.json`` ready for a result of epoch ``step``: drop the lines from that epoch on and any line
-    that does not parse (cut short by a kill), rewriting the file in place only when there is such a line (Ray's
-    logger holds it open for appending, which goes on at the new end)."""
+    """Make ``result.json`` ready for a result of epoch ``step``: move the lines from that epoch on to
+    ``SUPERSEDED_FILE`` and drop any line that does not parse (cut short by a kill), rewriting the file in place only
+    when there is such a line (Ray's logger holds it open for appending, which goes on at the new end)."""
     try:
         text = path.read_text()
     except OSError:
         return
-    kept, dropped = [], bool(text) and not text.endswith("\n")
+    kept, superseded, rewrite = [], [], bool(text) and not text.endswith("\n")
     for line in text.splitlines():
         try:
             s = _step(json.loads(line))
         except ValueError:
-            dropped = True
+            rewrite = True
             continue
-        if step is not None and s is not None and s >= step:
-            dropped = True
-        else:
-            kept.append(line)
-    if dropped:
+        (superseded if step is not None and s is not None and s >= step else kept).append(line)
+    if superseded:
+        with (path.parent / SUPERSEDED_FILE).open("a") as f:
+            f.write("".join(f"{line}\n" for line in superseded))
+    if rewrite or superseded:
         with path.open("r+") as f:
             f.write("".join(f"{line}\n" for line in kept))
             f.truncate()

@@ -285,12 +285,15 @@ def test_fault7_corrupt_newest_checkpoint_falls_back_to_previous(retried):
     record = [json.loads(line) for line in (trial_dir / "checkpoint_fallback.jsonl").read_text().splitlines()]
     assert [(r["recorded"], [f["checkpoint"] for f in r["failed"]], r["resumed_from"], r["epoch"]) for r in record] \
         == [("checkpoint_000001", ["checkpoint_000001"], "checkpoint_000000", 1)]
-    # Resumed from epoch 1: epoch 2 is trained and reported again, then 3..5; nothing skipped.
-    assert epochs_of(rows) == [1, 2, 2, 3, 4, 5]
-    assert [r["iterations_since_restore"] for r in rows] == [1, 2, 1, 2, 3, 4]
+    # Resumed from epoch 1: epoch 2 is trained and reported again, then 3..5; nothing skipped. The history is the
+    # run that went on; the epoch-2 line it replaced is kept beside it (search.history.SUPERSEDED_FILE).
+    assert epochs_of(rows) == [1, 2, 3, 4, 5]
+    assert [r["iterations_since_restore"] for r in rows] == [1, 1, 2, 3, 4]
+    superseded = [json.loads(line) for line in (trial_dir / "results_superseded.jsonl").read_text().splitlines()]
+    assert epochs_of(superseded) == [2] and superseded[0]["iterations_since_restore"] == 2
     # Never stale metrics as new: the re-reported epoch 2 is computed afresh from epoch 1's state (same RNG,
     # same numbers) and later in time, not the lost checkpoint's copy.
-    first, again = rows[1], rows[2]
+    first, again = superseded[0], rows[1]
     assert again["timestamp"] >= first["timestamp"]
     assert again["val_accuracy"] == first["val_accuracy"]
     assert again["train_loss"] == pytest.approx(first["train_loss"], rel=1e-5)

@@ -110,6 +110,8 @@ def test_an_epoch_trained_again_after_a_resume_replaces_the_lines_from_it_on(tmp
     resumed.on_trial_complete(0, [trial], trial)
     lines = [json.loads(line) for line in (Path(trial.local_path) / "result.json").read_text().splitlines()]
     assert [(r["epoch"], r["run"]) for r in lines] == [(1, "before"), (2, "before"), (3, "after"), (4, "after")]
+    replaced = (Path(trial.local_path) / "results_superseded.jsonl").read_text().splitlines()
+    assert [(r["epoch"], r["run"]) for r in map(json.loads, replaced)] == [(3, "before")]  # still on record
 
 
 def test_search_uses_it_in_place_of_rays_logger():
