@@ -140,7 +140,8 @@ def carried_units(root: Path, in_flight: bool = False) -> tuple[list[Path], dict
         files += _experiment_files(root, exp)
     for exp in flying:
         files += _experiment_files(root, exp, _trials_in_flight(exp))
-    files += [f.relative_to(root) for d in states for f in sorted(d.rglob("*")) if f.is_file() and _kept(f.name)]
+    for state in states:
+        files += _experiment_files(root, state)
     manifest = {"what": "a benchmark's finished units (benchmarks/carry.py)", "name": root.name, "kind": "units",
                 "saved": _dt.datetime.now().isoformat(timespec="seconds"), "from": str(root),
                 "units_carried": sum(1 for f in files if f.parts[0] == "units"),

@@ -37,22 +37,36 @@ def _step(result: dict):
 SUPERSEDED_FILE = "results_superseded.jsonl"  # beside result.json; not .json, which Tune's resume copies back
 
 
+_CUT = object()  # the epoch of a line that does not parse: cut short by a kill
+
+
+def _lines(path: Path) -> tuple[str, list[tuple[str, object]]]:
+    """A trial's ``result.json`` as (its text, each line with the epoch it reports or ``_CUT``); ("", []) when there
+    is no file yet."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return "", []
+    out = []
+    for line in text.splitlines():
+        try:
+            out.append((line, _step(json.loads(line))))
+        except ValueError:
+            out.append((line, _CUT))
+    return text, out
+
+
 def _keep_before(path: Path, step) -> None:
     """Make ``result.json`` ready for a result of epoch ``step``: move the lines from that epoch on to
     ``SUPERSEDED_FILE`` and drop any line that does not parse (cut short by a kill), rewriting the file in place only
     when there is such a line (Ray's logger holds it open for appending, which goes on at the new end)."""
-    try:
-        text = path.read_text()
-    except OSError:
-        return
+    text, lines = _lines(path)
     kept, superseded, rewrite = [], [], bool(text) and not text.endswith("\n")
-    for line in text.splitlines():
-        try:
-            s = _step(json.loads(line))
-        except ValueError:
+    for line, s in lines:
+        if s is _CUT:
             rewrite = True
-            continue
-        (superseded if step is not None and s is not None and s >= step else kept).append(line)
+        else:
+            (superseded if step is not None and s is not None and s >= step else kept).append(line)
     if superseded:
         with (path.parent / SUPERSEDED_FILE).open("a") as f:
             f.write("".join(f"{line}\n" for line in superseded))
@@ -64,16 +78,7 @@ def _keep_before(path: Path, step) -> None:
 
 def _last_step(path: Path):
     """The last epoch a trial's ``result.json`` holds (None: no file, or no readable line)."""
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return None
-    for line in reversed(lines):
-        try:
-            return _step(json.loads(line))
-        except ValueError:  # a line cut short by a kill
-            continue
-    return None
+    return next((s for _, s in reversed(_lines(path)[1]) if s is not _CUT), None)
 
 
 class CheckpointedResults(JsonLoggerCallback):
