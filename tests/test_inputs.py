@@ -46,6 +46,26 @@ def test_sampler_help_names_every_sampler(capsys):
     assert f"{', '.join(SAMPLERS[:-1])}, or {SAMPLERS[-1]}" in text  # every value ExperimentSpec accepts
 
 
+@pytest.mark.parametrize("argv, named", [
+    (["search", "--n-trials", "3"], ["--n-trials 3", "did you mean --num-samples?", "cifar-tune search --help"]),
+    (["search", "--epochs", "3"], ["--epochs 3", "did you mean --max-epochs?"]),
+    (["train", "--lr", "0.1"], ["--lr 0.1", "did you mean --set lr=0.1?"]),
+    (["train", "--epochs=4"], ["--epochs=4", "did you mean --set epochs=4?"]),
+    (["report", "x", "--jsn"], ["--jsn", "did you mean --json?"]),
+    (["train", "--frobnicate"], ["--frobnicate"]),
+    (["search", "--num-samples", "many"], ["--num-samples", "'many'"]),
+    (["search", "--arch"], ["--arch", "expected one argument"]),
+])
+def test_a_flag_the_subcommand_lacks_or_a_bad_value_is_one_line_with_the_likely_flag(argv, named, capsys):
+    """argparse's own refusals read like every other: one line from the subcommand (not the top level's list of
+    every subcommand), exit 2, the flag it most likely meant where there is one."""
+    with pytest.raises(SystemExit) as refused:
+        main(argv)
+    assert refused.value.code == 2
+    err = one_line_error(capsys, f"cifar-tune {argv[0]}: error", *named)
+    assert ("did you mean" in err) == any("did you mean" in n for n in named), err
+
+
 @pytest.mark.parametrize("arch", ["origin_net,,", ",origin_net", "origin_net, ,modified_net"])
 def test_an_empty_name_in_arch_is_refused(arch, tmp_path, capsys):
     assert main(["search", "--arch", arch, "--storage", str(tmp_path / "r"), "--name", "x"]) == 2

@@ -16,6 +16,7 @@ Shared by all (search/cli/common.py): the one-line error, ``--json``, comma list
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from pathlib import Path
 
@@ -25,12 +26,49 @@ from search.cli.common import CliError  # noqa: F401  (raised by handlers; impor
 SUBCOMMANDS = (archs, data, ledger, train, search, presets, report, evaluate, reproduce)
 
 
+# What users of Optuna and Keras type for our flags (a hint only where the subcommand has the flag).
+SYNONYMS = {"--trials": "--num-samples", "--n-trials": "--num-samples", "--num-trials": "--num-samples",
+            "--epochs": "--max-epochs"}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's refusals (a bad value, a missing argument) as every other refusal of the CLI: one line naming it,
+    exit status 2, no usage block (``--help`` still prints it)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cifar-tune", description="Hyperparameter search for CIFAR-10 CNNs on Ray Tune.")
+    p = Parser(prog="cifar-tune", description="Hyperparameter search for CIFAR-10 CNNs on Ray Tune.")
     sub = p.add_subparsers(dest="command", required=True)
     for module in SUBCOMMANDS:
         module.add(sub)
+    p.commands = sub.choices  # name -> that subcommand's parser
     return p
+
+
+def unrecognized(command: argparse.ArgumentParser, extra: list[str]) -> str:
+    """The refusal of arguments ``command`` does not have, with the flag it most likely meant: another tool's name
+    for ours (``--n-trials``: ``--num-samples``), a config key given as a flag (``train --lr 0.1``: ``--set lr=0.1``),
+    or a near spelling (``--jsn``: ``--json``)."""
+    from trainables.config import FIELDS
+
+    flags = set(command._option_string_actions)  # stdlib argparse: every option string of this parser
+    first = next((x for x in extra if x.startswith("--")), "")
+    name, _, value = first.partition("=")
+    after = extra[extra.index(first) + 1:] if first else []
+    if not value and after and not after[0].startswith("-"):
+        value = after[0]
+    key = name[2:].replace("-", "_")
+    if SYNONYMS.get(name) in flags:
+        hint = SYNONYMS[name]
+    elif key in FIELDS and "--set" in flags:
+        hint = f"--set {key}={value or 'VALUE'}"
+    else:
+        hint = next(iter(difflib.get_close_matches(name, sorted(flags), n=1, cutoff=0.7)), None) if name else None
+    return (f"unrecognized argument{'s' * (len(extra) > 1)}: {' '.join(extra)}"
+            + (f"; did you mean {hint}?" if hint else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     from trainables.experiment import disk_full_cause, free_space
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # refused by the subcommand that was given them, not by the top level with every subcommand's name
+        command = parser.commands[args.command]
+        command.error(unrecognized(command, extra))
     with stop_on_sigterm():
         try:
             return args.func(args)
