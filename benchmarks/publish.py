@@ -212,9 +212,17 @@ def protocol_line(records: dict) -> str:
     names = sorted({r[0] for r in loose})
     which = "every record here" if len(names) == len({r[0] for r in runs}) else ", ".join(f"{n}.json" for n in names)
     ours, theirs = (" / ".join(f"{v:,}" for v in sorted({r[i] for r in loose})) for i in (1, 2))
+    kept = [f"{n}.json" for n in names if not records[n].get("superseded_by")]  # no later record replaces these
     return (f"**Not the reports' protocol:** the final runs of {which} trained on {ours} images where the reports' "
-            f"final models trained on {theirs}, so these are not the fair comparison; reruns at the reports' "
-            f"training-set sizes are in progress and will be published beside them.")
+            f"final models trained on {theirs}, so these are not the fair comparison"
+            + (f"; {_listed(kept)} {'has' if len(kept) == 1 else 'have'} no rerun at the report's training-set size"
+               if kept else "")
+            + ("; the others are superseded by later records (named beside them)." if len(kept) < len(names)
+               else "."))
+
+
+def _listed(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 # --------------------------------------------------------------------------------------------- the blocks

@@ -65,6 +65,20 @@ def test_a_changed_record_changes_the_docs(records):
     assert publish.render(text, README, publish.blocks(changed)) != text
 
 
+def test_the_protocol_line_says_which_unfair_records_have_no_rerun(records):
+    """A record trained on more images than the report's is either superseded (its successor named beside it) or
+    has no rerun, said as such: not a rerun "in progress" that nobody runs."""
+    line = " ".join(publish.protocol_line(records).split())
+    unfair = re.findall(r"([\w-]+)\.json", line.split(" trained on ")[0])
+    assert unfair and "in progress" not in line
+    kept = [n for n in unfair if not records[n].get("superseded_by")]
+    assert all(f"{n}.json" in line.split(" so these are not the fair comparison")[1] for n in kept), line
+    changed = copy.deepcopy(records)
+    del changed["report003"]["superseded_by"]  # report003.json (50,000 images) now stands alone
+    line = " ".join(publish.protocol_line(changed).split())
+    assert "report003.json" in line.split("have no rerun")[0].split("fair comparison")[1], line
+
+
 def test_the_committed_ledger_counts_a_use_no_record_shows_and_lists_it_as_lost(records):
     """A scoring on the committed test-split ledger that no record holds (its machine went before the record was
     written) still counts: the net's totals rise by one and the uses table lists it as lost, not as a score."""
