@@ -35,15 +35,26 @@ def _search_namespace(options: dict) -> argparse.Namespace:
     known = {k for k in vars(args) if k not in ("func", "command")}
     for key, value in options.items():
         if key not in known:
-            close = sorted(k for k in known if k.split("_")[0] == key.split("_")[0])
-            raise SpecError(f"search: unknown option {key!r}" + (f" (did you mean {', '.join(close)}?)"
-                                                                 if close else f"; options: {', '.join(sorted(known))}"))
+            raise SpecError(f"search: unknown option {key!r}" + _meant(key, value, known))
         if key == "set":
             value = [_assignment(k, v) for k, v in (value or {}).items()] if isinstance(value, dict) else list(value)
         elif key in ("arch", "objectives") and isinstance(value, (list, tuple)):
             value = ",".join(map(str, value))
         setattr(args, key, value)
     return args
+
+
+def _meant(key: str, value, known: set[str]) -> str:
+    """' (did you mean ...?)' for an unknown keyword, in python spelling (``n_trials``: ``num_samples``; ``lr=0.1``:
+    ``set={'lr': 0.1}``), from the CLI's own guess; else the list of keywords."""
+    from search.cli.common import likely_flag
+
+    flag = likely_flag("--" + key.replace("_", "-"), {"--" + k.replace("_", "-") for k in known})
+    if flag is None:
+        return f"; options: {', '.join(sorted(known))}"
+    if flag.startswith("--set "):
+        return f" (did you mean set={{{key!r}: {value!r}}}?)"
+    return f" (did you mean {flag[2:].replace('-', '_')}?)"
 
 
 def _assignment(key: str, value) -> str:

@@ -439,6 +439,10 @@ def test_the_python_api_reads_reports_and_refuses_like_the_cli(lab, tmp_path):
     assert page == tmp_path / "r" / "report.html" and page.stat().st_size > 0
     with pytest.raises(SpecError, match="unknown option 'num_sample' .*num_samples"):
         api.search("simple_cnn", num_sample=3)
+    with pytest.raises(SpecError, match=r"unknown option 'n_trials' \(did you mean num_samples\?\)"):  # Optuna's
+        api.search("simple_cnn", n_trials=3)
+    with pytest.raises(SpecError, match=r"unknown option 'lr' \(did you mean set=\{'lr': 0.1\}\?\)"):
+        api.search("simple_cnn", lr=0.1)
     with pytest.raises(SpecError, match="--num-samples must be"):
         api.search("simple_cnn", num_samples=0, storage=str(tmp_path), name="never")
     assert not (tmp_path / "never").exists()

@@ -16,19 +16,14 @@ Shared by all (search/cli/common.py): the one-line error, ``--json``, comma list
 from __future__ import annotations
 
 import argparse
-import difflib
 import sys
 from pathlib import Path
 
 from search.cli import archs, data, evaluate, ledger, presets, report, reproduce, search, train
 from search.cli.common import CliError  # noqa: F401  (raised by handlers; imported from here by callers)
+from search.cli.common import likely_flag
 
 SUBCOMMANDS = (archs, data, ledger, train, search, presets, report, evaluate, reproduce)
-
-
-# What users of Optuna and Keras type for our flags (a hint only where the subcommand has the flag).
-SYNONYMS = {"--trials": "--num-samples", "--n-trials": "--num-samples", "--num-trials": "--num-samples",
-            "--epochs": "--max-epochs"}
 
 
 class Parser(argparse.ArgumentParser):
@@ -49,24 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def unrecognized(command: argparse.ArgumentParser, extra: list[str]) -> str:
-    """The refusal of arguments ``command`` does not have, with the flag it most likely meant: another tool's name
-    for ours (``--n-trials``: ``--num-samples``), a config key given as a flag (``train --lr 0.1``: ``--set lr=0.1``),
-    or a near spelling (``--jsn``: ``--json``)."""
-    from trainables.config import FIELDS
-
+    """The refusal of arguments ``command`` does not have, naming the flag it most likely meant (``likely_flag``)."""
     flags = set(command._option_string_actions)  # stdlib argparse: every option string of this parser
     first = next((x for x in extra if x.startswith("--")), "")
     name, _, value = first.partition("=")
     after = extra[extra.index(first) + 1:] if first else []
     if not value and after and not after[0].startswith("-"):
         value = after[0]
-    key = name[2:].replace("-", "_")
-    if SYNONYMS.get(name) in flags:
-        hint = SYNONYMS[name]
-    elif key in FIELDS and "--set" in flags:
-        hint = f"--set {key}={value or 'VALUE'}"
-    else:
-        hint = next(iter(difflib.get_close_matches(name, sorted(flags), n=1, cutoff=0.7)), None) if name else None
+    hint = likely_flag(name, flags, value) if name else None
     return (f"unrecognized argument{'s' * (len(extra) > 1)}: {' '.join(extra)}"
             + (f"; did you mean {hint}?" if hint else ""))
 

@@ -11,6 +11,27 @@ class CliError(Exception):
     """One line for the user; the command exits with status 2."""
 
 
+# What users of Optuna and Keras type for our flags (a hint only where the subcommand has the flag).
+SYNONYMS = {"--trials": "--num-samples", "--n-trials": "--num-samples", "--num-trials": "--num-samples",
+            "--epochs": "--max-epochs"}
+
+
+def likely_flag(flag: str, flags: set[str], value: str = "") -> str | None:
+    """The flag of ``flags`` a user most likely meant by ``flag``, which is not one of them (None: no good guess):
+    another tool's name for ours (``--n-trials``: ``--num-samples``), a config key given as a flag (``--lr``, with
+    ``--set`` among ``flags``: ``--set lr=VALUE``), or a near spelling (``--jsn``: ``--json``). The CLI's refusal
+    of an unknown flag and the Python API's of an unknown keyword both say it."""
+    import difflib
+
+    from trainables.config import FIELDS
+
+    key = flag.removeprefix("--").replace("-", "_")
+    if SYNONYMS.get(flag) in flags:
+        return SYNONYMS[flag]
+    if key in FIELDS and "--set" in flags:
+        return f"--set {key}={value or 'VALUE'}"
+    return next(iter(difflib.get_close_matches(flag, sorted(flags), n=1, cutoff=0.7)), None)
+
 
 def emit_json(obj) -> None:
     print(json.dumps(obj, default=str))
