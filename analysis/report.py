@@ -14,6 +14,7 @@ from analysis.load import Experiment, load
 from trainables.config import METRIC
 
 REPORT_FILE = "report.html"
+REPORT_DIR = "report"  # EXP/report: where `report` writes its tables and REPORT_FILE by default
 MAIN_TABLES = ("comparison", "grid_table", "pareto")  # above the figures; the leaderboard and effect tables follow them
 # Any script error on the page lands in #js-errors, so a headless browser (and a reader) can see it.
 ERROR_HOOK = ("<div id='js-errors' class='note' style='display:none'></div><script>window.addEventListener('error',"
@@ -132,7 +133,7 @@ def write_report(exp_dir: str | Path, out: str | Path | None = None, top_k: int 
     (default ``EXP/report``). Returns the CLI exit status (0). ``without_study``: from the Ray results alone, the
     Optuna study unopened (for one that cannot be read; the importance figure is left out)."""
     exp = load(exp_dir, without_study=without_study)
-    out_dir = Path(out) if out else exp.path / "report"
+    out_dir = Path(out) if out else exp.path / REPORT_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     built = build_tables(exp, top_k)
     written = []

@@ -9,8 +9,9 @@ This project's machines keep only the repository between sessions, so a run of h
 stages, into a small archive that is committed, and restored on the next machine before the same command runs again.
 
 What is carried from a reproduction: its state (``reproduce.json``, its table), and for every net whose search finished
-its whole experiment folder but the checkpoints (trial results and histories, the Optuna study, Tune's state, the
-spec, the evaluation's saved final runs and its test-split ledger). A finished search is never run again, so its
+its whole experiment folder but the checkpoints and the ``report`` folder (trial results and histories, the Optuna
+study, Tune's state, the spec, the evaluation's saved final runs and its test-split ledger; ``cifar-tune report``
+writes the report again from them). A finished search is never run again, so its
 checkpoints are never read; a final run is retrained from its config, never from a checkpoint. What is not carried,
 and so starts over on the next machine: a search that had not finished (its folder is left out whole, so the same
 command starts it afresh) and a final run in flight (its state, ``eval-runs/checkpoint_*``, continues it on the
@@ -74,11 +75,16 @@ def _kept(name: str) -> bool:
 
 
 def _experiment_files(root: Path, exp: Path, checkpoints: frozenset = frozenset()) -> list[Path]:
-    """An experiment folder's files, relative to ``root``, without locks or half-written files, and without
-    checkpoints but the folders named in ``checkpoints``."""
+    """An experiment folder's files, relative to ``root``, without locks or half-written files, without
+    checkpoints but the folders named in ``checkpoints``, and without its ``report`` folder (about 5 MB of tables
+    and plotly HTML that ``cifar-tune report EXP`` writes again from what is carried)."""
+    from analysis.report import REPORT_DIR
+
     out = []
     for dirpath, dirnames, filenames in os.walk(exp):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("checkpoint_") or Path(dirpath, d) in checkpoints)
+        if Path(dirpath) == exp:
+            dirnames[:] = [d for d in dirnames if d != REPORT_DIR]
         out += [(Path(dirpath) / name).relative_to(root) for name in sorted(filenames) if _kept(name)]
     return out
 
@@ -177,7 +183,7 @@ def carried_files(root: Path, in_flight: bool = False) -> tuple[list[Path], dict
             files += _experiment_files(root, exp, _trials_in_flight(exp))
             flying["searches"].append(arch)
     manifest = {"what": "a reproduction's progress (benchmarks/carry.py): its state, and each finished search's "
-                        "experiment without checkpoints" + (", and what was in flight" if in_flight else ""),
+                        "experiment without checkpoints or report" + (", and what was in flight" if in_flight else ""),
                 "name": root.name, "kind": "reproduction", "report": state.get("report"),
                 "saved": _dt.datetime.now().isoformat(timespec="seconds"),
                 "from": str(root), "searches_carried": done,

@@ -189,8 +189,7 @@ class Experiment:
 
     def report(self, out: str | Path | None = None, top_k: int = 3, without_study: bool = False) -> Path:
         """Write the tables and the HTML report (default into EXP/report); returns the HTML file's path."""
-        from analysis.report import write_report
-        from analysis.report import REPORT_FILE
+        from analysis.report import REPORT_DIR, REPORT_FILE, write_report
 
         write_report(self.path, out=out, top_k=top_k, quiet=True, without_study=without_study)
-        return (Path(out) if out else self.path / "report") / REPORT_FILE
+        return (Path(out) if out else self.path / REPORT_DIR) / REPORT_FILE

@@ -138,8 +138,8 @@ def test_precision_ab_pairs_the_arms_by_seed_and_continues(cifar_path, tmp_path)
 
 def test_carry_keeps_finished_stages_without_checkpoints_and_restores_only_into_a_new_folder(tmp_path, capsys,
                                                                                               monkeypatch):
-    """benchmarks.carry: a finished search's experiment travels without its checkpoints, with its saved final runs
-    and ledger; an unfinished search is left out whole (the same command starts it afresh); a restore never writes
+    """benchmarks.carry: a finished search's experiment travels without its checkpoints or report, with its saved
+    final runs and ledger; an unfinished search is left out whole (the same command starts it afresh); a restore never writes
     over an existing folder; bad input is one line and exit 2, writing nothing."""
     from benchmarks.carry import main as carry
     from tests.searchrun import one_line_error
@@ -152,6 +152,7 @@ def test_carry_keeps_finished_stages_without_checkpoints_and_restores_only_into_
              "keras_cnn/keras_cnn_1/checkpoint_000003/model.pt": "weights", "keras_cnn/.cifar-tune.lock": "pid",
              # a final run in flight keeps its state on its machine (analysis.evaluate._in_flight_dir)
              "keras_cnn/eval-runs/checkpoint_keras_cnn-s1-cd/checkpoint.pt": "state",
+             "keras_cnn/report/report.html": "<html>",  # `cifar-tune report` writes it again where restored
              "resnet18/spec.json": "{}", "resnet18/resnet18_1/result.json": "{}\n", ".cifar-tune.lock": "pid",
              ".reproduce.json.123.tmp": "{", "keras_cnn/.spec.json.9.tmp": "{"}  # writes in flight stay out
     for rel, text in files.items():
