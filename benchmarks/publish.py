@@ -478,7 +478,8 @@ def curves_block(name: str, rec: dict, uses: Uses) -> str:
 def proxy_block(name: str, rec: dict, uses: Uses) -> str:
     """benchmarks.proxy_check's record: each retrained trial on the proxy and on the full data, and the agreement."""
     s, e = rec["proxy_check"], rec["epochs"]
-    rows = [[u["trial_id"], _abridged(u["config"]), f"{u['proxy_val']:.4f} ({u['proxy_rank']})",
+    rows = [[u["trial_id"], _abridged(u["config"]) + _augmented(u["config"]),
+             f"{u['proxy_val']:.4f} ({u['proxy_rank']})",
              f"{u['full_val']:.4f} ({u['full_rank']})"] for u in rec["units"]]
     full = "all the training images" if rec["full_images"] == "all" else f"the first {rec['full_images']:,}"
     tau = "—" if s["kendall_tau"] is None else f"{s['kendall_tau']:+.3f} (p {s['p_value']})"
@@ -491,7 +492,15 @@ def proxy_block(name: str, rec: dict, uses: Uses) -> str:
                               f"full data: val acc @{e} (rank)"], rows, "---|---|---:|---:"), "",
                        para(f"Kendall tau {tau} over {len(rec['units'])} configs; the proxy's best "
                             f"{'is' if s['same_best'] else 'is not'} the full data's best; of the proxy's top "
-                            f"{s['top_third']}, {s['top_third_shared']} are the full data's top {s['top_third']}.")])
+                            f"{s['top_third']}, {s['top_third_shared']} {'is' if s['top_third_shared'] == 1 else 'are'}"
+                            f" in the full data's top {s['top_third']}.")])
+
+
+def _augmented(config: dict) -> str:
+    """', augmented' / ', no augmentation' where a trial's config says (the proxy's bias is by augmentation)."""
+    if "augment" not in config:
+        return ""
+    return ", no augmentation" if config["augment"] in (False, "false", "none") else ", augmented"
 
 
 def uses_block(records: dict, uses: Uses) -> str:

@@ -281,3 +281,17 @@ def test_the_summary_has_a_row_for_every_net_of_every_reproduce_plan():
         mine = [r for r in rows if r.startswith(f"| {arch} (")]
         assert mine, arch
         assert all("no record yet" not in r or "`cifar-tune reproduce report" in r for r in mine), mine
+
+
+def test_every_link_from_the_readme_to_a_section_of_a_doc_finds_its_heading():
+    """README links like docs/results.md#a-heading: the heading exists (GitHub's anchors: lower case, punctuation
+    but '-' and '_' dropped, spaces as '-'); a retitled section breaks no link silently."""
+    def anchor(heading: str) -> str:
+        return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+    links = re.findall(r"\]\((docs/[\w./-]+\.md)#([\w-]+)\)", README.read_text(encoding="utf-8"))
+    assert links
+    broken = [f"{doc}#{a}" for doc, a in links
+              if a not in {anchor(line.lstrip("#")) for line in (REPO / doc).read_text(encoding="utf-8").splitlines()
+                           if line.startswith("#")}]
+    assert not broken, broken
