@@ -257,6 +257,10 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
     from trainables.data import load_dataset
 
     data = load_dataset(fixed.get("data_dir"), fixed.get("dataset", "cifar10"))
+    if svm_subset:  # before the final runs: a bad --svm-k found after them costs their hours
+        from trainables.svm import check_svm
+
+        check_svm(data, svm_subset, svm_k, val_size=fixed.get("val_size", 5000))
     draw = None
     if train_images is not None and not grid_mode:
         draw = _train_draw(data, train_on, fixed.get("val_size", 5000), train_images)

@@ -49,7 +49,7 @@ from search.reproduce_plans import (NetPlan, OverallEta, ReproductionPlan, estim
                                     hms, list_lines, list_plans, measured_speeds, own_setting, plan_lines,
                                     search_fixed, space_file)
 from search.reproduce_tables import markdown_table
-from search.spec import PLAN_SAMPLER, ExperimentSpec, SpecError
+from search.spec import NAME, PLAN_SAMPLER, ExperimentSpec, SpecError
 from trainables.experiment import OUTCOMES_ENDED, SPEC_FILE, ExperimentLock, ExperimentLocked, write_json
 from trainables.presets import get_preset
 
@@ -184,6 +184,9 @@ def _job(report: str, *, storage: str, name: str, repeats: int | None, fixed: di
         train_images = None
     elif isinstance(train_images, bool) or not isinstance(train_images, int) or train_images < 1:
         raise SpecError(f"--train-images must be an integer >= 1 or 'all', got {train_images!r}")
+    elif train_images > (whole := _whole_split(plan, fixed or {})):  # found out hours later, after the searches
+        raise SpecError(f"--train-images {train_images}: the split {plan.report}'s final runs draw from has "
+                        f"{whole:,} images")
     if repeats is not None and (isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 2):
         raise SpecError(f"--repeats must be an integer >= 2 (a 95% CI needs two seeds), got {repeats!r}")
     nets = [n for n in plan.nets if not archs or n.arch in archs]
@@ -246,6 +249,12 @@ def run_reproductions(reports: list[str], *, storage: str, name: str = "", repea
     if name and len(reports) > 1:
         raise SpecError(f"--name {name}: names one reproduction's folder; with several reports each goes to "
                         f"reproduce-REPORT")
+    if name and not NAME.match(name):  # a folder inside --storage, as search's --name
+        raise SpecError(f"--name must be letters, digits, '_', '.', '-', got {name!r}")
+    for flag, value in (("--num-samples", num_samples), ("--max-epochs", max_epochs),
+                        ("--final-epochs", final_epochs)):  # None: the plan's; 0 is not "the plan's"
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise SpecError(f"{flag} must be an integer >= 1, got {value!r}")
     plans = [get_plan(r) for r in reports]
     unknown = sorted(set(archs or []) - {n.arch for p in plans for n in p.nets})
     if unknown:

@@ -297,6 +297,8 @@ def refuse_blank_objectives(text: str) -> None:
     if not text.strip():
         raise SpecError(f"--objectives {text!r}: empty; give two or more, e.g. val_accuracy:max,params:min, or leave "
                         f"the option out for val_accuracy alone")
+    if any(not part.strip() for part in text.split(",")):  # 'a,,b': a typo, not two objectives
+        raise SpecError(f"--objectives {text!r}: an empty name in the comma-separated list")
 
 
 def check_name_fits(name: str, storage: str, archs: list[str]) -> None:

@@ -453,11 +453,16 @@ def test_the_python_api_reads_reports_and_refuses_like_the_cli(lab, tmp_path):
 def test_evaluate_refuses_bad_arguments_naming_them(lab, capsys):
     from search.cli import main
 
+    runs = sorted((lab["main"] / "eval-runs").glob("*"))
     for args, named in ((["--top-k", "0"], "0"), (["--archs", "no_such_net"], "no_such_net"),
-                        (["--epochs", "-3"], "-3")):
+                        (["--epochs", "-3"], "-3"),
+                        # the SVM's k was checked only after the final runs had trained (and met the test split)
+                        (["--svm-subset", "50", "--svm-k", "0"], "got 0"),
+                        (["--svm-subset", "50", "--svm-k", "60"], "k=60")):
         assert main(["evaluate", str(lab["main"]), *args]) == 2
         err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and named in err
+        assert len(err.splitlines()) == 1 and named in err, err
+    assert sorted((lab["main"] / "eval-runs").glob("*")) == runs  # nothing trained
 
 
 def test_grid_preset_table_beside_the_published_rows(lab):

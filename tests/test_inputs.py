@@ -66,6 +66,25 @@ def test_a_flag_the_subcommand_lacks_or_a_bad_value_is_one_line_with_the_likely_
     assert ("did you mean" in err) == any("did you mean" in n for n in named), err
 
 
+@pytest.mark.parametrize("argv, named", [
+    (["search", "--arch", "origin_net", "--storage", ""], "--storage ''"),  # it wrote to ~/cifar-tune-results
+    (["search", "--arch", "origin_net", "--name", " "], "--name ' '"),
+    (["report", "x", "--out", ""], "--out ''"),
+    (["search", "--preset", "report000:"], "'report000:'"),  # a mode lost on the way, not 'tuned'
+    (["search", "--arch", "origin_net", "--objectives", "val_accuracy:max,,params:min"], "an empty name"),
+])
+def test_an_empty_value_is_refused_not_taken_for_the_default(argv, named, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    if "" in argv or " " in argv:  # refused by the parser: SystemExit(2), as argparse's other refusals
+        with pytest.raises(SystemExit) as refused:
+            main(argv)
+        assert refused.value.code == 2
+    else:
+        assert main(argv) == 2
+    one_line_error(capsys, named)
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("arch", ["origin_net,,", ",origin_net", "origin_net, ,modified_net"])
 def test_an_empty_name_in_arch_is_refused(arch, tmp_path, capsys):
     assert main(["search", "--arch", arch, "--storage", str(tmp_path / "r"), "--name", "x"]) == 2

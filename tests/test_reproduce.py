@@ -468,9 +468,23 @@ def test_several_reports_are_checked_before_any_starts(tmp_path, capsys):
                         (["report001", "report004", "--name", "x"], "--name x"),
                         (["report001", "report004", "--archs", "resnet18,lozano_z"], "--archs lozano_z"),
                         (["report001", "report004", "--archs", "resnet18"], "no net of report004"),
-                        (["report001", "report9"], "unknown report 'report9'")):
+                        (["report001", "report9"], "unknown report 'report9'"),
+                        # 0 is not "the plan's": it was taken as such and ran the whole plan
+                        (["report001", "--num-samples", "0"], "--num-samples must be an integer >= 1, got 0"),
+                        (["report001", "--max-epochs", "0"], "--max-epochs must be"),
+                        (["report001", "--final-epochs", "0"], "--final-epochs must be"),
+                        (["report001", "--name", "../x"], "'../x'")):  # it wrote beside --storage
         assert main(["reproduce", *args, "--storage", str(tmp_path)]) == 2
         one_line_error(capsys, named)
+    assert not any(tmp_path.iterdir()) and not (tmp_path.parent / "x").exists()
+
+
+def test_more_train_images_than_the_split_holds_is_refused_before_the_searches(tmp_path, capsys, cifar_path):
+    from search.cli import main
+
+    assert main(["reproduce", "report001", "--train-images", "99999999", "--data-dir", str(cifar_path),
+                 "--storage", str(tmp_path)]) == 2
+    one_line_error(capsys, "--train-images 99999999", "images")
     assert not any(tmp_path.iterdir())
 
 

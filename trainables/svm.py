@@ -32,6 +32,18 @@ def _check(k: int, C: float, gamma, subset: int) -> None:
         raise ValueError(f"svm: subset must be an integer >= 0 (0 = all training images), got {subset!r}")
 
 
+def check_svm(data, subset: int = 5000, k: int = DEFAULTS["k"], C: float = DEFAULTS["C"], gamma="scale",
+              val_size: int = 5000, seed: int = 0) -> None:
+    """What ``fit_svm`` would refuse, said without fitting (ValueError): a caller checks before its other work
+    (``evaluate`` before its final runs, which would otherwise train for hours and then fail here)."""
+    _check(k, C, gamma, subset)
+    n = len(data.split_indices(val_size, seed)[0])
+    n, features = min(n, subset) if subset else n, int(np.prod(data.shape))
+    if k > min(n, features):
+        raise ValueError(f"svm: k={k} PCA components need at least {k} training images and features; "
+                         f"the subset has {n} images of {features} values")
+
+
 def build_svm(k: int = DEFAULTS["k"], C: float = DEFAULTS["C"], gamma="scale", seed: int = 0):
     """The sklearn Pipeline: standardise every pixel, project on ``k`` principal components, RBF SVC."""
     from sklearn.decomposition import PCA
@@ -63,14 +75,11 @@ def fit_svm(data, subset: int = 5000, k: int = DEFAULTS["k"], C: float = DEFAULT
     Returns ``{subset, k, C, gamma, val_accuracy, val_weighted_f1, test_accuracy, weighted_f1, fit_seconds,
     n_support, published}`` (the test keys only with ``test``).
     """
-    _check(k, C, gamma, subset)
+    check_svm(data, subset, k, C, gamma, val_size, seed)
     train_x, train_y = data.split("train", val_size, seed)
     if subset:
         train_x, train_y = train_x[:subset], train_y[:subset]
-    n, features = len(train_y), int(np.prod(train_x.shape[1:]))
-    if k > min(n, features):
-        raise ValueError(f"svm: k={k} PCA components need at least {k} training images and features; "
-                         f"the subset has {n} images of {features} values")
+    n = len(train_y)
     pipe = build_svm(k, C, gamma, seed)
     t0 = time.perf_counter()
     pipe.fit(_flat(train_x), train_y)

@@ -68,9 +68,14 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    command = parser.commands[args.command]
     if extra:  # refused by the subcommand that was given them, not by the top level with every subcommand's name
-        command = parser.commands[args.command]
         command.error(unrecognized(command, extra))
+    blank = next((a for a in command._actions if a.option_strings and isinstance(getattr(args, a.dest, None), str)
+                  and not getattr(args, a.dest).strip() and getattr(args, a.dest) != a.default), None)
+    if blank is not None:  # `--storage ""`: a value lost on the way (an empty shell variable), not "the default"
+        command.error(f"{blank.option_strings[0]} {getattr(args, blank.dest)!r}: empty; give a value or leave the "
+                      f"option out for the default")
     with stop_on_sigterm():
         try:
             return args.func(args)

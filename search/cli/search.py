@@ -76,8 +76,8 @@ def spec_from_args(args) -> ExperimentSpec:
     if args.preset:
         if archs:
             raise SpecError("give --arch or --preset, not both")
-        name, _, mode = args.preset.partition(":")
-        mode = mode or "tuned"
+        name, colon, mode = args.preset.partition(":")
+        mode = mode or ("" if colon else "tuned")  # 'report000:' lost its mode on the way: refused, not guessed
         if mode not in ("grid", "tuned"):
             raise SpecError(f"--preset {args.preset!r}: mode must be grid or tuned, got {mode!r}")
         try:
