@@ -74,6 +74,20 @@ def read_json(exp: Path, name: str, what: str, keys: tuple = ()) -> dict | None:
     return record
 
 
+def experiment_path(exp_dir: str | Path) -> Path:
+    """The experiment folder as an absolute path: Ray's pyarrow filesystem takes a relative one (``report NAME`` run
+    in the storage folder) for a URI without a scheme, and a trial's ``path`` must not depend on the cwd."""
+    return Path(exp_dir).expanduser().resolve()
+
+
+def tune_state(exp: Path) -> dict | None:
+    """Ray Tune's newest ``experiment_state-*.json`` (the one Tune resumes from and ExperimentAnalysis reads), None
+    when there is none; a truncated one is an ExperimentError naming it. Tune itself, resuming from it, would log a
+    traceback and start the search afresh (new trials beyond num_samples)."""
+    states = sorted(p.name for p in exp.glob("experiment_state-*.json"))  # Tune's own pick: the greatest name
+    return read_json(exp, states[-1], "Ray Tune state", ("trial_data",)) if states else None
+
+
 def load_spec(exp_dir: str | Path) -> dict:
     """``spec.json`` of the experiment (keys ``spec``, ``spaces``, ``metric`` ...); ExperimentError if absent."""
     exp = Path(exp_dir)
@@ -86,8 +100,11 @@ def load_spec(exp_dir: str | Path) -> dict:
     record = read_json(exp, SPEC_FILE, "experiment spec")
     if record is None:
         raise ExperimentError(f"{str(exp)!r} is not a cifar-tune experiment: {SPEC_FILE} is missing")
-    if not isinstance(record, dict) or "spec" not in record or "archs" not in record["spec"]:
-        raise ExperimentError(f"{str(exp / SPEC_FILE)!r} holds no experiment spec (no 'spec.archs' key)")
+    spec = record.get("spec") if isinstance(record, dict) else None
+    archs = spec.get("archs") if isinstance(spec, dict) else None
+    if not isinstance(archs, list) or not archs or not all(isinstance(a, str) for a in archs):
+        raise ExperimentError(f"{str(exp / SPEC_FILE)!r} holds no experiment spec ('spec.archs' is not a list of "
+                              f"net names)")
     return record
 
 
@@ -95,7 +112,7 @@ def load_trials(exp_dir: str | Path) -> list[dict]:
     """A dict per trial: trial_id, arch, config, status, epochs (run), val_accuracy / val_loss (last),
     best_val_accuracy, best_val_loss, best_epoch, train_accuracy, train_loss, params, size_mb, train_time_s,
     max_epochs (the trial's budget), error (message), history (per-epoch metrics), path."""
-    exp = Path(exp_dir)
+    exp = experiment_path(exp_dir)
     spec = load_spec(exp)["spec"]
     try:
         record = scheduler_record(exp, spec)
@@ -103,7 +120,7 @@ def load_trials(exp_dir: str | Path) -> list[dict]:
         record = None
     decisions = decisions_by_trial(record)
     initial = {r["trial_id"]: r["config"] for r in (record or {}).get("population", []) if r.get("trial_id")}
-    if not list(exp.glob("experiment_state*.json")):
+    if tune_state(exp) is None:
         raise ExperimentError(f"{str(exp)!r} has no Ray Tune experiment state yet (the search never started "
                               f"or was killed before its first save)")
     import logging
@@ -162,7 +179,7 @@ def scheduler_record(exp: Path, spec: dict) -> dict | None:
     if scheduler == "pbt":
         return read_json(exp, PBT_FILE, "PBT state", ("population", "exploits"))
     return (read_json(exp, ASHA_FILE, "ASHA state", ("rungs", "stops"))
-            or read_json(exp, MOASHA_FILE, "MO-ASHA state"))
+            or read_json(exp, MOASHA_FILE, "MO-ASHA state", ("rungs", "stops")))
 
 
 def decisions_by_trial(record: dict | None) -> dict[str, list[dict]]:
@@ -304,18 +321,30 @@ class Experiment:
 def load(exp_dir: str | Path, without_study: bool = False) -> Experiment:
     """Read the whole experiment directory (see :class:`Experiment`). An Optuna study that cannot be read is an
     ExperimentError (one line: the storage, why, what is left), unless ``without_study``: then nothing reads it."""
-    exp = Path(exp_dir)
+    exp = experiment_path(exp_dir)
     record = load_spec(exp)
     trials = load_trials(exp)
     if not trials:
         raise ExperimentError(f"{str(exp)!r} holds no trials yet")
     scheduler = scheduler_record(exp, record["spec"])
     asha = scheduler if (scheduler or {}).get("kind") not in ("hyperband", "pbt") else None
-    evaluation = read_json(exp, EVALUATION_FILE, "evaluation", ("results",))
+    evaluation = read_evaluation(exp)
     if not without_study:
         check_study(exp)
     return Experiment(path=exp, record=record, trials=trials, asha=asha, scheduler=scheduler, evaluation=evaluation,
                       frame=trials_frame(trials), history=history_frame(trials), without_study=without_study)
+
+
+def read_evaluation(exp: Path) -> dict | None:
+    """``evaluation.json``, None before any evaluation; one the report cannot read (half-written, or not the record
+    ``cifar-tune evaluate`` writes: no list of per-net results) is an ExperimentError naming it."""
+    record = read_json(exp, EVALUATION_FILE, "evaluation", ("results", "test_images", "mode", "train_on", "created"))
+    for key in ("results", "grid"):
+        rows = (record or {}).get(key, [])
+        if not isinstance(rows, list) or not all(isinstance(r, dict) and isinstance(r.get("arch"), str) for r in rows):
+            raise ExperimentError(f"evaluation {str(exp / EVALUATION_FILE)!r} is half-written or corrupt: {key!r} is "
+                                  f"not a list of per-net results")
+    return record
 
 
 def check_study(exp_dir: str | Path) -> None:

@@ -3,6 +3,7 @@ one self-contained ``report.html`` (plotly.js inlined once, so it opens offline)
 """
 from __future__ import annotations
 
+import errno
 import html
 import json
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import figures, pareto, tables
-from analysis.load import Experiment, load
+from analysis.load import Experiment, ExperimentError, load
 from trainables.config import METRIC
 
 REPORT_FILE = "report.html"
@@ -127,6 +128,25 @@ def render_html(exp: Experiment, built: list[tuple[str, str, pd.DataFrame]]) -> 
     return "\n".join(parts)
 
 
+def make_out_dir(out_dir: Path) -> None:
+    """``out_dir`` made (with its parents) for the report; one that cannot be (a file there or above it, a read-only
+    or virtual filesystem) is an ExperimentError naming it. A full disk is left to the CLI's disk-full line."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise
+        why = e.strerror or str(e)
+        for path in (out_dir, *out_dir.parents):  # a file where a folder must be: name it
+            try:
+                if path.exists() and not path.is_dir():
+                    why = f"{str(path)!r} is a file, not a folder"
+                    break
+            except OSError:
+                continue
+        raise ExperimentError(f"cannot write the report into {str(out_dir)!r}: {why}") from None
+
+
 def write_report(exp_dir: str | Path, out: str | Path | None = None, top_k: int = 3, quiet: bool = False,
                  without_study: bool = False) -> int:
     """Print the main tables, write every table (md/csv/tex/html) and ``report.html`` into ``out``
@@ -134,7 +154,7 @@ def write_report(exp_dir: str | Path, out: str | Path | None = None, top_k: int 
     Optuna study unopened (for one that cannot be read; the importance figure is left out)."""
     exp = load(exp_dir, without_study=without_study)
     out_dir = Path(out) if out else exp.path / REPORT_DIR
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_out_dir(out_dir)
     built = build_tables(exp, top_k)
     written = []
     for name, caption, df in built:

@@ -18,6 +18,7 @@ message the CLI prints.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from search.spec import SpecError
@@ -30,18 +31,45 @@ class SearchFailed(RuntimeError):
 def _search_namespace(options: dict) -> argparse.Namespace:
     """The namespace `cifar-tune search` would build, with ``options`` (python values) in place of the flags."""
     from search.cli import build_parser
+    from trainables.compat import parser_actions
 
-    args = build_parser().parse_args(["search"])
+    parser = build_parser()
+    args = parser.parse_args(["search"])
+    actions = {a.dest: a for a in parser_actions(parser.commands["search"])}  # each flag's type and default
     known = {k for k in vars(args) if k not in ("func", "command")}
     for key, value in options.items():
         if key not in known:
             raise SpecError(f"search: unknown option {key!r}" + _meant(key, value, known))
-        if key == "set":
-            value = [_assignment(k, v) for k, v in (value or {}).items()] if isinstance(value, dict) else list(value)
-        elif key in ("arch", "objectives") and isinstance(value, (list, tuple)):
-            value = ",".join(map(str, value))
-        setattr(args, key, value)
+        setattr(args, key, _typed(key, value, actions[key]))
     return args
+
+
+def _typed(key: str, value, action: argparse.Action):
+    """``value`` as the CLI's parser would have made it from the flag, or SpecError naming it: what the API takes
+    must be what the command line can say (a TypeError from deep in a search was the answer before)."""
+    if value is None:
+        return action.default
+    if key == "set":
+        if isinstance(value, dict):
+            return [_assignment(k, v) for k, v in value.items()]
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) and "=" in v for v in value):
+            return list(value)
+        raise SpecError(f"search: set={value!r}: a dict of config values (set={{'lr': 0.1}}) or a list of "
+                        f"'key=value' strings")
+    if key in ("arch", "objectives") and isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return ",".join(value)
+    if action.nargs == 0 and action.const is True:  # a store_true flag
+        if not isinstance(value, bool):
+            raise SpecError(f"search: {key}={value!r}: True or False")
+        return value
+    if action.type in (int, float):
+        if isinstance(value, bool) or not isinstance(value, int if action.type is int else (int, float)):
+            raise SpecError(f"search: {key}={value!r}: {'an integer' if action.type is int else 'a number'}")
+        return value
+    if not isinstance(value, (str, os.PathLike)):
+        listed = " or a list of strings" if key in ("arch", "objectives") else ""
+        raise SpecError(f"search: {key}={value!r}: a string{listed}")
+    return os.fspath(value)
 
 
 def _meant(key: str, value, known: set[str]) -> str:
@@ -112,8 +140,10 @@ def holding_lock(experiment: str, holder: str, run):
 
 def open_experiment(path: str | Path) -> "Experiment":
     """An experiment folder made earlier; one line (ExperimentError) if it is not one."""
-    from analysis.load import load_spec
+    from analysis.load import ExperimentError, load_spec
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise ExperimentError(f"open_experiment({path!r}): an experiment folder's path (a str or Path)")
     path = Path(path).expanduser()
     load_spec(path)
     return Experiment(path)
@@ -167,10 +197,20 @@ class Experiment:
 
         from analysis.evaluate import evaluate_experiment
 
-        record = holding_lock(str(self.path), "cifar-tune api evaluate", lambda: evaluate_experiment(
-            self.path, top_k=top_k, repeats=repeats, train_on=train_on, epochs=epochs, train_images=train_images,
-            archs=archs, trials=trials, pareto=pareto, address=address, progress=progress, cpus_per_run=cpus_per_run,
-            command=f"search.api evaluate({str(self.path)!r})"))
+        from analysis.load import ExperimentError
+        from trainables.config import ConfigError
+
+        if isinstance(archs, str) or isinstance(trials, str):  # a str is a list of letters to the checks below
+            raise ExperimentError(f"evaluate: archs / trials are lists of names, got {archs or trials!r}")
+        try:
+            record = holding_lock(str(self.path), "cifar-tune api evaluate", lambda: evaluate_experiment(
+                self.path, top_k=top_k, repeats=repeats, train_on=train_on, epochs=epochs, train_images=train_images,
+                archs=archs, trials=trials, pareto=pareto, address=address, progress=progress,
+                cpus_per_run=cpus_per_run, command=f"search.api evaluate({str(self.path)!r})"))
+        except ValueError as e:  # as the CLI: evaluate's refusals of its arguments are ValueErrors
+            if isinstance(e, ConfigError):  # one of the documented four already
+                raise
+            raise ExperimentError(str(e)) from None
         rows = []
         for r in record["results"]:
             acc, f1 = r["test_accuracy"], r["weighted_f1"]
@@ -183,9 +223,9 @@ class Experiment:
     @property
     def evaluation(self) -> dict | None:
         """The saved evaluation record (evaluation.json), or None before any evaluation."""
-        from analysis.load import EVALUATION_FILE, read_json
+        from analysis.load import read_evaluation
 
-        return read_json(self.path, EVALUATION_FILE, "evaluation", ("results",))
+        return read_evaluation(self.path)
 
     def report(self, out: str | Path | None = None, top_k: int = 3, without_study: bool = False) -> Path:
         """Write the tables and the HTML report (default into EXP/report); returns the HTML file's path."""

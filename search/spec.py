@@ -19,6 +19,9 @@ from trainables.objectives import DEFAULT_RANKING
 SHARED_FS_TYPES = ("nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "beegfs", "ceph", "glusterfs", "fuse.s3fs",
                    "fuse.gcsfuse", "fuse.juicefs", "fuse.sshfs", "9p", "virtiofs", "efs", "fuse.mountpoint-s3")
 URL = re.compile(r"^[a-z][a-z0-9+.-]*://")
+# The URL schemes pyarrow.fs.FileSystem.from_uri (what Ray Tune writes results through) resolves; tests/test_search.py
+# checks each against the installed pyarrow.
+STORAGE_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "file")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 ADDRESS = re.compile(r"^(auto|local|ray://\S+|[^\s:/]+:\d{1,5})$")
 
@@ -92,6 +95,10 @@ class ExperimentSpec:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise SpecError(f"--{key.replace('_', '-')} must be an integer >= {low}, got {value!r}")
+        top = 2**32 - len(self.archs)  # net i's sampler is seeded seed + i, and numpy's seeds stop below 2**32
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed <= top:
+            raise SpecError(f"--seed must be an integer in [0, {top}] (net i's sampler gets seed + i, below 2**32), "
+                            f"got {self.seed!r}")
         if not isinstance(self.epoch_budget, int) or isinstance(self.epoch_budget, bool) or self.epoch_budget < 0:
             raise SpecError(f"--epoch-budget must be an integer >= 0, got {self.epoch_budget!r}")
         if self.scheduler not in SCHEDULERS:
@@ -145,6 +152,14 @@ class ExperimentSpec:
         if not URL.match(self.storage):
             self.storage = str(Path(self.storage).expanduser().resolve())
         check_name_fits(self.name, self.storage, [] if self.sampler == "grid" else self.archs)
+        if URL.match(self.storage):  # refused here, not by Ray once it has started (and made a folder 'foo:')
+            scheme = self.storage.split("://", 1)[0]
+            if scheme not in STORAGE_SCHEMES:
+                raise SpecError(f"--storage {self.storage!r}: Ray Tune cannot write to a {scheme}:// URL (pyarrow "
+                                f"knows {', '.join(STORAGE_SCHEMES)}); or give a directory")
+            if not self.optuna_storage:
+                raise SpecError(f"--storage {self.storage!r} is a URL: give the Optuna study a database too with "
+                                f"--optuna-storage URL (sqlite cannot live on object storage)")
         if not URL.match(self.storage):
             if Path(self.storage).exists() and not Path(self.storage).is_dir():
                 raise SpecError(f"--storage {self.storage!r} exists and is not a directory")

@@ -78,10 +78,24 @@ def replacing_ray_loggers(exp_dir: str | os.PathLike, resume: bool):
                 os.environ[RAY_DEFAULT_LOGGERS_OFF] = before
 
 
+def loggable_number(value) -> bool:
+    """A number TensorBoard and MLflow take as one: a float, or an int that fits in 64 bits (tensorboardX turns a
+    larger Python int into an object array and fails on it; MLflow stores doubles and 64-bit ints)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, float) or (isinstance(value, int) and -2**63 <= value < 2**63)
+
+
 def metrics_of(result: dict) -> dict:
-    """The numbers a trial reported for one epoch (not Ray's bookkeeping, not flags)."""
-    return {k: v for k, v in result.items()
-            if k not in NOT_METRICS and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    """The numbers a trial reported for one epoch (not Ray's bookkeeping, not flags, none too big to log)."""
+    return {k: v for k, v in result.items() if k not in NOT_METRICS and loggable_number(v)}
+
+
+def hparam_values(config: dict) -> dict:
+    """``config`` as HParams values: booleans, strings and numbers as they are; anything else as text, a number
+    too big to log as one included (``{"batch_size": 10**25}`` is logged as the text "10000...", never a crash)."""
+    return {k: v if isinstance(v, (bool, str)) or loggable_number(v) else json.dumps(v, default=str)
+            for k, v in config.items()}
 
 
 def resolved_config(trial) -> dict:
@@ -166,9 +180,7 @@ class TensorBoardLogger(LoggerCallback):
         from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
         from tensorboardX.summary import hparams as hparams_summaries
 
-        plain = {k: v if isinstance(v, (bool, int, float, str)) else json.dumps(v, default=str)
-                 for k, v in hparams.items()}
-        experiment, start, _ = hparams_summaries(plain, metrics)
+        experiment, start, _ = hparams_summaries(hparam_values(hparams), metrics_of(metrics))
         # tensorboardX always says STATUS_SUCCESS; an errored trial says so in the HParams table
         status = Status.Value("STATUS_FAILURE" if failed else "STATUS_SUCCESS")
         content = HParamsPluginData(session_end_info=SessionEndInfo(status=status), version=0)

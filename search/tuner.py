@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from search.spec import RESUME_FIXED, ExperimentSpec, SpecError, resume_conflict
+from trainables.compat import check_reachable
 from trainables.config import METRIC, MODE
 from trainables.experiment import (LOCK_FILE, OPTUNA_DB, SPEC_FILE, ExperimentLock, ExperimentLocked, restoring,
                                   sqlite_url, study_name, unreadable_study, without_test_split, write_json)
@@ -442,6 +443,7 @@ def run_search(spec: ExperimentSpec, resume: bool = False, callbacks=()):
             raise SpecError(str(e)) from None
         raise SpecError(f"experiment {str(exp_dir)!r} exists already: pass --resume to finish it, or a new --name")
     spaces = load_spaces(spec)  # bad spaces fail here, before Ray or any directory
+    check_reachable(spec.address)  # so does a cluster address where nothing answers (ray.init would wait minutes)
     if spec.mlflow:  # so does an MLflow tracking URI that does not answer (or no MLflow client)
         from search.trackers import check_mlflow
 
@@ -570,7 +572,21 @@ def check_resume(spec: ExperimentSpec) -> dict:
         raise SpecError(f"--resume: {problem}")
     check_started_as(spec, saved)
     check_relocatable(exp_dir, saved)
+    check_saved_state(exp_dir, saved)
     return saved
+
+
+def check_saved_state(exp_dir: Path, saved: dict) -> None:
+    """Refuse (SpecError naming the file) a resume from a truncated or corrupt Ray Tune state or scheduler record:
+    Tune would log a traceback and start afresh (trials beyond num_samples), our scheduler would raise mid-restore.
+    The older ``experiment_state-*.json`` beside it is no fallback: the searcher's state and the study are newer."""
+    from analysis.load import ExperimentError, scheduler_record, tune_state
+
+    try:
+        tune_state(exp_dir)
+        scheduler_record(exp_dir, saved)
+    except ExperimentError as e:
+        raise SpecError(f"--resume: {e}") from None
 
 
 def check_started_as(spec: ExperimentSpec, saved: dict) -> None:

@@ -39,7 +39,7 @@ from typing import Any
 
 import yaml
 
-from trainables.config import ARCH_KWARGS, FIELDS, ConfigError, validate_value
+from trainables.config import ARCH_KWARGS, FIELDS, INT64_MAX, ConfigError, validate_value
 from trainables.models import NORMS, get_arch
 
 TOP_LEVEL_KEYS = ("description", "extends", "remove", "params", "fixed")
@@ -197,7 +197,13 @@ def _read(path: Path) -> dict:
     if not path.is_file():
         raise SpaceError(f"{path}: no such search-space file")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:  # e.g. a UTF-16 file (starts with \xff\xfe): YAML here is UTF-8 text
+        raise SpaceError(f"{path}: not UTF-8 text: {e}") from None
+    except OSError as e:
+        raise SpaceError(f"{path}: cannot read: {e.strerror or e}") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise SpaceError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
     if not isinstance(data, dict):
@@ -290,13 +296,19 @@ def _number(file: str, where: str, value: Any, integer: bool) -> float | int:
             value = float(value)
         except ValueError:
             pass
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            isinstance(value, float) and not math.isfinite(value)):
         raise SpaceError(f"{file}: {where}: expected a number, got {value!r}")
     if integer:
-        if not float(value).is_integer():
+        if isinstance(value, float) and not value.is_integer():
             raise SpaceError(f"{file}: {where}: expected an integer, got {value!r}")
+        if not -INT64_MAX - 1 <= value <= INT64_MAX:  # what Optuna, numpy and the trackers can hold
+            raise SpaceError(f"{file}: {where}: must fit in a 64-bit integer, got {value!r}")
         return int(value)
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int of hundreds of digits
+        raise SpaceError(f"{file}: {where}: expected a finite number, got an int of {len(str(value))} digits") from None
 
 
 def _parse_param(file: str, name: Any, spec: Any) -> Param:

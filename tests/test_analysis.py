@@ -443,6 +443,18 @@ def test_the_python_api_reads_reports_and_refuses_like_the_cli(lab, tmp_path):
         api.search("simple_cnn", n_trials=3)
     with pytest.raises(SpecError, match=r"unknown option 'lr' \(did you mean set=\{'lr': 0.1\}\?\)"):
         api.search("simple_cnn", lr=0.1)
+    # values of a type the flag cannot take: one line naming them, not a TypeError from deep inside
+    for kwargs, named in (({"arch": 5}, "arch=5: a string or a list"), ({"name": 5}, "name=5: a string"),
+                          ({"cpus_per_trial": "x"}, "cpus_per_trial='x': a number"),
+                          ({"set": [("lr", 0.1)]}, "a dict of config values"), ({"resume": 1}, "True or False")):
+        with pytest.raises(SpecError, match=re.escape(named)):
+            api.search(**{"arch": "simple_cnn", **kwargs})
+    with pytest.raises(ExperimentError, match="an experiment folder's path"):
+        api.open_experiment(None)
+    with pytest.raises(ExperimentError, match="lists of names"):
+        exp.evaluate(archs="simple_cnn")
+    with pytest.raises(ExperimentError, match="--top-k must be an integer >= 1"):
+        exp.evaluate(top_k=0)
     with pytest.raises(SpecError, match="--num-samples must be"):
         api.search("simple_cnn", num_samples=0, storage=str(tmp_path), name="never")
     assert not (tmp_path / "never").exists()

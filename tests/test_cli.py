@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from search.cli import main
+from tests.searchrun import one_line_error
 
 EXPECTED_PARAMS = {"simple_cnn": 84_714, "keras_cnn": 160_650, "resnet18": 11_181_642, "ghasemi_net": 2_753_546,
                    "origin_net": 48_252, "modified_net": 35_730, "lozano_c": 1_182_858, "lozano_e": 1_379_722,
@@ -45,6 +46,13 @@ def test_train_json_ends_with_the_final_metrics(cifar_path, tmp_path, capsys):
                  "--resume"]) == 0
     epochs = [json.loads(l)["epoch"] for l in capsys.readouterr().out.strip().splitlines()]
     assert epochs == [2, 2]  # one epoch line, then the final line
+    # Resuming it as another config (it checked the arch only) or with no epoch left to train: one line each.
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    for extra, named in ((["--set", "lr=0.5"], "lr="), (["--set", "subset=128"], "subset=256"),
+                         (["--set", "epochs=2"], "has trained 2 epochs already")):
+        assert main([*args[:-2], "--resume", *extra]) == 2
+        one_line_error(capsys, "--resume", named)
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before
 
 
 @pytest.mark.parametrize("args, named", [

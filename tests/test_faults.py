@@ -361,6 +361,53 @@ def test_fault9_resume_on_changed_data_is_refused(retried, monkeypatch, capsys):
     assert not ray.is_initialized()
 
 
+# --------------------------------------------------------------------------------------------- the saved state
+
+@pytest.mark.parametrize("broken", ["tune state truncated", "asha state truncated", "asha state a list"])
+def test_resume_from_a_corrupt_saved_state_is_refused_before_ray(broken, retried, tmp_path, capsys):
+    """A truncated experiment_state-*.json made Tune log a traceback, start afresh and train a trial beyond
+    num_samples; a corrupt asha_state.json raised while Tune unpickled the scheduler. Refused in one line naming the
+    file, nothing written. (The ASHA record is read whatever the scheduler, as report reads it.)"""
+    import shutil
+
+    import ray
+
+    from search.cli import main
+
+    exp = tmp_path / "results" / "retry"
+    shutil.copytree(retried["exp"], exp)
+    if broken == "tune state truncated":
+        path = sorted(exp.glob("experiment_state-*.json"))[-1]
+        path.write_text(path.read_text()[: path.stat().st_size // 2])
+    else:
+        path = exp / "asha_state.json"
+        path.write_text('{"rungs": {"origin_net": [[1, {"a' if broken == "asha state truncated" else "[]")
+    before = {p: p.read_bytes() for p in exp.rglob("*") if p.is_file()}
+    assert main(["search", "--resume", "--name", "retry", "--storage", str(exp.parent)]) == 2
+    one_line_error(capsys, "--resume", repr(str(path)), "half-written or corrupt")
+    assert not ray.is_initialized()
+    assert {p: p.read_bytes() for p in exp.rglob("*") if p.is_file()} == before
+
+
+def test_report_and_evaluate_read_an_experiment_path_relative_to_the_cwd(retried, tmp_path, capsys, monkeypatch):
+    """`cd STORAGE && cifar-tune report NAME`: Ray's pyarrow filesystem took 'NAME' for a URI without a scheme."""
+    from search.cli import main
+
+    exp = retried["exp"]
+    monkeypatch.chdir(exp.parent)
+    for name in (exp.name, f"./{exp.name}"):
+        assert main(["report", name, "--out", str(tmp_path / name)]) == 0, capsys.readouterr().err
+        assert (tmp_path / name / "report.html").is_file()
+    capsys.readouterr()
+    assert main(["report", exp.name, "--json"]) == 0
+    trials = json.loads(capsys.readouterr().out)["trials"]
+    assert {t["trial_id"] for t in trials} == {t["trial_id"] for t in retried["trials"].values()}
+    assert all(Path(t["path"]).is_absolute() and Path(t["path"]).is_dir() for t in trials)
+    # evaluate loads it the same way: it gets as far as its own check of --archs
+    assert main(["evaluate", exp.name, "--archs", "no_such_net"]) == 2
+    one_line_error(capsys, "--archs no_such_net not in the experiment")
+
+
 # --------------------------------------------------------------------------------------------- 5, 10: NaN and OOM
 
 FAULT_SPACE = """\

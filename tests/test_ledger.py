@@ -79,3 +79,54 @@ def test_verdict_for_a_metric_to_minimise():
     assert verdict(loss, 0.45, higher_is_better=False) == "beats"
     assert verdict(loss, 0.38, higher_is_better=False) == "misses"
     assert verdict(loss, 0.41, higher_is_better=False) == "matches"
+
+
+# Lines a ledger may hold besides records: JSON that is not an object, an object that names no use, stray bytes
+# (another encoding, a disk error), a record whose score is not a number, JSON nested past Python's recursion limit.
+NOT_RECORDS = [b"[1,2]", b"null", b"{}", b'"text"', b"42", b"\xff\xfe\x00{\x00", b'{"arch": "a"}',
+               b'{"arch": 3, "config_hash": "h"}', b'{"arch": "a", "config_hash": ["h"]}', b"[" * 100_000]
+
+
+def _ledger_with_junk(path, good: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, junk in enumerate(NOT_RECORDS):  # the good records in order, a junk line after each and at the end
+        lines += [json.dumps(good[i]).encode(), junk] if i < len(good) else [junk]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+
+
+def test_lines_that_are_not_records_are_skipped_wherever_the_ledger_is_read(tmp_path, monkeypatch, capsys):
+    """`cifar-tune ledger` and an evaluation's ledger summary read a file holding every kind of junk line: each is
+    skipped like a line cut short, the records around them are counted, and a score that is not a number is left
+    out of the accuracies (the use still counts)."""
+    from analysis.evaluate import _ledger_summary
+    from search.cli import main
+    from tests.conftest import make_image_folder
+    from trainables.data import load_dataset
+
+    monkeypatch.setenv("CIFAR_TUNE_LEDGER_DIR", str(tmp_path / "ledgers"))
+    root = make_image_folder(tmp_path / "imgs")
+    checksum = load_dataset(root, download=False).checksum
+    good = [{"time": "t0", "arch": "a", "config_hash": "h1", "seed": 0, "scores": {"test_accuracy": 0.5}},
+            {"time": "t1", "arch": "a", "config_hash": "h1", "seed": 1, "scores": {"test_accuracy": 0.7}},
+            {"time": "t2", "arch": "a", "config_hash": "h2", "seed": 0, "scores": [0.9]},
+            {"time": "t3", "arch": "b", "config_hash": "h3", "seed": 0, "scores": {"test_accuracy": "high"}}]
+    _ledger_with_junk(ledger.ledger_path(checksum), good)
+    assert ledger.read_dataset(checksum) == good
+    uses = ledger.uses(ledger.read_dataset(checksum))
+    assert [(u["arch"], u["config_hash"], u["runs"], u["test_accuracy"]) for u in uses] == [
+        ("a", "h1", 2, [0.5, 0.7]), ("a", "h2", 1, []), ("b", "h3", 1, [])]
+
+    assert main(["ledger", "--data-dir", str(root)]) == 0
+    out = capsys.readouterr()
+    assert "test_accuracy 0.6000" in out.out and "config h3" in out.out and not out.err, out.err
+    assert main(["ledger", "--data-dir", str(root), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["records"] == good and len(shown["uses"]) == 3
+    summary = _ledger_summary(checksum, [("a", "h2"), ("b", "h3")])
+    assert summary["nets"]["a"]["uses"] == 2 and summary["nets"]["a"]["this_evaluation"] == [2]
+    assert summary["nets"]["b"]["this_evaluation"] == [1]
+    # an experiment's own ledger is read the same way
+    exp = tmp_path / "exp"
+    _ledger_with_junk(exp / ledger.EXPERIMENT_LEDGER, good[:1])
+    assert ledger.read_experiment(exp) == good[:1]

@@ -10,7 +10,7 @@ import optuna
 import pytest
 
 from search.searcher import StatusAwareOptunaSearch
-from search.spec import ExperimentSpec, SpecError
+from search.spec import STORAGE_SCHEMES, ExperimentSpec, SpecError
 
 ARCHS = ["origin_net", "modified_net"]
 NUM_SAMPLES = 6
@@ -172,8 +172,36 @@ def test_bad_space_file_is_refused_with_file_and_key(tmp_path, capsys):
 def test_cluster_mode_refuses_node_local_storage(tmp_path):
     with pytest.raises(SpecError, match="node-local"):
         ExperimentSpec(archs=["origin_net"], address="127.0.0.1:6379", storage=str(tmp_path))
-    ExperimentSpec(archs=["origin_net"], address="127.0.0.1:6379", storage="s3://bucket/results")
+    ExperimentSpec(archs=["origin_net"], address="127.0.0.1:6379", storage="s3://bucket/results",
+                   optuna_storage="postgresql+psycopg2://tune@db/studies")
     ExperimentSpec(archs=["origin_net"], address="127.0.0.1:6379", storage=str(tmp_path), storage_is_shared=True)
+
+
+def test_a_seed_outside_numpys_range_is_refused_for_every_nets_sampler():
+    """Net i's sampler is seeded seed + i: with two nets 2**32 - 1 overflows numpy's range (it failed after Ray)."""
+    assert ExperimentSpec(archs=["origin_net"], seed=2**32 - 1).seed == 2**32 - 1
+    for archs, seed in ((["origin_net"], -1), (["origin_net", "simple_cnn"], 2**32 - 1), (["origin_net"], 2**32)):
+        with pytest.raises(SpecError, match=f"--seed must be an integer in .*got {seed}"):
+            ExperimentSpec(archs=archs, seed=seed)
+
+
+def test_a_storage_url_is_checked_before_ray_starts(tmp_path, monkeypatch):
+    """A scheme Ray's filesystem layer (pyarrow) cannot resolve, or an object store without a study database, is
+    refused when the spec is built: Ray used to start first, then fail (and leave a local folder 'foo:')."""
+    import pyarrow.fs
+
+    monkeypatch.chdir(tmp_path)
+    for storage, words in (("foo://bar", "cannot write to a foo:// URL"), ("s3://bucket/r", "--optuna-storage")):
+        with pytest.raises(SpecError, match=words):
+            ExperimentSpec(archs=["origin_net"], storage=storage)
+    assert not any(tmp_path.iterdir())
+    for scheme in STORAGE_SCHEMES:  # each one we accept, pyarrow knows (an unknown one fails otherwise)
+        try:
+            pyarrow.fs.FileSystem.from_uri(f"{scheme}://")
+        except Exception as e:  # noqa: BLE001  (a known scheme may still want a bucket, an account or a JVM)
+            assert "Unrecognized filesystem type" not in str(e), scheme
+    with pytest.raises(Exception, match="Unrecognized filesystem type"):
+        pyarrow.fs.FileSystem.from_uri("foo://")
 
 
 def test_stopped_and_diverged_trials_reach_optuna_as_pruned():

@@ -213,6 +213,11 @@ BAD_FILES = {
     "extends_unknown_name": ("extends: nowhere\n", "extends"),
     "not_a_mapping": ("- lr\n- batch_size\n", None),
     "not_yaml": ("params: {lr: [1, 2\n", None),
+    "int_high_past_int64": ("params:\n  batch_size: {type: int, low: 16, high: 1e23}\n", "batch_size.high"),
+    "int_high_past_the_trainable": ("params:\n  batch_size: {type: int, low: 16, high: 2097152}\n", "batch_size"),
+    "int_of_400_digits": (f"params:\n  weight_decay: {{type: float, low: 0.0, high: {10**400}}}\n", "weight_decay"),
+    "int_range_of_a_float_past_int64": (f"params:\n  weight_decay: {{type: int, low: 0, high: {10**25}}}\n",
+                                        "weight_decay.high"),
 }
 
 
@@ -227,6 +232,16 @@ def test_malformed_file_is_rejected(tmp_path, case):
     assert f"{case}.yaml" in message
     if key is not None:
         assert key in message
+
+
+@pytest.mark.parametrize("head", [b"\xff\xfe", b"params: {lr: \xe9}\n"])
+def test_a_file_that_is_not_utf8_is_rejected_in_one_line(tmp_path, head):
+    """A UTF-16 file (it starts with \\xff\\xfe) or a Latin-1 byte: the file named, not a UnicodeDecodeError."""
+    path = tmp_path / "bin.yaml"
+    path.write_bytes(head + "params: {}\n".encode("utf-16-le"))
+    with pytest.raises(SpaceError) as err:
+        load_space("simple_cnn", path)
+    assert "bin.yaml: not UTF-8 text" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_missing_file_is_rejected(tmp_path):

@@ -102,10 +102,58 @@ def test_fashion_mnist_trains_with_one_channel(tmp_path):
     ({"schedule": "linear"}, "linear"),
     ({"stem": "cifar"}, "stem"),  # simple_cnn has no stem option
     ({"lr": float("nan")}, "nan"),
+    ({"seed": 2**32}, "4294967296"),  # numpy's seed range is [0, 2**32): refused here, not after the data loads
+    ({"seed": 1e300}, "301 digits"),  # a JSON config's float, an int of 301 digits once coerced
+    ({"seed": "1e30"}, "31 digits"),  # as --set gives it
+    ({"seed": -1}, "-1"),
+    ({"batch_size": "1e25"}, "batch_size"),  # too big for the trackers (and any machine)
+    ({"epochs": 10**400}, "401 digits"),
+    ({"latency_batch": 2**63}, "latency_batch"),
+    ({"checkpoint_every": 10**7}, "checkpoint_every"),
+    ({"subset": 10**10}, "subset"),
+    ({"val_size": 10**10}, "val_size"),
+    ({"device": "cuda:abc"}, "cuda:abc"),
+    ({"device": "cuda:"}, "cuda:"),
+    ({"device": "tpu"}, "tpu"),
 ])
 def test_bad_config_is_refused_naming_the_value(config, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("-", r"\-")):
         resolve_config(config)
+
+
+def test_the_edges_of_the_int_ranges_are_accepted():
+    cfg = resolve_config({"seed": 2**32 - 1, "batch_size": 2**20, "latency_batch": 0, "device": "cuda:12"})
+    assert (cfg["seed"], cfg["batch_size"], cfg["device"]) == (2**32 - 1, 2**20, "cuda:12")  # no GPU asked for here
+    with pytest.raises(ConfigError, match=r"seed: must be in \[0, 2\*\*32 - 1\]"):
+        resolve_config({"seed": 2**32})
+
+
+@pytest.mark.parametrize("device, cuda, message", [
+    ("cuda", 0, "device 'cuda': no CUDA device on this machine (torch.cuda.is_available() is False)"),
+    ("cuda:99", 0, "device 'cuda:99': no CUDA device"),
+    ("cuda:99", 2, "device 'cuda:99': this machine has 2 CUDA devices (cuda:0 to cuda:1)"),
+    ("cuda:1", 1, "device 'cuda:1': this machine has 1 CUDA device (cuda:0 to cuda:0)"),
+    ("mps", 0, "device 'mps': no MPS device on this machine"),
+])
+def test_a_device_this_machine_lacks_is_refused_before_the_data_loads(device, cuda, message, monkeypatch):
+    """The config check takes any well-formed device (a search's driver may lack its workers' GPU); train() asks
+    this machine, first: one ConfigError, no data loaded. The machine's devices are set here, so it runs anywhere."""
+    import torch
+
+    import trainables.train as train_module
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data was loaded before the device was checked")
+
+    monkeypatch.setattr(train_module, "load_dataset", no_data)
+    assert resolve_config({**SMALL, "device": device})["device"] == device
+    with pytest.raises(ConfigError) as err:
+        train({**SMALL, "device": device}, report=lambda m, s: None)
+    assert message in str(err.value) and "\n" not in str(err.value)
 
 
 def test_set_assignments_are_typed():

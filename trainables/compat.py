@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from trainables.config import ConfigError
+
 
 @dataclass(frozen=True)
 class Private:
@@ -166,6 +168,11 @@ PRIVATE: tuple[Private, ...] = (
             "ResNet fixes the stage widths (64..512); a width-scaled ResNet-18 rebuilds its stages with the "
             "constructor's own helper so blocks, downsampling and norm layers are exactly torchvision's",
             "none found"),
+    # ----------------------------------------------------------------------------- argparse (the standard library)
+    Private("argparse.ArgumentParser", "_actions", "parser_actions",
+            "a parser's flags with their types and defaults: the CLI names the flag an unknown one most likely "
+            "meant, and the Python API types each keyword as the flag would",
+            "none found (argparse has no public list of a parser's actions)"),
 )
 
 
@@ -473,6 +480,36 @@ def set_trial_checkpoint(trial, path: str, metrics: dict) -> None:
 
 
 # ------------------------------------------------------------------------ Ray's driver SIGTERM handler (public)
+def parser_actions(parser) -> list:
+    """An argparse parser's actions (its flags with their types and defaults). argparse keeps them in the private
+    ``_actions`` and offers no public accessor (Python 3.11-3.13): the CLI's hint for an unknown flag and the Python
+    API's typing of a keyword read them here."""
+    return list(parser._actions)
+
+
+class RayUnreachable(ConfigError):
+    """``--address HOST:PORT`` where nothing answers: one line (the CLI prints a ConfigError), not Ray's wait."""
+
+
+def check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """A cluster ``address`` (HOST:PORT or ray://HOST:PORT) must accept a TCP connection within ``timeout`` s:
+    given a port where nothing listens, ``ray.init`` retries for minutes with warnings only. ``auto``, ``local``
+    and None are Ray's to resolve (each fails fast by itself)."""
+    import socket
+
+    if not address or address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # not HOST:PORT: Ray says what is wrong with it
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise RayUnreachable(f"--address {address}: no Ray cluster answers there ({e.strerror or e}); start one "
+                             f"with `ray start --head` (or `ray up cluster.yaml`), or leave --address out to run on "
+                             f"this machine") from None
+
+
 def ray_init(**kwargs) -> None:
     """``ray.init(**kwargs)``, keeping the SIGTERM handler the caller had set in Python. Ray 2.x replaces the driver's
     with ``sys.exit(signum)`` (exit 15, no word said; under Ray 2.60 a stop during ``ray.wait`` also ended with
@@ -484,6 +521,7 @@ def ray_init(**kwargs) -> None:
 
     import ray
 
+    check_reachable(kwargs.get("address"))
     main = threading.current_thread() is threading.main_thread()
     before = signal.getsignal(signal.SIGTERM) if main else None
     ray.init(**kwargs)

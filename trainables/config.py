@@ -7,6 +7,7 @@ naming the key and the value. A resolved config re-runs a trial exactly: ``cifar
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Callable
 
 METRIC = "val_accuracy"  # the one metric search optimises and reports rank by
@@ -35,6 +36,21 @@ def _unit(x):  # [0, 1)
     return 0 <= x < 1
 
 
+def _between(low, high) -> Callable:
+    return lambda x: low <= x <= high
+
+
+def _device(name: str) -> bool:  # the form only: whether this machine has it is checked where a run starts
+    return name in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:[0-9]{1,6}", name) is not None
+
+
+INT64_MAX = 2**63 - 1  # every int value fits a 64-bit integer (numpy, torch and the trackers store it as one)
+SEED_LIMIT = 2**32  # numpy seeds lie in [0, 2**32)
+MAX_BATCH = 2**20  # images per step or per forward pass
+MAX_EPOCHS = 10**6
+MAX_IMAGES = 10**9  # a count of images (subset, val_size)
+
+
 def _dataset(name: str) -> bool:
     if name in DATASETS or ":" in name:  # a reference is checked for form in validate_value, loaded with the data
         return True
@@ -56,7 +72,7 @@ FIELDS: dict[str, tuple[type, Any, Callable | None, str]] = {
     "image_size": (int, None, lambda v: 8 <= v <= 1024, "in [8, 1024] (pixels)"),
     "data_dir": (str, None, None, "a path"),  # None: $CIFAR_TUNE_DATA_DIR or ~/.cache/cifar-tune/data
     "lr": (float, 1e-3, _positive, "> 0"),  # peak learning rate
-    "batch_size": (int, 128, _positive, ">= 1"),  # images per step
+    "batch_size": (int, 128, _between(1, MAX_BATCH), f"in [1, {MAX_BATCH}]"),  # images per step
     "optimizer": (str, "sgd", lambda v: v in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
     "momentum": (float, 0.9, _unit, "in [0, 1)"),  # sgd and rmsprop
     "nesterov": (bool, False, None, "true or false"),  # sgd only
@@ -68,22 +84,24 @@ FIELDS: dict[str, tuple[type, Any, Callable | None, str]] = {
     "label_smoothing": (float, 0.0, _unit, "in [0, 1)"),
     # true = crop (pad 4) + flip; false = none; or named steps (trainables.augment, docs/data.md).
     "augment": (str, True, None, "true, false or an augmentation name"),
-    "epochs": (int, 10, _positive, ">= 1"),
+    "epochs": (int, 10, _between(1, MAX_EPOCHS), f"in [1, {MAX_EPOCHS}]"),
     "schedule": (str, "constant", lambda v: v in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
     "warmup_epochs": (float, 0.0, _nonneg, ">= 0"),  # linear warm-up, epochs
-    "seed": (int, 0, _nonneg, ">= 0"),
-    "subset": (int, 0, _nonneg, ">= 0"),  # train on the first N training images; 0 = all
-    "val_size": (int, 5000, _nonneg, ">= 0"),  # images carved from the training set for validation
-    "device": (str, "auto", lambda v: v in ("auto", "cpu", "cuda", "mps") or v.startswith("cuda:"),
-               "auto, cpu, cuda, cuda:N or mps"),
+    "seed": (int, 0, lambda v: 0 <= v < SEED_LIMIT, f"in [0, 2**32 - 1] = [0, {SEED_LIMIT - 1}] (numpy's seed range)"),
+    # train on the first N training images; 0 = all
+    "subset": (int, 0, _between(0, MAX_IMAGES), f"in [0, {MAX_IMAGES}]"),
+    # images carved from the training set for validation
+    "val_size": (int, 5000, _between(0, MAX_IMAGES), f"in [0, {MAX_IMAGES}]"),
+    "device": (str, "auto", _device, "auto, cpu, cuda, cuda:N (N digits) or mps"),
     "amp": (bool, False, None, "true or false"),  # bf16 autocast
     "channels_last": (bool, False, None, "true or false"),
     "compile": (bool, False, None, "true or false"),  # torch.compile the model
-    "checkpoint_every": (int, 1, _positive, ">= 1"),  # epochs between checkpoints (the last is always saved)
+    # epochs between checkpoints (the last is always saved)
+    "checkpoint_every": (int, 1, _between(1, MAX_EPOCHS), f"in [1, {MAX_EPOCHS}]"),
     # Architecture-specific knobs, passed to the builder only when it accepts them:
     "stem": (str, None, lambda v: v in ("imagenet", "cifar"), "imagenet or cifar"),
     "pretrained": (bool, None, None, "true or false"),
-    "freeze": (int, None, _nonneg, ">= 0"),
+    "freeze": (int, None, _between(0, 1000), "in [0, 1000]"),  # stages or layers of the net
     # Size knobs (issue 11). None: the report's own net. width: every net; kernel, pool: origin_net and
     # modified_net; depth, filters, padding: keras_cnn.
     "width": (float, None, lambda v: 0 < v <= 8, "in (0, 8]"),  # multiplier of channels and dense units
@@ -94,7 +112,7 @@ FIELDS: dict[str, tuple[type, Any, Callable | None, str]] = {
     "padding": (str, None, lambda v: v in ("valid", "same"), "valid or same"),
     # Inference measurement reported by every trial (objectives for a size-aware search): images per forward
     # pass of the large-batch throughput; 0 skips the measurement.
-    "latency_batch": (int, 256, _nonneg, ">= 0"),
+    "latency_batch": (int, 256, _between(0, MAX_BATCH), f"in [0, {MAX_BATCH}]"),
 }
 ARCH_KWARGS = ("stem", "pretrained", "freeze", "width", "kernel", "pool", "depth", "filters", "padding")
 # Of those, the ones that change the net's shape: a config setting one is built once (on the meta device, no
@@ -150,6 +168,15 @@ def _coerce(key: str, value: Any) -> Any:
     raise ConfigError(f"{key}: expected {typ.__name__}, got {value!r}")
 
 
+def _shown(value: Any) -> str:
+    """``repr(value)``, a huge int shortened (``--set seed=1e300`` is an int of 301 digits)."""
+    text = repr(value)
+    if not isinstance(value, int) or len(text) <= 30:
+        return text
+    about = f", about {float(value):.3g}" if abs(value) < 1e308 else ""
+    return f"{text[:12]}... ({len(text.lstrip('-'))} digits{about})"
+
+
 def validate_value(key: str, value: Any) -> Any:
     """Coerce and check one value; raises ConfigError naming ``key`` and ``value``."""
     if key not in FIELDS:
@@ -164,7 +191,9 @@ def validate_value(key: str, value: Any) -> Any:
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{key}: must be finite, got {value!r}")
         if check is not None and not check(value):
-            raise ConfigError(f"{key}: must be {meaning}, got {value!r}")
+            raise ConfigError(f"{key}: must be {meaning}, got {_shown(value)}")
+        if isinstance(value, int) and not isinstance(value, bool) and not -INT64_MAX - 1 <= value <= INT64_MAX:
+            raise ConfigError(f"{key}: must fit in a 64-bit integer, got {_shown(value)}")
     return value
 
 

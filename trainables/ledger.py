@@ -23,6 +23,7 @@ import datetime as _dt
 import fcntl
 import hashlib
 import json
+import math
 import os
 import socket
 from pathlib import Path
@@ -79,18 +80,37 @@ def record_use(*, checksum: str, dataset: str, arch: str, config: dict, seed: in
     return record
 
 
+def is_record(record) -> bool:
+    """Whether a parsed line is a record a use can be counted from: a JSON object naming its net and its config
+    hash, both strings (what identifies a use). Its score is read with care in ``uses``."""
+    return isinstance(record, dict) and isinstance(record.get("arch"), str) and isinstance(
+        record.get("config_hash"), str)
+
+
+def _accuracy(record: dict) -> float | None:
+    """The record's finite test accuracy, or None (no scores, or scores that are not a number)."""
+    scores = record.get("scores")
+    acc = scores.get("test_accuracy") if isinstance(scores, dict) else None
+    if isinstance(acc, bool) or not isinstance(acc, (int, float)) or not math.isfinite(acc):
+        return None
+    return acc
+
+
 def read(path: str | os.PathLike) -> list[dict]:
-    """The records of one ledger file (an absent file: none). A line cut short by a crash is skipped, not fatal."""
+    """The records of one ledger file (an absent file: none). A line that is not a record is skipped, not fatal:
+    one cut short by a crash, one that is not UTF-8 or not JSON, or JSON that is not a record (``is_record``)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        raw = Path(path).read_bytes()
     except FileNotFoundError:
         return []
     out = []
-    for line in text.splitlines():
+    for line in raw.splitlines():  # each line decoded alone: a line of stray bytes costs that line only
         try:
-            out.append(json.loads(line))
-        except ValueError:
+            record = json.loads(line.decode("utf-8"))
+        except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
             continue
+        if is_record(record):
+            out.append(record)
     return out
 
 
@@ -106,6 +126,8 @@ def uses(records: list[dict], arch: str | None = None) -> list[dict]:
     """One entry per use (net, config hash), in order of first scoring: runs, seeds, first and last time, scores."""
     out: dict[tuple, dict] = {}
     for r in records:
+        if not is_record(r):  # records as read() returns them always are; a caller's own list may hold others
+            continue
         if arch is not None and r.get("arch") != arch:
             continue
         key = (r.get("arch"), r.get("config_hash"))
@@ -115,7 +137,7 @@ def uses(records: list[dict], arch: str | None = None) -> list[dict]:
         u["runs"] += 1
         u["seeds"].append(r.get("seed"))
         u["last"] = r.get("time")
-        acc = (r.get("scores") or {}).get("test_accuracy")
+        acc = _accuracy(r)
         if acc is not None:
             u["test_accuracy"].append(acc)
     per_net: dict = {}

@@ -39,11 +39,26 @@ def seed_everything(seed: int) -> None:
 
 
 def pick_device(name: str) -> torch.device:
+    """The torch device for the config value ``name`` on this machine; ConfigError in one line when this machine
+    has no such device. (The config check accepts any well-formed name: a search's driver may lack the GPU its
+    workers have, so whether the device exists is asked here, where a run starts, before any data is loaded.)"""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} asked for, but torch sees no CUDA device")
-    return torch.device(name)
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r}: no CUDA device on this machine (torch.cuda.is_available() is False)")
+        count = torch.cuda.device_count()
+        index = int(name.partition(":")[2] or 0)
+        if index >= count:
+            raise ConfigError(f"device {name!r}: this machine has {count} CUDA device{'s' * (count != 1)} "
+                              f"(cuda:0 to cuda:{count - 1})")
+    elif name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {name!r}: no MPS device on this machine (torch.backends.mps.is_available() is "
+                          f"False)")
+    try:
+        return torch.device(name)
+    except (RuntimeError, ValueError) as e:  # a name the config check let through but torch does not know
+        raise ConfigError(f"device {name!r}: {str(e).splitlines()[0] if str(e) else 'unknown to torch'}") from None
 
 
 def environment() -> dict:
@@ -227,8 +242,8 @@ def train(config: dict, *, report: Callable[[dict, dict | None], None] = print_r
           data: Dataset | None = None) -> dict:
     """Train one config; returns the last metrics. ``data`` skips loading (search hands over a shared copy)."""
     cfg = resolve_config(config)
+    device = pick_device(cfg["device"])  # a device this machine lacks: refused before anything is loaded
     seed_everything(cfg["seed"])
-    device = pick_device(cfg["device"])
     ds = data if data is not None else load_dataset(cfg["data_dir"], cfg["dataset"])
     # One copy of the training arrays serves both splits (selected by index); on a GPU it is moved there once.
     images, labels, train_idx = ds.split_index("train", cfg["val_size"])

@@ -22,6 +22,7 @@ from pathlib import Path
 from search.cli import archs, data, evaluate, ledger, presets, report, reproduce, search, train
 from search.cli.common import CliError  # noqa: F401  (raised by handlers; imported from here by callers)
 from search.cli.common import likely_flag
+from trainables.compat import parser_actions
 
 SUBCOMMANDS = (archs, data, ledger, train, search, presets, report, evaluate, reproduce)
 
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def unrecognized(command: argparse.ArgumentParser, extra: list[str]) -> str:
     """The refusal of arguments ``command`` does not have, naming the flag it most likely meant (``likely_flag``)."""
-    flags = set(command._option_string_actions)  # stdlib argparse: every option string of this parser
+    flags = {flag for action in parser_actions(command) for flag in action.option_strings}
     first = next((x for x in extra if x.startswith("--")), "")
     name, _, value = first.partition("=")
     after = extra[extra.index(first) + 1:] if first else []
@@ -71,11 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     command = parser.commands[args.command]
     if extra:  # refused by the subcommand that was given them, not by the top level with every subcommand's name
         command.error(unrecognized(command, extra))
-    blank = next((a for a in command._actions if a.option_strings and isinstance(getattr(args, a.dest, None), str)
-                  and not getattr(args, a.dest).strip() and getattr(args, a.dest) != a.default), None)
+    blank = next((a for a in parser_actions(command) if a.option_strings
+                  and isinstance(getattr(args, a.dest, None), str) and not getattr(args, a.dest).strip()
+                  and getattr(args, a.dest) != a.default), None)
     if blank is not None:  # `--storage ""`: a value lost on the way (an empty shell variable), not "the default"
-        command.error(f"{blank.option_strings[0]} {getattr(args, blank.dest)!r}: empty; give a value or leave the "
-                      f"option out for the default")
+        print(f"cifar-tune {args.command}: error: {blank.option_strings[0]} {getattr(args, blank.dest)!r}: empty; "
+              f"give a value or leave the option out for the default", file=sys.stderr)
+        return 2
     with stop_on_sigterm():
         try:
             return args.func(args)

@@ -7,6 +7,10 @@ from pathlib import Path
 from search.cli.common import CliError, add_json, add_set, assignments, emit_json
 from search.cli.data import DATASET_FLAG_HELP
 
+# What a resumed run may set differently from its checkpoint: more (or fewer) epochs, where it runs and reads its
+# data, how often it saves. Anything else would train the rest of the run as another config.
+RESUME_MAY_CHANGE = ("epochs", "device", "data_dir", "checkpoint_every", "compile", "latency_batch")
+
 
 def _train_config(args) -> dict:
     from trainables.config import validate_value
@@ -43,9 +47,10 @@ def _train_config(args) -> dict:
 def cmd_train(args) -> int:
     from trainables.config import resolve_config
     from trainables.data import load_dataset
-    from trainables.train import load_state, print_report, save_state, train
+    from trainables.train import load_state, pick_device, print_report, save_state, train
 
     cfg = resolve_config(_train_config(args))  # every bad value fails here, before data or model exist
+    pick_device(cfg["device"])  # a device this machine lacks: one line now, not after the data loads
     resume_state = None
     if args.resume:
         if not args.checkpoint_dir or not (Path(args.checkpoint_dir) / "checkpoint.pt").exists():
@@ -58,6 +63,14 @@ def cmd_train(args) -> int:
         saved = dict(resume_state["config"])
         if saved["arch"] != cfg["arch"]:
             raise CliError(f"checkpoint in {args.checkpoint_dir!r} is for arch {saved['arch']!r}, not {cfg['arch']!r}")
+        changed = sorted(k for k in set(saved) | set(cfg) if k not in RESUME_MAY_CHANGE and saved.get(k) != cfg.get(k))
+        if changed:  # the rest of the run would train another config than its first epochs did
+            raise CliError(f"--resume: the checkpoint in {args.checkpoint_dir!r} was trained with "
+                           + ", ".join(f"{k}={saved.get(k)!r}" for k in changed) + "; this command gives "
+                           + ", ".join(f"{k}={cfg.get(k)!r}" for k in changed) + " (give the same values)")
+        if cfg["epochs"] <= resume_state["epoch"]:
+            raise CliError(f"--resume: the checkpoint in {args.checkpoint_dir!r} has trained "
+                           f"{resume_state['epoch']} epochs already; epochs={cfg['epochs']} leaves none to train")
     data = load_dataset(cfg["data_dir"], cfg["dataset"])
 
     def report(metrics, state):
