@@ -117,12 +117,14 @@ def test_lines_that_are_not_records_are_skipped_wherever_the_ledger_is_read(tmp_
     assert [(u["arch"], u["config_hash"], u["runs"], u["test_accuracy"]) for u in uses] == [
         ("a", "h1", 2, [0.5, 0.7]), ("a", "h2", 1, []), ("b", "h3", 1, [])]
 
+    assert ledger.skipped(ledger.ledger_path(checksum)) == len(NOT_RECORDS)  # counted, and said:
     assert main(["ledger", "--data-dir", str(root)]) == 0
     out = capsys.readouterr()
     assert "test_accuracy 0.6000" in out.out and "config h3" in out.out and not out.err, out.err
+    assert f"{len(NOT_RECORDS)} lines of the ledger could not be read" in out.out  # a use may hide in one
     assert main(["ledger", "--data-dir", str(root), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert shown["records"] == good and len(shown["uses"]) == 3
+    assert shown["records"] == good and len(shown["uses"]) == 3 and shown["unreadable_lines"] == len(NOT_RECORDS)
     summary = _ledger_summary(checksum, [("a", "h2"), ("b", "h3")])
     assert summary["nets"]["a"]["uses"] == 2 and summary["nets"]["a"]["this_evaluation"] == [2]
     assert summary["nets"]["b"]["this_evaluation"] == [1]

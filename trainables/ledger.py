@@ -98,20 +98,35 @@ def _accuracy(record: dict) -> float | None:
 
 def read(path: str | os.PathLike) -> list[dict]:
     """The records of one ledger file (an absent file: none). A line that is not a record is skipped, not fatal:
-    one cut short by a crash, one that is not UTF-8 or not JSON, or JSON that is not a record (``is_record``)."""
+    one cut short by a crash, one that is not UTF-8 or not JSON, or JSON that is not a record (``is_record``);
+    ``skipped`` counts them."""
+    return _parse(path)[0]
+
+
+def skipped(path: str | os.PathLike) -> int:
+    """How many non-blank lines of a ledger file ``read`` skips: each may be a test-split use it cannot count, so
+    ``cifar-tune ledger`` says so rather than show a smaller count as the whole story."""
+    return _parse(path)[1]
+
+
+def _parse(path) -> tuple[list[dict], int]:
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:
-        return []
-    out = []
+        return [], 0
+    out, bad = [], 0
     for line in raw.splitlines():  # each line decoded alone: a line of stray bytes costs that line only
+        if not line.strip():
+            continue
         try:
             record = json.loads(line.decode("utf-8"))
         except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-            continue
+            record = None
         if is_record(record):
             out.append(record)
-    return out
+        else:
+            bad += 1
+    return out, bad
 
 
 def read_dataset(checksum: str) -> list[dict]:

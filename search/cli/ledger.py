@@ -13,11 +13,16 @@ def cmd_ledger(args) -> int:
     ds = load_dataset(args.data_dir, args.dataset, download=False)
     records = ledger.read_dataset(ds.checksum)
     uses = ledger.uses(records, args.arch)
+    unreadable = ledger.skipped(ledger.ledger_path(ds.checksum))
     if args.json:
         emit_json({"dataset": ds.name, "checksum": ds.checksum, "ledger": str(ledger.ledger_path(ds.checksum)),
-                    "uses": uses, "records": [r for r in records if not args.arch or r.get("arch") == args.arch]})
+                   "uses": uses, "records": [r for r in records if not args.arch or r.get("arch") == args.arch],
+                   "unreadable_lines": unreadable})
         return 0
     print(f"test split of {ds.name} ({ds.source}, sha256 {ds.checksum[:16]}...): {ledger.ledger_path(ds.checksum)}")
+    if unreadable:
+        print(f"  {unreadable} line{'s' * (unreadable != 1)} of the ledger could not be read (cut short, or not a "
+              f"record): each may be a use not counted below")
     if not uses:
         print("  never scored on this machine" + (f" for {args.arch}" if args.arch else ""))
     for u in uses:
@@ -25,7 +30,6 @@ def cmd_ledger(args) -> int:
         print(f"  {u['arch']:<14} use {u['use']:>2}  {u['first']}  config {u['config_hash']}  {u['runs']} runs  "
               f"train images {u['train_images'] or 'all'}  {acc}  {u['experiment']}")
     return 0
-
 
 
 def add(sub) -> None:
