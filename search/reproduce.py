@@ -184,9 +184,8 @@ def _job(report: str, *, storage: str, name: str, repeats: int | None, fixed: di
         train_images = None
     elif isinstance(train_images, bool) or not isinstance(train_images, int) or train_images < 1:
         raise SpecError(f"--train-images must be an integer >= 1 or 'all', got {train_images!r}")
-    elif train_images > (whole := _whole_split(plan, fixed or {})):  # found out hours later, after the searches
-        raise SpecError(f"--train-images {train_images}: the split {plan.report}'s final runs draw from has "
-                        f"{whole:,} images")
+    else:
+        _check_train_images(plan, fixed or {}, train_images)
     if repeats is not None and (isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 2):
         raise SpecError(f"--repeats must be an integer >= 2 (a 95% CI needs two seeds), got {repeats!r}")
     nets = [n for n in plan.nets if not archs or n.arch in archs]
@@ -204,13 +203,27 @@ def _job(report: str, *, storage: str, name: str, repeats: int | None, fixed: di
                 epochs={n.arch: final_epochs or max_epochs or n.final_epochs for n in nets}, train_images=train_images)
 
 
-def _whole_split(plan: ReproductionPlan, fixed: dict) -> int:
+def _whole_split(plan: ReproductionPlan, fixed: dict, download: bool = True) -> int:
     """Images in the split the final runs draw from (for ``--train-images all`` after a search on a subset)."""
     from trainables.data import load_dataset
 
-    data = load_dataset(fixed.get("data_dir"), fixed.get("dataset", "cifar10"))
+    data = load_dataset(fixed.get("data_dir"), fixed.get("dataset", "cifar10"), download=download)
     val = 0 if plan.train_on == "trainval" else int({**plan.settings, **fixed}.get("val_size", 5000))
     return int(len(data.split_indices(val)[0]))
+
+
+def _check_train_images(plan: ReproductionPlan, fixed: dict, train_images: int) -> None:
+    """More images than the final runs' split holds: refused now, not hours later after the searches. Only where
+    the data is here already (nothing is downloaded for a check; the search says itself when it has no data)."""
+    from trainables.data import DataError
+
+    try:
+        whole = _whole_split(plan, fixed, download=False)
+    except DataError:
+        return
+    if train_images > whole:
+        raise SpecError(f"--train-images {train_images}: the split {plan.report}'s final runs draw from has "
+                        f"{whole:,} images")
 
 
 def _estimates(job: _Job, speeds: dict) -> dict:

@@ -147,7 +147,7 @@ def test_carry_keeps_finished_stages_without_checkpoints_and_restores_only_into_
     root = tmp_path / "runs" / "reproduce-report001"
     files = {"reproduce.json": json.dumps({"report": "report001", "searches": {"keras_cnn": {"done": True}}}),
              "keras_cnn/spec.json": "{}", "keras_cnn/optuna.db": "db",
-             "keras_cnn/test_ledger.jsonl": '{"checksum": "abc", "arch": "keras_cnn", "seed": 0}\n',
+             "keras_cnn/test_ledger.jsonl": '{"checksum": "abc", "arch": "keras_cnn", "config_hash": "h1", "seed": 0}\n',
              "keras_cnn/keras_cnn_1/result.json": "{}\n", "keras_cnn/eval-runs/keras_cnn-s0-ab.json": "{}",
              "keras_cnn/keras_cnn_1/checkpoint_000003/model.pt": "weights", "keras_cnn/.cifar-tune.lock": "pid",
              # a final run in flight keeps its state on its machine (analysis.evaluate._in_flight_dir)
