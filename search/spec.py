@@ -160,9 +160,8 @@ class ExperimentSpec:
             if not self.optuna_storage:
                 raise SpecError(f"--storage {self.storage!r} is a URL: give the Optuna study a database too with "
                                 f"--optuna-storage URL (sqlite cannot live on object storage)")
-        if not URL.match(self.storage):
-            if Path(self.storage).exists() and not Path(self.storage).is_dir():
-                raise SpecError(f"--storage {self.storage!r} exists and is not a directory")
+        elif Path(self.storage).exists() and not Path(self.storage).is_dir():
+            raise SpecError(f"--storage {self.storage!r} exists and is not a directory")
         if self.address and not ADDRESS.match(self.address):
             raise SpecError(f"--address must be auto, HOST:PORT or ray://HOST:PORT, got {self.address!r}")
         if self.optuna_storage and not URL.match(self.optuna_storage):
@@ -276,10 +275,8 @@ class ExperimentSpec:
 
     @property
     def study_storage(self) -> str:
-        if self.optuna_storage:
+        if self.optuna_storage:  # always, with a URL --storage (refused without one when the spec is built)
             return self.optuna_storage
-        if URL.match(self.storage):
-            raise SpecError("--storage is a URL: give the Optuna study a database too with --optuna-storage URL")
         return f"sqlite:///{self.experiment_dir}/{OPTUNA_DB}"
 
     def to_dict(self) -> dict:

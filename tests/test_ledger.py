@@ -117,7 +117,7 @@ def test_lines_that_are_not_records_are_skipped_wherever_the_ledger_is_read(tmp_
     assert [(u["arch"], u["config_hash"], u["runs"], u["test_accuracy"]) for u in uses] == [
         ("a", "h1", 2, [0.5, 0.7]), ("a", "h2", 1, []), ("b", "h3", 1, [])]
 
-    assert ledger.skipped(ledger.ledger_path(checksum)) == len(NOT_RECORDS)  # counted, and said:
+    assert ledger.read_counted(ledger.ledger_path(checksum)) == (good, len(NOT_RECORDS))  # counted, and said:
     assert main(["ledger", "--data-dir", str(root)]) == 0
     out = capsys.readouterr()
     assert "test_accuracy 0.6000" in out.out and "config h3" in out.out and not out.err, out.err

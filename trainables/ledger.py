@@ -99,17 +99,13 @@ def _accuracy(record: dict) -> float | None:
 def read(path: str | os.PathLike) -> list[dict]:
     """The records of one ledger file (an absent file: none). A line that is not a record is skipped, not fatal:
     one cut short by a crash, one that is not UTF-8 or not JSON, or JSON that is not a record (``is_record``);
-    ``skipped`` counts them."""
-    return _parse(path)[0]
+    ``read_counted`` also says how many."""
+    return read_counted(path)[0]
 
 
-def skipped(path: str | os.PathLike) -> int:
-    """How many non-blank lines of a ledger file ``read`` skips: each may be a test-split use it cannot count, so
-    ``cifar-tune ledger`` says so rather than show a smaller count as the whole story."""
-    return _parse(path)[1]
-
-
-def _parse(path) -> tuple[list[dict], int]:
+def read_counted(path: str | os.PathLike) -> tuple[list[dict], int]:
+    """(``read``'s records, how many non-blank lines it skipped): each skipped line may be a test-split use it
+    cannot count, so ``cifar-tune ledger`` says so rather than show a smaller count as the whole story."""
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:

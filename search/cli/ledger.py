@@ -11,9 +11,8 @@ def cmd_ledger(args) -> int:
     from trainables.data import load_dataset
 
     ds = load_dataset(args.data_dir, args.dataset, download=False)
-    records = ledger.read_dataset(ds.checksum)
+    records, unreadable = ledger.read_counted(ledger.ledger_path(ds.checksum))  # the file read once
     uses = ledger.uses(records, args.arch)
-    unreadable = ledger.skipped(ledger.ledger_path(ds.checksum))
     if args.json:
         emit_json({"dataset": ds.name, "checksum": ds.checksum, "ledger": str(ledger.ledger_path(ds.checksum)),
                    "uses": uses, "records": [r for r in records if not args.arch or r.get("arch") == args.arch],
