@@ -35,7 +35,7 @@ from analysis.load import EVALUATION_FILE, load
 from analysis.stats import mean_ci, paired_comparison
 from analysis.tables import fmt_ci, grid_points, ranked
 from trainables import ledger
-from trainables.config import METRIC
+from trainables.config import METRIC, is_count
 from trainables.experiment import without_test_split, write_json
 
 TRAIN_ON = ("train", "trainval")
@@ -124,6 +124,20 @@ def _in_flight_dir(exp_dir: Path, config: dict) -> Path:
     Tune's ``checkpoint_*`` folders, which ``benchmarks.carry`` leaves behind: a checkpoint stays on its machine."""
     path = _run_path(exp_dir, config)
     return path.parent / f"checkpoint_{path.stem}"
+
+
+def in_flight_epochs(exp_dir: str | Path, arch: str) -> list[int]:
+    """The epoch each of ``arch``'s final runs stopped mid-way has reached (its ``_in_flight_dir``; one it cannot
+    read counts 0): what a rerun will not train again, for an ETA that does not count it."""
+    from trainables.train import load_state
+
+    epochs = []
+    for folder in sorted((Path(exp_dir) / RUNS_DIR).glob(f"checkpoint_{arch}-s*")):
+        try:
+            epochs.append(int(load_state(folder, mmap=True)["epoch"]))
+        except Exception:  # torn, foreign or empty: the run starts over (resume_point), so nothing is done
+            epochs.append(0)
+    return epochs
 
 
 def _save_run(exp_dir: Path, config: dict, result: dict) -> None:
@@ -222,14 +236,13 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
     if train_on not in TRAIN_ON:
         raise ValueError(f"--train-on must be one of {', '.join(TRAIN_ON)}, got {train_on!r}")
     for name, value, low in (("--top-k", top_k, 1), ("--repeats", repeats, 1), ("--svm-subset", svm_subset, 0)):
-        if not isinstance(value, int) or value < low:
+        if not is_count(value, low):
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
+    if epochs is not None and not is_count(epochs, 1):
         raise ValueError(f"--epochs must be an integer >= 1, got {epochs!r}")
-    if train_images is not None and (not isinstance(train_images, int) or isinstance(train_images, bool)
-                                     or train_images < 1):
+    if train_images is not None and not is_count(train_images, 1):
         raise ValueError(f"--train-images must be an integer >= 1, got {train_images!r}")
-    if isinstance(cpus_per_run, bool) or not isinstance(cpus_per_run, int) or cpus_per_run < 1:
+    if not is_count(cpus_per_run, 1):
         raise ValueError(f"--cpus-per-run must be an integer >= 1, got {cpus_per_run!r}")
     if (address in (None, "local")) and cpus_per_run > (os.cpu_count() or 1):
         raise ValueError(f"--cpus-per-run {cpus_per_run}: this machine has {os.cpu_count()} cores, so no run could "

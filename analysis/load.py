@@ -58,9 +58,9 @@ def _error_message(trial_dir: Path | None) -> str | None:
     return lines[-1] if lines else None
 
 
-def read_json(exp: Path, name: str, what: str, keys: tuple = ()) -> dict | None:
-    """A JSON file of the experiment, None when absent; a half-written one (or an object without ``keys``) is an
-    ExperimentError."""
+def read_json(exp: Path, name: str, what: str, keys: dict | None = None) -> dict | None:
+    """A JSON file of the experiment, None when absent; a half-written one (or an object without one of ``keys``,
+    name -> the type its value must have) is an ExperimentError."""
     path = exp / name
     if not path.exists():
         return None
@@ -68,10 +68,23 @@ def read_json(exp: Path, name: str, what: str, keys: tuple = ()) -> dict | None:
         record = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise ExperimentError(f"{what} {str(path)!r} is half-written or corrupt: {e}") from None
-    missing = [k for k in keys if not isinstance(record, dict) or k not in record]
+    missing = [k for k in keys or {} if not isinstance(record, dict) or k not in record]
     if missing:
         raise ExperimentError(f"{what} {str(path)!r} is half-written or corrupt: no {missing[0]!r} key")
+    for key, kind in (keys or {}).items():
+        if not isinstance(record[key], kind):
+            raise ExperimentError(f"{what} {str(path)!r} is corrupt: {key!r} is {_shape(record[key])}, not "
+                                  f"{_KINDS[kind]}")
     return record
+
+
+_KINDS = {dict: "an object", list: "a list", str: "a string", int: "an integer", object: "a value"}
+
+
+def _shape(value) -> str:
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    return next(name for kind, name in _KINDS.items() if isinstance(value, kind))
 
 
 def experiment_path(exp_dir: str | Path) -> Path:
@@ -85,7 +98,7 @@ def tune_state(exp: Path) -> dict | None:
     when there is none; a truncated one is an ExperimentError naming it. Tune itself, resuming from it, would log a
     traceback and start the search afresh (new trials beyond num_samples)."""
     states = sorted(p.name for p in exp.glob("experiment_state-*.json"))  # Tune's own pick: the greatest name
-    return read_json(exp, states[-1], "Ray Tune state", ("trial_data",)) if states else None
+    return read_json(exp, states[-1], "Ray Tune state", {"trial_data": list}) if states else None
 
 
 def load_spec(exp_dir: str | Path) -> dict:
@@ -175,11 +188,23 @@ def scheduler_record(exp: Path, spec: dict) -> dict | None:
     search killed before the first decision); a half-written one is an ExperimentError."""
     scheduler = spec.get("scheduler")
     if scheduler == "hyperband":
-        return read_json(exp, HYPERBAND_FILE, "HyperBand state", ("archs", "pauses", "halvings", "stops"))
-    if scheduler == "pbt":
-        return read_json(exp, PBT_FILE, "PBT state", ("population", "exploits"))
-    return (read_json(exp, ASHA_FILE, "ASHA state", ("rungs", "stops"))
-            or read_json(exp, MOASHA_FILE, "MO-ASHA state", ("rungs", "stops")))
+        name, what = HYPERBAND_FILE, "HyperBand state"
+        record = read_json(exp, name, what, {"archs": dict, "pauses": list, "halvings": list, "stops": list})
+    elif scheduler == "pbt":
+        name, what = PBT_FILE, "PBT state"
+        record = read_json(exp, name, what, {"population": list, "exploits": list})
+    else:
+        name, what = ASHA_FILE, "ASHA state"
+        record = read_json(exp, name, what, {"rungs": dict, "stops": list})
+        if record is None:
+            name, what = MOASHA_FILE, "MO-ASHA state"
+            record = read_json(exp, name, what, {"rungs": dict, "stops": list})
+    try:  # every decision read as report reads it: a record of another shape fails here, not inside Ray's restore
+        decisions_by_trial(record)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise ExperimentError(f"{what} {str(exp / name)!r} is corrupt: not the record the scheduler writes "
+                              f"({type(e).__name__}: {e})") from None
+    return record
 
 
 def decisions_by_trial(record: dict | None) -> dict[str, list[dict]]:
@@ -338,7 +363,8 @@ def load(exp_dir: str | Path, without_study: bool = False) -> Experiment:
 def read_evaluation(exp: Path) -> dict | None:
     """``evaluation.json``, None before any evaluation; one the report cannot read (half-written, or not the record
     ``cifar-tune evaluate`` writes: no list of per-net results) is an ExperimentError naming it."""
-    record = read_json(exp, EVALUATION_FILE, "evaluation", ("results", "test_images", "mode", "train_on", "created"))
+    record = read_json(exp, EVALUATION_FILE, "evaluation", {"results": object, "test_images": int, "mode": str,
+                                                             "train_on": str, "created": str})
     for key in ("results", "grid"):
         rows = (record or {}).get(key, [])
         if not isinstance(rows, list) or not all(isinstance(r, dict) and isinstance(r.get("arch"), str) for r in rows):

@@ -30,7 +30,7 @@ from ray.tune.schedulers import FIFOScheduler, HyperBandScheduler, TrialSchedule
 from search.scheduler import TIME_ATTR, PersistedRungs
 from trainables.compat import (controller_view, hyperband_adopt, hyperband_bracket, hyperband_forget_result,
                                hyperband_restore, hyperband_snapshot, hyperband_trials)
-from trainables.config import METRIC, MODE
+from trainables.config import METRIC, MODE, is_count
 from trainables.experiment import HYPERBAND_FILE as STATE_FILE  # noqa: F401 (the file PerArchHyperBand writes)
 
 
@@ -104,7 +104,7 @@ class PerArchHyperBand(PersistedRungs, FIFOScheduler):
                  state_path: str | os.PathLike | None = None):
         super().__init__()
         FIFOScheduler.set_search_properties(self, METRIC, MODE)  # our override below ignores Tune's call
-        if not isinstance(max_t, int) or max_t < 1:
+        if not is_count(max_t, 1):
             raise ValueError(f"max_t must be an integer >= 1, got {max_t!r}")
         if reduction_factor <= 1:
             raise ValueError(f"reduction_factor must be > 1, got {reduction_factor!r}")

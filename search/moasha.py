@@ -40,7 +40,7 @@ from pathlib import Path
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from search.scheduler import TIME_ATTR, PersistedRungs
-from trainables.config import METRIC, MODE
+from trainables.config import METRIC, MODE, is_count
 from trainables.experiment import MOASHA_FILE as STATE_FILE  # noqa: F401 (the file PerArchMOASHA writes)
 from trainables.objectives import DEFAULT_RANKING, RANKINGS, parse_objectives, rank_order, reference_point, to_loss
 
@@ -74,7 +74,7 @@ class PerArchMOASHA(PersistedRungs, FIFOScheduler):
                  epoch_budget: int | None = None, num_samples: int | None = None, ranking: str = DEFAULT_RANKING):
         super().__init__()
         FIFOScheduler.set_search_properties(self, METRIC, MODE)  # our override below ignores Tune's call
-        if not isinstance(max_t, int) or max_t < 1:
+        if not is_count(max_t, 1):
             raise ValueError(f"max_t must be an integer >= 1, got {max_t!r}")
         if grace_period < 1 or grace_period > max_t:
             raise ValueError(f"grace_period must be in [1, max_epochs={max_t}], got {grace_period!r}")

@@ -44,7 +44,7 @@ from search.scheduler import TIME_ATTR, PersistedRungs
 from search.spec import PERTURBABLE, perturbable
 from trainables.compat import (controller_view, pbt_next_sync, pbt_perturbations, pbt_trial_times, searcher_trials,
                                set_trial_checkpoint, trial_dir_name)
-from trainables.config import METRIC, MODE
+from trainables.config import METRIC, MODE, is_count
 from trainables.experiment import PBT_FILE as STATE_FILE  # noqa: F401 (the file PerArchPBT writes)
 
 QUANTILE = 0.25  # the bottom quarter copies the top quarter (Ray's default, the paper's truncation selection)
@@ -104,7 +104,7 @@ class PerArchPBT(PersistedRungs, FIFOScheduler):
                  state_path: str | os.PathLike | None = None, seed: int = 0):
         super().__init__()
         FIFOScheduler.set_search_properties(self, METRIC, MODE)  # our override below ignores Tune's call
-        if not isinstance(interval, int) or not 1 <= interval < max_t:
+        if not is_count(interval, 1) or interval >= max_t:
             raise ValueError(f"interval must be an integer in [1, max_t={max_t}), got {interval!r}")
         empty = [a for a in archs if not perturbable(params.get(a, {}))]
         if empty:

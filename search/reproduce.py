@@ -50,6 +50,7 @@ from search.reproduce_plans import (NetPlan, OverallEta, ReproductionPlan, estim
                                     search_fixed, space_file)
 from search.reproduce_tables import markdown_table
 from search.spec import NAME, PLAN_SAMPLER, ExperimentSpec, SpecError
+from trainables.config import is_count
 from trainables.experiment import OUTCOMES_ENDED, SPEC_FILE, ExperimentLock, ExperimentLocked, write_json
 from trainables.presets import get_preset
 
@@ -182,11 +183,11 @@ def _job(report: str, *, storage: str, name: str, repeats: int | None, fixed: di
         train_images = plan.train_images
     elif train_images == "all":
         train_images = None
-    elif isinstance(train_images, bool) or not isinstance(train_images, int) or train_images < 1:
+    elif not is_count(train_images, 1):
         raise SpecError(f"--train-images must be an integer >= 1 or 'all', got {train_images!r}")
     else:
         _check_train_images(plan, fixed or {}, train_images)
-    if repeats is not None and (isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 2):
+    if repeats is not None and not is_count(repeats, 2):
         raise SpecError(f"--repeats must be an integer >= 2 (a 95% CI needs two seeds), got {repeats!r}")
     nets = [n for n in plan.nets if not archs or n.arch in archs]
     if not nets:
@@ -266,7 +267,7 @@ def run_reproductions(reports: list[str], *, storage: str, name: str = "", repea
         raise SpecError(f"--name must be letters, digits, '_', '.', '-', got {name!r}")
     for flag, value in (("--num-samples", num_samples), ("--max-epochs", max_epochs),
                         ("--final-epochs", final_epochs)):  # None: the plan's; 0 is not "the plan's"
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        if value is not None and not is_count(value, 1):
             raise SpecError(f"{flag} must be an integer >= 1, got {value!r}")
     plans = [get_plan(r) for r in reports]
     unknown = sorted(set(archs or []) - {n.arch for p in plans for n in p.nets})
@@ -363,7 +364,7 @@ def _run_stages(job: _Job, state: dict, lock: threading.Lock, eta: OverallEta, l
     if searches_only:  # e.g. to check a proxy search (benchmarks.proxy_check) before hours of final runs
         log(f"reproduce {report}: searches finished; the final runs: the same command without --searches-only")
         return None
-    from analysis.evaluate import RUNS_DIR, evaluate_experiment, ledger_lines
+    from analysis.evaluate import RUNS_DIR, evaluate_experiment, in_flight_epochs, ledger_lines
 
     evaluations = {}
     for net in job.nets:  # 2. the final runs: each saved as it ends, so a rerun trains only the missing ones
@@ -377,6 +378,7 @@ def _run_stages(job: _Job, state: dict, lock: threading.Lock, eta: OverallEta, l
             raise SpecError(str(e)) from None
         try:
             saved = len(list((root / net.arch / RUNS_DIR).glob(f"{net.arch}-s*.json")))
+            saved += sum(min(e, epochs) / epochs for e in in_flight_epochs(root / net.arch, net.arch))  # part-run
             eta.start((report, net.arch, "final"), 1 - min(saved, repeats) / repeats)
 
             def progress(line: str) -> None:

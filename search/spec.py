@@ -12,7 +12,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from trainables.config import ConfigError, validate_value
+from trainables.config import ConfigError, is_count, validate_value
 from trainables.experiment import OPTUNA_DB
 from trainables.objectives import DEFAULT_RANKING
 
@@ -93,13 +93,13 @@ class ExperimentSpec:
         for key, low in (("num_samples", 1), ("max_epochs", 1), ("grace_period", 1), ("max_failures", 0),
                          ("max_concurrent", 0)):
             value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            if not is_count(value, low):
                 raise SpecError(f"--{key.replace('_', '-')} must be an integer >= {low}, got {value!r}")
         top = 2**32 - len(self.archs)  # net i's sampler is seeded seed + i, and numpy's seeds stop below 2**32
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed <= top:
+        if not is_count(self.seed) or self.seed > top:
             raise SpecError(f"--seed must be an integer in [0, {top}] (net i's sampler gets seed + i, below 2**32), "
                             f"got {self.seed!r}")
-        if not isinstance(self.epoch_budget, int) or isinstance(self.epoch_budget, bool) or self.epoch_budget < 0:
+        if not is_count(self.epoch_budget):
             raise SpecError(f"--epoch-budget must be an integer >= 0, got {self.epoch_budget!r}")
         if self.scheduler not in SCHEDULERS:
             raise SpecError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")

@@ -379,6 +379,11 @@ def test_a_final_run_killed_mid_training_continues_from_its_last_epoch(cifar, tm
         ev._retrain(cfg, cifar, scored, 1, str(folder))
     monkeypatch.setattr(tr, "save_state", real_save)
     assert tr.load_state(folder)["epoch"] == 2
+    torn = ev._in_flight_dir(tmp_path, {**cfg, "seed": 7})
+    torn.mkdir()
+    (torn / tr.CHECKPOINT_FILE).write_bytes(b"PK\x03")  # a copy cut short: counts nothing done
+    assert ev.in_flight_epochs(tmp_path, "simple_cnn") == [2, 0]  # what reproduce's ETA takes as done
+    shutil.rmtree(torn)
     other = {**cfg, "seed": 1}
     assert tr.resume_point(folder, other) is None  # another config's state: never taken
     again = ev._retrain(cfg, cifar, scored, 1, str(folder))

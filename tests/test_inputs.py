@@ -248,6 +248,20 @@ def test_report_on_a_half_written_file_is_one_line(name, body, tmp_path, capsys,
     one_line_error(capsys, name, "half-written")
 
 
+@pytest.mark.parametrize("name, body, named", [
+    ("asha_state.json", '{"rungs": [], "stops": []}', "'rungs' is a list, not an object"),
+    ("asha_state.json", '{"rungs": {"origin_net": [[1, 5]]}, "stops": []}', "not the record the scheduler writes"),
+    ("asha_state.json", '{"rungs": {}, "stops": null}', "'stops' is null, not a list"),
+    ("evaluation.json", '{"results": [], "test_images": "10000", "mode": "retrain", "train_on": "train", '
+                        '"created": "x"}', "'test_images' is a string, not an integer")])
+def test_report_on_a_whole_file_of_another_shape_is_one_line(name, body, named, tmp_path, capsys, monkeypatch):
+    """Whole JSON of another shape than the one written (hand-edited, another tool's): named, not a traceback."""
+    exp = stub_experiment(tmp_path, monkeypatch)
+    (exp / name).write_text(body)
+    assert main(["report", str(exp), "--out", str(tmp_path / "out")]) == 2
+    one_line_error(capsys, name, "corrupt", named)
+
+
 def stub_experiment(tmp_path, monkeypatch):
     """An experiment that loads without Ray: spec.json whole, the trials (Tune's part) stubbed."""
     import analysis.load
@@ -472,3 +486,21 @@ def test_a_report_folder_that_cannot_be_made_is_one_line(out, named, tmp_path, c
     one_line_error(capsys, "cannot write the report into", repr(out or str(exp / "report")),
                    named.format(exp=exp, tmp=tmp_path))
     assert (exp / "report").read_text() == (tmp_path / "afile").read_text() == "a file, kept"
+
+
+def test_a_count_is_an_integer_not_a_bool_and_numpy_integers_count(tmp_path):
+    """One test (trainables.config.is_count) behind each "an integer >= N" refusal: `evaluate --top-k` took True for
+    1 and the schedulers took numpy integers only by accident of the check each wrote out."""
+    import numpy as np
+
+    from analysis.evaluate import evaluate_experiment
+    from search.spec import ExperimentSpec, SpecError
+    from trainables.config import is_count
+
+    assert is_count(np.int64(3), 1) and is_count(0) and not is_count(True) and not is_count(2.0, 1)
+    assert not is_count(0, 1) and not is_count("3")
+    assert ExperimentSpec(archs=["origin_net"], num_samples=np.int64(2), storage=str(tmp_path)).num_samples == 2
+    with pytest.raises(SpecError, match=r"--num-samples must be an integer >= 1, got True"):
+        ExperimentSpec(archs=["origin_net"], num_samples=True, storage=str(tmp_path))
+    with pytest.raises(ValueError, match=r"--top-k must be an integer >= 1, got True"):
+        evaluate_experiment(tmp_path / "nothing", top_k=True)

@@ -7,6 +7,7 @@ naming the key and the value. A resolved config re-runs a trial exactly: ``cifar
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from typing import Any, Callable
 
@@ -22,6 +23,12 @@ STATUSES = ("completed", "stopped", "diverged", "errored")
 
 class ConfigError(ValueError):
     """A config value is unknown, of the wrong type or out of range; the message names it."""
+
+
+def is_count(value: Any, low: int = 0) -> bool:
+    """Whether ``value`` is an integer (numpy's too; a bool is not one) of at least ``low``: the one test behind
+    each "must be an integer >= N" refusal of a count (trials, epochs, seeds, images, cores)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low
 
 
 def _positive(x):

@@ -14,21 +14,21 @@ import time
 
 import numpy as np
 
-from trainables.config import METRIC
+from trainables.config import METRIC, is_count
 
 DEFAULTS = {"k": 448, "C": 1.0, "gamma": "scale"}  # report 000 §III-F
 PUBLISHED = {"metric": "test_accuracy", "value": 0.5127, "source": "report 000 §III-F (SVM, PCA k=448)"}
 
 
 def _check(k: int, C: float, gamma, subset: int) -> None:
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+    if not is_count(k, 1):
         raise ValueError(f"svm: k (PCA components) must be an integer >= 1, got {k!r}")
     if not isinstance(C, (int, float)) or isinstance(C, bool) or not C > 0:
         raise ValueError(f"svm: C must be > 0, got {C!r}")
     if not (gamma in ("scale", "auto") or (isinstance(gamma, (int, float)) and not isinstance(gamma, bool)
                                           and gamma > 0)):
         raise ValueError(f"svm: gamma must be 'scale', 'auto' or a number > 0, got {gamma!r}")
-    if not isinstance(subset, (int, np.integer)) or isinstance(subset, bool) or subset < 0:
+    if not is_count(subset):
         raise ValueError(f"svm: subset must be an integer >= 0 (0 = all training images), got {subset!r}")
 
 

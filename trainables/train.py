@@ -352,13 +352,15 @@ def save_state(state: dict, directory: str | os.PathLike) -> Path:
     return path
 
 
-def load_state(path: str | os.PathLike) -> dict:
+def load_state(path: str | os.PathLike, mmap: bool = False) -> dict:
+    """A state ``save_state`` wrote (its folder or file). ``mmap``: the tensors stay on disk until read (a look at
+    the epoch of a 30 MB checkpoint reads a few KB)."""
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_FILE
     if path.stat().st_size == 0:  # e.g. copied while the disk was full: never a checkpoint to resume from
         raise ValueError(f"checkpoint {str(path)!r} is empty (0 bytes)")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
 
 
 def resume_point(directory: str | os.PathLike | None, config: dict) -> dict | None:
