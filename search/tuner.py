@@ -292,6 +292,40 @@ def check_study_storage(url: str) -> None:
                         f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None
 
 
+def check_storage(storage: str, timeout: float = 30.0) -> None:
+    """A URL ``--storage`` (s3://, gs://, ...) must answer before Ray starts: Tune opens it through pyarrow once Ray
+    is up, and one it cannot reach (no network, no credentials, a wrong endpoint) failed there, inside Ray's setup,
+    with a traceback. One look at the path (``get_file_info``), within ``timeout`` s (object stores retry)."""
+    from search.spec import URL
+
+    if not URL.match(storage) or storage.startswith("file://"):
+        return
+    import threading
+
+    import pyarrow.fs
+
+    outcome: dict = {}
+
+    def look() -> None:
+        try:
+            filesystem, path = pyarrow.fs.FileSystem.from_uri(storage)
+            filesystem.get_file_info(path)
+            outcome["ok"] = True
+        except Exception as e:  # noqa: BLE001  (pyarrow raises OSError, ArrowInvalid, ... by filesystem)
+            outcome["error"] = e
+
+    looking = threading.Thread(target=look, name="storage-check", daemon=True)
+    looking.start()
+    looking.join(timeout)
+    if outcome.get("ok"):
+        return
+    error = outcome.get("error")
+    why = (f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}" if error is not None
+           else f"no answer within {timeout:.0f} s")
+    raise SpecError(f"--storage {storage!r}: cannot reach it ({why}); check the network, the credentials and the "
+                    f"endpoint, or give a directory")
+
+
 class SearchInterrupted(Exception):
     """The search was stopped by SIGINT or SIGTERM; Tune saved its state, ``--resume`` finishes it."""
 
@@ -444,6 +478,7 @@ def run_search(spec: ExperimentSpec, resume: bool = False, callbacks=()):
         raise SpecError(f"experiment {str(exp_dir)!r} exists already: pass --resume to finish it, or a new --name")
     spaces = load_spaces(spec)  # bad spaces fail here, before Ray or any directory
     check_reachable(spec.address)  # so does a cluster address where nothing answers (ray.init would wait minutes)
+    check_storage(spec.storage)  # and an object store this machine cannot reach (Tune failed inside Ray)
     if spec.mlflow:  # so does an MLflow tracking URI that does not answer (or no MLflow client)
         from search.trackers import check_mlflow
 

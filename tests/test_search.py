@@ -11,6 +11,7 @@ import pytest
 
 from search.searcher import StatusAwareOptunaSearch
 from search.spec import STORAGE_SCHEMES, ExperimentSpec, SpecError
+from tests.searchrun import one_line_error
 
 ARCHS = ["origin_net", "modified_net"]
 NUM_SAMPLES = 6
@@ -202,6 +203,25 @@ def test_a_storage_url_is_checked_before_ray_starts(tmp_path, monkeypatch):
             assert "Unrecognized filesystem type" not in str(e), scheme
     with pytest.raises(Exception, match="Unrecognized filesystem type"):
         pyarrow.fs.FileSystem.from_uri("foo://")
+
+
+def test_an_object_store_that_does_not_answer_is_one_line_before_ray(tmp_path, capsys):
+    """An s3:// storage this machine cannot reach (here: an endpoint where nothing listens; on a machine without
+    network, any bucket) failed inside Ray's setup with pyarrow's traceback. Now one line naming it, Ray not
+    started, the study database not created."""
+    import ray
+
+    from search.cli import main
+    from search.tuner import check_storage
+
+    storage = "s3://bucket/results?endpoint_override=127.0.0.1:1&scheme=http"
+    with pytest.raises(SpecError, match=r"--storage 's3://bucket/results\?endpoint.*cannot reach it \(OSError"):
+        check_storage(storage)
+    check_storage(str(tmp_path))  # a directory: nothing to look at
+    assert main(["search", "--arch", "origin_net", "--storage", storage, "--optuna-storage",
+                 f"sqlite:///{tmp_path}/studies.db", "--name", "x"]) == 2
+    one_line_error(capsys, "--storage", "cannot reach it")
+    assert not ray.is_initialized() and not (tmp_path / "studies.db").exists()
 
 
 def test_stopped_and_diverged_trials_reach_optuna_as_pruned():
