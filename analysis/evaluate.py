@@ -270,6 +270,11 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
     from trainables.data import load_dataset
 
     data = load_dataset(fixed.get("data_dir"), fixed.get("dataset", "cifar10"))
+    searched_on = (exp.record.get("data") or {}).get("checksum")
+    if searched_on and searched_on != data.checksum:  # its test split would be another's, and its ledger too
+        raise ValueError(f"the data changed since the search (sha256 {searched_on[:12]}..., now "
+                         f"{data.checksum[:12]}... in {data.source}): restore the original files; a search is scored "
+                         f"on the data it ran on")
     if svm_subset:  # before the final runs: a bad --svm-k found after them costs their hours
         from trainables.svm import check_svm
 
@@ -333,6 +338,10 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
         done = {i: _load_run(exp.path, config) for i, (_, config) in enumerate(retrains)}
         done = {i: r for i, r in done.items() if r is not None}
         todo = [i for i in range(len(retrains)) if i not in done]
+        from trainables.config import resolve_config
+
+        for i in todo:  # a user's net changed or gone since the search: one line here, not a traceback from Ray
+            resolve_config(retrains[i][1])
         if done and progress:
             progress(f"evaluate: {len(done)} of {len(retrains)} runs finished earlier, kept (not retrained)")
         for i in done:  # a state left by a kill between saving a run and removing its folder

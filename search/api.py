@@ -180,12 +180,20 @@ class Experiment:
         return history_frame(load_trials(self.path))
 
     def best(self, metric: str = "val_accuracy"):
-        """DataFrame: each net's trial with the highest ``metric`` (the validation split; never the test split)."""
+        """DataFrame: each net's best trial by ``metric`` (the validation split; never the test split): the highest
+        accuracy or throughput, the lowest loss, size or latency (the objectives' directions)."""
+        from trainables.objectives import OBJECTIVES
+
         df = self.trials
-        if metric not in df.columns:
-            raise SpecError(f"best: no metric {metric!r} in the trials (columns: {', '.join(df.columns)})")
+        direction = OBJECTIVES[metric][0] if isinstance(metric, str) and metric in OBJECTIVES else \
+            "min" if isinstance(metric, str) and metric.endswith("_loss") else \
+            "max" if isinstance(metric, str) and metric.endswith("_accuracy") else None
+        if direction is None or metric not in df.columns:
+            metrics = [c for c in df.columns if c in OBJECTIVES or c.endswith(("_loss", "_accuracy"))]
+            raise SpecError(f"best: {metric!r} is not a metric of the trials (metrics: {', '.join(metrics)})")
         df = df[df[metric].notna()]
-        return df.loc[df.groupby("arch")[metric].idxmax()].reset_index(drop=True)
+        pick = df.groupby("arch")[metric].idxmin() if direction == "min" else df.groupby("arch")[metric].idxmax()
+        return df.loc[pick].reset_index(drop=True)
 
     def evaluate(self, top_k: int = 3, repeats: int = 5, train_on: str = "train", epochs: int | None = None,
                  train_images: int | None = None, archs: list[str] | None = None, trials: list[str] | None = None,

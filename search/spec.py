@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from trainables.config import ConfigError, is_count, validate_value
+from trainables.config import MAX_EPOCHS, ConfigError, is_count, validate_value
 from trainables.experiment import OPTUNA_DB
 from trainables.objectives import DEFAULT_RANKING
 
@@ -121,9 +122,11 @@ class ExperimentSpec:
                             "(the default), which draws without looking at them: add --sampler tpe")
         if self.sampler == "grid" and not self.grid:
             raise SpecError("--sampler grid runs a report's own grid: use --preset NAME:grid (see cifar-tune presets)")
-        if self.cpus_per_trial < 0:
-            raise SpecError(f"--cpus-per-trial must be >= 0, got {self.cpus_per_trial!r}")
-        if self.gpus_per_trial != -1 and not 0 <= self.gpus_per_trial:
+        if self.max_epochs > MAX_EPOCHS:  # every trial would be refused its epochs, after Ray started
+            raise SpecError(f"--max-epochs must be at most {MAX_EPOCHS:,}, got {self.max_epochs!r}")
+        if not self.cpus_per_trial >= 0 or not math.isfinite(self.cpus_per_trial):  # nan: no trial ever placed
+            raise SpecError(f"--cpus-per-trial must be a number >= 0, got {self.cpus_per_trial!r}")
+        if not math.isfinite(self.gpus_per_trial) or self.gpus_per_trial != -1 and not 0 <= self.gpus_per_trial:
             raise SpecError(f"--gpus-per-trial must be >= 0, got {self.gpus_per_trial!r}")
         if self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
             raise SpecError(f"--gpus-per-trial above 1 must be a whole number, got {self.gpus_per_trial!r}")

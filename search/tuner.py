@@ -15,7 +15,7 @@ from pathlib import Path
 
 from search.spec import RESUME_FIXED, ExperimentSpec, SpecError, resume_conflict
 from trainables.compat import check_reachable
-from trainables.config import METRIC, MODE
+from trainables.config import ARCH_KWARGS, METRIC, MODE
 from trainables.experiment import (LOCK_FILE, OPTUNA_DB, SPEC_FILE, ExperimentLock, ExperimentLocked, restoring,
                                   sqlite_url, study_name, unreadable_study, without_test_split, write_json)
 
@@ -268,18 +268,43 @@ def warm_start_trials(spec: ExperimentSpec) -> dict:
     return warm
 
 
-def check_data_fits(spec: ExperimentSpec, data) -> None:
-    """Every net's validation split fits the data (a 500-image folder with the default 5,000 does not): refused
-    here, before Ray, instead of as an error in every trial."""
-    from trainables.config import resolve_config
+def check_data_fits(spec: ExperimentSpec, data, spaces: dict | None = None) -> None:
+    """Every net's config (its space's fixed values, ``--set``, a grid row) fits the data, refused here, before Ray,
+    instead of as an error in every trial: a validation split to rank trials on that the data holds (a 500-image
+    folder with the default 5,000 does not), and a net that builds for the data's images (channels, side or
+    ``image_size``, classes, shape knobs). A registry net is built on the meta device (no memory, no compute); a
+    user's net for real, and run on a dummy batch."""
+    import torch
+
+    from trainables.config import ConfigError, resolve_config
+    from trainables.plugins import PluginError
+    from trainables.train import build_model
 
     rows = spec.grid or [{"arch": a} for a in spec.archs]
-    for val_size in sorted({resolve_config({**spec.fixed, **row})["val_size"] for row in rows}):
-        data.split_indices(val_size)  # raises DataError naming the value and the data's size
-    from trainables.models import create_model
-
-    for arch in spec.nets:  # a user's net is built and run on a dummy batch of this data's shape: one line if not
-        create_model(arch, num_classes=data.num_classes, in_channels=data.shape[-1], image_size=data.shape[0])
+    checked = set()
+    for row in rows:
+        space = (spaces or {}).get(row.get("arch"))
+        cfg = resolve_config({**(space.fixed if space else {}), **spec.fixed, **row})
+        if cfg["val_size"] == 0:
+            raise SpecError(f"val_size 0 (arch {cfg['arch']}): a search ranks its trials on the validation split, "
+                            f"so it needs one (0, no validation split, is for final runs: evaluate --train-on "
+                            f"trainval)")
+        data.split_indices(cfg["val_size"])  # raises DataError naming the value and the data's size
+        key = json.dumps({k: cfg[k] for k in ("arch", "image_size", "dropout", "norm", *ARCH_KWARGS)},
+                         sort_keys=True, default=str)
+        if key in checked:
+            continue
+        checked.add(key)
+        try:
+            if cfg["arch"] in spec.nets:  # a user's net: built and run on a dummy batch of this data's shape
+                build_model(cfg, data)
+            else:
+                with torch.device("meta"):
+                    build_model({**cfg, "pretrained": None}, data)  # the shapes only: no weights to fetch
+        except PluginError:  # names the net's file:line itself
+            raise
+        except ConfigError as e:  # names the arch and the input it cannot take
+            raise SpecError(str(e)) from None
 
 
 def check_study_storage(url: str) -> None:
@@ -484,7 +509,7 @@ def run_search(spec: ExperimentSpec, resume: bool = False, callbacks=()):
 
         check_mlflow(spec.mlflow)
     data = load_data(spec)  # so does missing or corrupt data
-    check_data_fits(spec, data)
+    check_data_fits(spec, data, spaces)
     warm = {} if resume else warm_start_trials(spec)
     if spec.optuna_storage:  # a database given by URL must be reachable now, not after Ray started
         check_study_storage(spec.optuna_storage)

@@ -27,19 +27,23 @@ narrowed the key it looks at: ``fixed: {optimizer: adam}`` leaves no room for ``
 contradiction written inside one file is an error.
 
 Every value is checked against the trainable's own config (``trainables.config``), so a space cannot propose
-something a trial would reject. Errors are :class:`SpaceError`, one line naming the file and the key.
+something a trial would reject; each choice of a shape knob or ``image_size`` (and each end of a range of one) is
+built once on the meta device. A key written twice in one mapping is an error (plain YAML keeps the last).
+Errors are :class:`SpaceError`, one line naming the file and the key.
 """
 from __future__ import annotations
 
 import importlib.resources
 import math
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from trainables.config import ARCH_KWARGS, FIELDS, INT64_MAX, ConfigError, validate_value
+from trainables.config import (ARCH_KWARGS, FIELDS, INT64_MAX, SHAPE_KWARGS, ConfigError, resolve_config,
+                               validate_value)
 from trainables.models import NORMS, get_arch
 
 TOP_LEVEL_KEYS = ("description", "extends", "remove", "params", "fixed")
@@ -186,12 +190,31 @@ def load_space(arch: str, path: str | Path | None = None) -> SearchSpace:
             del merged["params"][key]
     params, fixed = _check_conditions(merged)
     _check_arch_options(arch, params, fixed, merged["fixed_source"])
+    _check_buildable(arch, params, fixed)
     return SearchSpace(arch=arch, params=params, fixed=fixed, source=str(path), chain=merged["chain"],
                        description=merged["description"])
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Reading and merging files
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key written twice in one mapping (plain YAML silently keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: its keys may be overridden
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):  # the base class refuses it
+                continue
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    problem=f"duplicate key {key!r} (line {key_node.start_mark.line + 1})")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
 
 def _read(path: Path) -> dict:
     if not path.is_file():
@@ -203,9 +226,11 @@ def _read(path: Path) -> dict:
     except OSError as e:
         raise SpaceError(f"{path}: cannot read: {e.strerror or e}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
         raise SpaceError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
+    except RecursionError:
+        raise SpaceError(f"{path}: nested too deeply to read (a search space is a few levels deep)") from None
     if not isinstance(data, dict):
         got = "an empty file" if data is None else f"a {type(data).__name__}"
         raise SpaceError(f"{path}: a search space must be a YAML mapping, got {got}")
@@ -243,8 +268,9 @@ def _load_merged(path: Path, seen: list[Path]) -> dict:
         parent = {"params": {}, "fixed": {}, "fixed_source": {}, "chain": [], "description": ""}
     params, fixed, fixed_source = dict(parent["params"]), dict(parent["fixed"]), dict(parent["fixed_source"])
 
-    remove = data.get("remove") or []
-    if not isinstance(remove, list):
+    # A bare `remove:` (null) is empty; `remove: ""`, `params: []`, `fixed: 0` are mistakes, not empty.
+    remove = [] if data.get("remove") is None else data["remove"]
+    if not isinstance(remove, list) or not all(isinstance(key, str) for key in remove):
         raise SpaceError(f"{name}: remove: expected a list of names, got {remove!r}")
     for key in remove:
         if key in params:
@@ -254,8 +280,8 @@ def _load_merged(path: Path, seen: list[Path]) -> dict:
         else:
             raise SpaceError(f"{name}: remove: {key!r} is not in the space it extends")
 
-    own_params = data.get("params") or {}
-    own_fixed = data.get("fixed") or {}
+    own_params = {} if data.get("params") is None else data["params"]
+    own_fixed = {} if data.get("fixed") is None else data["fixed"]
     for section, value in (("params", own_params), ("fixed", own_fixed)):
         if not isinstance(value, dict):
             raise SpaceError(f"{name}: {section}: expected a mapping, got {value!r}")
@@ -365,6 +391,9 @@ def _parse_param(file: str, name: Any, spec: Any) -> Param:
         step = _number(file, f"{where}.step", step, integer)
         if step <= 0:
             raise SpaceError(f"{file}: {where}.step: must be > 0, got {step!r}")
+        if step > high - low and not math.isclose(step, high - low):  # Optuna would draw low only
+            raise SpaceError(f"{file}: {where}.step: {step!r} is larger than the range {low!r}..{high!r}; "
+                             f"must be <= high - low")
     # Both ends are values a trial may get, so the trainable must accept them (e.g. dropout < 1, lr > 0).
     _known_value(file, f"{where}.low", name, low)
     _known_value(file, f"{where}.high", name, high)
@@ -441,3 +470,19 @@ def _check_arch_options(arch: str, params: dict[str, Param], fixed: dict, fixed_
             raise SpaceError(f"{params[key].source}: params.{key}: arch {arch!r} has no {key} option")
         if key in fixed:
             raise SpaceError(f"{fixed_source[key]}: fixed.{key}: arch {arch!r} has no {key} option")
+
+
+def _check_buildable(arch: str, params: dict[str, Param], fixed: dict) -> None:
+    """Each choice of a shape knob or ``image_size`` (each end of a range of one) builds with the space's fixed
+    values (``resolve_config`` builds it on the meta device): refused here, not in every trial that draws it."""
+    for key in (*SHAPE_KWARGS, "image_size"):
+        param = params.get(key)
+        if param is None:
+            continue
+        values = ([("choices", v) for v in param.choices] if param.type == "categorical"
+                  else [("low", param.low), ("high", param.high)])
+        for end, value in values:
+            try:
+                resolve_config({**fixed, "arch": arch, key: value})
+            except ConfigError as e:
+                raise SpaceError(f"{param.source}: params.{key}.{end}: {' '.join(str(e).split())}") from None

@@ -438,6 +438,11 @@ def test_the_python_api_reads_reports_and_refuses_like_the_cli(lab, tmp_path):
     assert sorted(best["arch"]) == ["origin_net", "simple_cnn"]
     for _, row in best.iterrows():  # each net's best validation score, never a test-split number
         assert row["val_accuracy"] == trials.loc[trials["arch"] == row["arch"], "val_accuracy"].max()
+    for _, row in exp.best("val_loss").iterrows():  # a loss is best lowest (best() took the highest)
+        assert row["val_loss"] == trials.loc[trials["arch"] == row["arch"], "val_loss"].min()
+    for column in ("status", ["val_accuracy"]):  # not a metric: it ranked by status, or raised TypeError
+        with pytest.raises(SpecError, match="is not a metric of the trials"):
+            exp.best(column)
     assert set(exp.history["trial_id"]) == set(trials["trial_id"])
     assert exp.spec["archs"] == ["origin_net", "simple_cnn"]
     page = exp.report(out=tmp_path / "r")
@@ -651,3 +656,21 @@ def test_proxy_check_retrains_a_proxy_searchs_trials_on_more_data_and_ranks_both
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "on subset 600, not --epochs 1 --against 900: use another --storage" in err[0], err
     assert not (results / "p.json").exists()
+
+
+def test_evaluate_on_data_other_than_the_searchs_is_refused_before_any_run(lab, tmp_path, capsys):
+    """The data under the experiment's data_dir changed since the search: evaluate scored the other data's test
+    split and filed the use under that data's ledger. `search --resume` refused it already; evaluate does now."""
+    import ray
+
+    from search.cli import main
+    from tests.searchrun import one_line_error
+
+    exp = tmp_path / "main"
+    shutil.copytree(lab["main"], exp, ignore=shutil.ignore_patterns("eval-runs", "evaluation.json"))
+    record = json.loads((exp / "spec.json").read_text())
+    record["data"]["checksum"] = "0" * 64  # as if the files had been replaced since
+    (exp / "spec.json").write_text(json.dumps(record))
+    assert main(["evaluate", str(exp), "--top-k", "1", "--repeats", "1", "--epochs", "1"]) == 2
+    one_line_error(capsys, "the data changed since the search (sha256 000000000000...", "restore the original files")
+    assert not (exp / "eval-runs").exists() and not (exp / "evaluation.json").exists() and not ray.is_initialized()

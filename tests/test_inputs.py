@@ -175,6 +175,12 @@ def test_a_quoted_number_in_a_config_file_is_refused(value, tmp_path, capsys):
     one_line_error(capsys, "batch_size", value.strip('"'))
 
 
+def test_a_config_file_nested_too_deeply_is_one_line(tmp_path, capsys):
+    (tmp_path / "deep.json").write_text('{"a": ' + "[" * 5000 + "]" * 5000 + "}")  # a RecursionError in json
+    assert main(["train", "--config", str(tmp_path / "deep.json"), "--data-dir", str(tmp_path)]) == 2
+    one_line_error(capsys, "--config", "deep.json", "nested too deeply")
+
+
 @pytest.mark.parametrize("argv, named", [
     (["--set", "seed=4294967296"], ["seed", "4294967296", "2**32 - 1"]),  # numpy's ValueError after the data loaded
     (["--set", "seed=1e30"], ["seed", "31 digits"]),
@@ -187,6 +193,21 @@ def test_a_value_past_what_numpy_torch_or_the_trackers_hold_is_one_line(argv, na
     argv = [a.replace("{seed_1e300}", str(tmp_path / "seed.json")) for a in argv]
     assert main(["train", "--arch", "simple_cnn", "--data-dir", str(tmp_path / "no-data"), *argv]) == 2
     one_line_error(capsys, *named)
+
+
+@pytest.mark.parametrize("argv", [["train", "--set", "dataset=none"], ["train", "--set", "dataset=null"],
+                                  ["train", "--config", "{null_dataset}"], ["search", "--set", "dataset=none"]])
+def test_no_dataset_is_refused_not_a_traceback(argv, tmp_path, capsys):
+    """`dataset=none` (None: no default reading for the data) reached `":" in value` as a TypeError traceback."""
+    from trainables.config import ConfigError, resolve_config
+
+    (tmp_path / "row.json").write_text('{"arch": "simple_cnn", "dataset": null}')
+    argv = [a.replace("{null_dataset}", str(tmp_path / "row.json")) for a in argv]
+    assert main([*argv, "--arch", "simple_cnn", "--storage" if argv[0] == "search" else "--data-dir",
+                 str(tmp_path / "r")]) == 2
+    one_line_error(capsys, "dataset", "got None")
+    with pytest.raises(ConfigError, match="dataset: must be one of cifar10"):
+        resolve_config({"dataset": None})
 
 
 @pytest.mark.parametrize("device, named", [("cuda", "no CUDA device on this machine"), ("cuda:99", "no CUDA device"),

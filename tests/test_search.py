@@ -359,3 +359,100 @@ def test_default_space_verdict_reads_the_interval_against_one_point(default, rep
     from benchmarks.default_space import judge
 
     assert judge(default, reproduce)["verdict"] == word
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--cpus-per-trial", "nan"], "--cpus-per-trial must be a number >= 0, got nan"),  # no trial was ever placed
+    (["--gpus-per-trial", "nan"], "--gpus-per-trial must be >= 0, got nan"),
+    (["--max-epochs", "2000000"], "--max-epochs must be at most 1,000,000"),  # every trial refused, after Ray
+])
+def test_resources_and_horizon_no_trial_could_run_with_are_refused_before_ray(argv, named, tmp_path, capsys):
+    """`--cpus-per-trial nan` left the search pending forever (nan < 0 is false, so it passed)."""
+    import ray
+
+    from search.cli import main
+
+    assert main(["search", "--arch", "origin_net", "--storage", str(tmp_path / "r"), *argv]) == 2
+    one_line_error(capsys, named)
+    assert not ray.is_initialized() and not (tmp_path / "r").exists()
+
+
+TINY_IMAGES = '''
+import numpy as np
+
+
+class Tiny:
+    """Three classes of 4x4 grey images: too small for the registry's nets."""
+    name = "tiny"
+
+    def __init__(self, root):
+        def split(n):
+            y = np.arange(n) % 3
+            return (40 * y[:, None, None] + np.zeros((n, 4, 4))).astype(np.uint8), y
+        self.train_x, self.train_y = split(60)
+        self.test_x, self.test_y = split(15)
+        self.classes = ["a", "b", "c"]
+'''
+
+FIXED_32 = '''
+import torch.nn as nn
+
+
+class Fixed32(nn.Module):
+    """A head sized for 3x32x32 inputs only."""
+    def __init__(self, num_classes, in_channels):
+        super().__init__()
+        self.fc = nn.Linear(in_channels * 32 * 32, num_classes)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+'''
+
+
+@pytest.mark.parametrize("case", ["registry net, images too small", "user net, image_size", "val_size 0",
+                                  "space fixes val_size 0"])
+def test_a_config_the_data_cannot_take_is_refused_before_ray(case, tmp_path, capsys, monkeypatch):
+    """Each trial built its net (or split its data) inside Ray and failed there, every one alike: a registry net
+    never built for a user dataset's 4x4 images, a user's net never run at the fixed image_size, a search with no
+    validation split to rank on (it ran to the end and picked among zeros)."""
+    import ray
+
+    from search.cli import main
+    from tests.conftest import make_cifar_pickles
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.py").write_text(TINY_IMAGES)
+    (tmp_path / "fixed32.py").write_text(FIXED_32)
+    (tmp_path / "zero.yaml").write_text("extends: simple_cnn\nfixed:\n  val_size: 0\n")
+    cifar = make_cifar_pickles(tmp_path / "data")
+    base = ["search", "--num-samples", "1", "--max-epochs", "1", "--storage", str(tmp_path / "r"), "--name", "x",
+            "--set", "latency_batch=0"]
+    argv, named = {
+        "registry net, images too small": (["--arch", "simple_cnn", "--set", "dataset=tiny.py:Tiny", "--set",
+                                            "val_size=6"], "arch 'simple_cnn' cannot take 1x4x4 input"),
+        "user net, image_size": (["--arch", "fixed32.py:Fixed32", "--data-dir", str(cifar), "--set", "val_size=20",
+                                  "--set", "image_size=64"], "x3x64x64 batch raised"),
+        "val_size 0": (["--arch", "simple_cnn", "--data-dir", str(cifar), "--set", "val_size=0"],
+                       "val_size 0 (arch simple_cnn): a search ranks its trials on the validation split"),
+        "space fixes val_size 0": (["--arch", "simple_cnn", "--data-dir", str(cifar), "--space", "zero.yaml"],
+                                   "val_size 0 (arch simple_cnn)"),
+    }[case]
+    assert main([*base, *argv]) == 2
+    one_line_error(capsys, named)
+    assert not ray.is_initialized() and not (tmp_path / "r" / "x").exists()
+
+
+@pytest.mark.parametrize("stem, named", [("json", "the standard library's module 'json'"),
+                                         ("numpy", "the module 'numpy' at")])
+def test_a_net_file_named_like_a_module_is_refused_before_ray(stem, named, tmp_path, capsys, monkeypatch):
+    """Ray ships a file ref to its workers as a module of the file's name: json.py hid the standard library's json
+    there, the worker died at start-up and the search waited for it forever."""
+    import ray
+
+    from search.cli import main
+
+    (tmp_path / f"{stem}.py").write_text(FIXED_32)
+    monkeypatch.chdir(tmp_path)
+    assert main(["search", "--arch", f"{stem}.py:Fixed32", "--storage", str(tmp_path / "r")]) == 2
+    one_line_error(capsys, f"{stem}.py:Fixed32", named, "rename the file")
+    assert not ray.is_initialized() and not (tmp_path / "r").exists()

@@ -218,6 +218,22 @@ BAD_FILES = {
     "int_of_400_digits": (f"params:\n  weight_decay: {{type: float, low: 0.0, high: {10**400}}}\n", "weight_decay"),
     "int_range_of_a_float_past_int64": (f"params:\n  weight_decay: {{type: int, low: 0, high: {10**25}}}\n",
                                         "weight_decay.high"),
+    "remove_not_names": ("extends: base\nremove: [[lr]]\n", "remove"),  # a TypeError (unhashable list)
+    "params_a_list": ("params: []\n", "params"),  # these three read as empty
+    "params_a_number": ("params: 0\n", "params"),
+    "fixed_a_string": ('fixed: ""\n', "fixed"),
+    "duplicate_param": ("params:\n  lr: {type: float, low: 0.1, high: 0.2}\n  lr: {type: float, low: 0.5, high: 0.9}\n",
+                        "duplicate key 'lr' (line 3)"),  # YAML keeps the last
+    "duplicate_top_level": ("params: {}\nfixed: {}\nparams: {}\n", "duplicate key 'params'"),
+    "nested_too_deeply": ("params: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),  # a RecursionError
+    "float_step_past_range": ("params:\n  dropout: {type: float, low: 0.0, high: 0.1, step: 1.0}\n",
+                              "dropout.step"),  # Optuna would draw 0.0 only
+    "int_step_past_range": ("params:\n  batch_size: {type: int, low: 16, high: 20, step: 64}\n", "batch_size.step"),
+    # Shape knobs are built (meta device) per choice and range end: these failed in every trial drawing them.
+    "shape_choice_not_buildable": ("extends: keras_cnn\nparams:\n  depth: {type: categorical, choices: [2, 5]}\n",
+                                   "params.depth.choices: depth=5: arch 'keras_cnn' cannot be built"),
+    "image_size_end_not_buildable": ("params:\n  image_size: {type: int, low: 8, high: 64}\n",
+                                     "params.image_size.low: image_size=8"),
 }
 
 
@@ -242,6 +258,17 @@ def test_a_file_that_is_not_utf8_is_rejected_in_one_line(tmp_path, head):
     with pytest.raises(SpaceError) as err:
         load_space("simple_cnn", path)
     assert "bin.yaml: not UTF-8 text" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_step_as_wide_as_the_range_and_an_overridden_merge_key_load(tmp_path):
+    """0.3 - 0.1 < 0.2 in floats, yet the step spans the range; a key over a `<<: *anchor` one is no duplicate."""
+    path = write(tmp_path, "ok.yaml", """\
+        params:
+          lr: &range {type: float, low: 0.1, high: 0.3, step: 0.2}
+          weight_decay: {<<: *range, low: 0.0}
+    """)
+    params = load_space("keras_cnn", path).params
+    assert (params["lr"].step, params["weight_decay"].low, params["weight_decay"].high) == (0.2, 0.0, 0.3)
 
 
 def test_missing_file_is_rejected(tmp_path):

@@ -78,6 +78,88 @@ def test_a_user_dataset_error_is_one_line_naming_file_and_line(tmp_path, monkeyp
     one_line_error(capsys, "has no 'Nope'")
 
 
+FAULTY_DATA = '''
+import numpy as np
+
+
+class Good:
+    def __init__(self, root=None):
+        self.train_x, self.train_y = np.zeros((6, 4, 4, 3), np.uint8), np.arange(6) % 3
+        self.test_x, self.test_y = np.zeros((3, 4, 4, 3), np.uint8), np.arange(3)
+        self.classes = ["a", "b", "c"]
+
+
+class ClassesInt(Good):
+    classes = property(lambda self: 3, lambda self, v: None)
+
+
+class ClassesNone(Good):
+    classes = property(lambda self: None, lambda self, v: None)
+
+
+class ClassesString(Good):
+    classes = property(lambda self: "abc", lambda self, v: None)
+
+
+class ClassesDup(Good):
+    classes = property(lambda self: ["a", "b", "a"], lambda self, v: None)
+
+
+class SingleClass(Good):
+    classes = property(lambda self: ["only"], lambda self, v: None)
+
+
+class OneLabel(Good):
+    train_y = property(lambda self: np.zeros(6, int), lambda self, v: None)
+
+
+class PropRaises(Good):
+    @property
+    def train_x(self):
+        raise ValueError("lazy load failed")
+
+    @train_x.setter
+    def train_x(self, v):
+        pass
+
+
+class Ragged(Good):
+    train_x = property(lambda self: [np.zeros((4, 4, 3), np.uint8), np.zeros((2, 2, 3), np.uint8)],
+                       lambda self, v: None)
+
+
+class ZeroSide(Good):
+    train_x = property(lambda self: np.zeros((6, 0, 0, 3), np.uint8), lambda self, v: None)
+
+
+class Returns:
+    pass
+'''
+
+
+@pytest.mark.parametrize("name,named", [
+    ("ClassesInt", ["classes must be a list of class names", "got int 3"]),
+    ("ClassesNone", ["classes must be a list of class names", "got NoneType None"]),
+    ("ClassesString", ["classes must be a list of class names", "got str 'abc'"]),
+    ("ClassesDup", ["classes names 'a' more than once"]),
+    ("SingleClass", ["classes must name at least 2 classes", "['only']"]),
+    ("OneLabel", ["train_y holds only label 0", "at least 2 classes"]),
+    ("PropRaises", ["reading its train_x raised ValueError: lazy load failed", "faulty_data.py:39)"]),
+    ("Ragged", ["making an array of its train_x raised ValueError", "inhomogeneous"]),
+    ("ZeroSide", ["train_x has shape [6, 0, 0, 3]", "H, W >= 1"]),
+    ("Returns", ["gives a Returns object without train_x, train_y, test_x, test_y, classes (a dataset has"]),
+])
+def test_a_dataset_of_the_wrong_shape_is_one_line_naming_the_field(name, named, tmp_path, monkeypatch, capsys):
+    """Each of these was a traceback (classes not a list, a property raising, a ragged list), taken silently (a str
+    of 3 letters as 3 classes, duplicate or single classes, 0x0 images) or a garbled message (no fields)."""
+    (tmp_path / "faulty_data.py").write_text(FAULTY_DATA)
+    monkeypatch.chdir(tmp_path)
+    assert main(["data", "--dataset", "faulty_data.py:Good"]) == 2  # the fault is the default val_size only
+    one_line_error(capsys, "val_size 5000 does not fit the data")
+    assert main(["data", "--dataset", f"faulty_data.py:{name}"]) == 2
+    one_line_error(capsys, f"dataset 'faulty_data.py:{name}'", *named)
+
+
 def test_a_dataset_from_an_installed_entry_point(tmp_path, monkeypatch):
     # A real (tiny) installed distribution: its dist-info on sys.path is what importlib.metadata scans.
     (tmp_path / "tiny_squares.py").write_text(USER_DATA)

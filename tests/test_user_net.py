@@ -200,6 +200,11 @@ BROKEN = {
                 "    def forward(self, x):\n        return self.fc(x)\n", "forward pass on a dummy", 10),
     "shape": ("import torch.nn as nn\n\n\nclass Net(nn.Module):\n    def __init__(self, num_classes, in_channels):\n"
               "        super().__init__()\n\n    def forward(self, x):\n        return x\n", "expected logits", 4),
+    "training": ("import sys\nimport torch.nn as nn\n\n\nclass Net(nn.Module):\n"
+                 "    def __init__(self, num_classes, in_channels):\n        super().__init__()\n"
+                 "        self.fc = nn.Linear(in_channels, num_classes)\n\n    def forward(self, x):\n"
+                 "        if self.training:\n            sys.exit(3)\n        return self.fc(x.mean(dim=(2, 3)))\n",
+                 "train-mode forward pass on a dummy 3x3x", 12),
 }
 
 
@@ -262,3 +267,98 @@ def test_error_inside_the_users_forward_names_the_users_frame_not_torchs(tmp_pat
     resolve_arch("deep.py:Deep")
     with pytest.raises(PluginError, match=rf"at {tmp_path / 'deep.py'}:11\)$"):
         create_model("Deep")
+
+
+FAULTY_NETS = textwrap.dedent('''
+    import torch
+    import torch.nn as nn
+
+
+    class Head(nn.Module):
+        def __init__(self, num_classes=10, in_channels=3):
+            super().__init__()
+            self.fc = nn.Linear(in_channels, num_classes)
+
+
+    class NoParams(nn.Module):
+        def __init__(self, num_classes=10, in_channels=3):
+            super().__init__()
+            self.n = num_classes
+
+        def forward(self, x):
+            return x.mean(dim=(1, 2, 3))[:, None].expand(-1, self.n) * 0
+
+
+    class NoGrad(Head):
+        def forward(self, x):
+            return torch.zeros(x.shape[0], self.fc.out_features)
+
+
+    class IntOut(Head):
+        def forward(self, x):
+            return self.fc(x.mean(dim=(2, 3))).long()
+
+
+    class TrainOnly(Head):
+        def forward(self, x):
+            if self.training:
+                raise RuntimeError("boom in training mode")
+            return self.fc(x.mean(dim=(2, 3)))
+
+
+    class Batch2(nn.Module):
+        def __init__(self, num_classes=10, in_channels=3):
+            super().__init__()
+            self.fc = nn.Linear(in_channels * 32 * 32, num_classes)
+
+        def forward(self, x):
+            return self.fc(x.reshape(2, -1))
+
+
+    class BatchNormDropout(nn.Module):
+        def __init__(self, num_classes=10, in_channels=3):
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(in_channels, 4, 3), nn.BatchNorm2d(4), nn.AdaptiveAvgPool2d(1),
+                                      nn.Flatten(), nn.Dropout(0.5), nn.Linear(4, num_classes))
+
+        def forward(self, x):
+            return self.body(x)
+''')
+
+
+@pytest.mark.parametrize("name, named", [
+    ("NoParams", "NoParams(...) has no trainable parameters"),
+    ("NoGrad", "train-mode forward pass on a dummy 3x3x32x32 batch returned logits that do not require grad"),
+    ("IntOut", "returned torch.int64 of shape (3, 10); expected logits of shape (3, 10) for num_classes=10, floating"),
+    ("TrainOnly", "train-mode forward pass on a dummy 3x3x32x32 batch raised RuntimeError: boom in training mode"),
+    ("Batch2", "eval-mode forward pass on a dummy 3x3x32x32 batch raised RuntimeError: mat1 and mat2"),
+])
+def test_a_net_that_cannot_train_is_refused_when_built(name, named, tmp_path, monkeypatch):
+    """Each passed the old eval-mode forward on a batch of 2 and failed in the trial's first step with a traceback."""
+    from trainables.models import create_model, resolve_arch
+    from trainables.plugins import PluginError
+
+    (tmp_path / "faulty_nets.py").write_text(FAULTY_NETS)
+    monkeypatch.chdir(tmp_path)
+    resolve_arch(f"faulty_nets.py:{name}")
+    with pytest.raises(PluginError) as e:
+        create_model(name)
+    assert str(e.value).startswith(f"--arch 'faulty_nets.py:{name}': ") and named in str(e.value), str(e.value)
+
+
+def test_the_check_of_a_users_net_leaves_the_model_and_the_rng_as_they_were(tmp_path, monkeypatch):
+    """The train-mode forward and backward touch neither weights, BatchNorm statistics, gradients nor the mode; nor
+    the RNG the trial was seeded with (dropout draws from it)."""
+    from trainables.models.registry import check_forward, resolve_arch
+
+    (tmp_path / "faulty_nets.py").write_text(FAULTY_NETS)
+    monkeypatch.chdir(tmp_path)
+    spec = resolve_arch("faulty_nets.py:BatchNormDropout")
+    torch.manual_seed(0)
+    model = spec.builder(num_classes=10, in_channels=3).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    check_forward(spec, model, 10, 3, 32)
+    assert not model.training and all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert torch.equal(torch.get_rng_state(), rng)

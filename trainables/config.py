@@ -189,6 +189,8 @@ def validate_value(key: str, value: Any) -> Any:
     if key not in FIELDS:
         raise ConfigError(f"unknown config key {key!r}; known: {', '.join(sorted(FIELDS))}")
     value = _coerce(key, value)
+    if key == "dataset" and value is None:  # no "default" reading: a config always names its data
+        raise ConfigError(f"dataset: must be {DATASET_HELP}, got None")
     if key == "dataset" and ":" in value:  # a file reference is pinned to the current directory now (Ray moves it)
         from trainables.plugins import absolute_ref
 

@@ -93,13 +93,23 @@ def source_file(ref: str, what: str = "reference", sha256: str | None = None) ->
     return str(Path(getattr(module, "__file__", "") or "").resolve())
 
 
-def identity(ref: str, what: str = "reference") -> dict:
-    """What a record needs to say which code ran: the ref as given, absolute, its file and that file's sha256."""
-    resolved = absolute_ref(ref, what)
-    path = source_file(resolved, what)
-    if not Path(path).is_file():
-        raise PluginError(f"{what} {ref!r}: {path} is not a file")
-    return {"ref": ref, "resolved": resolved, "path": path, "sha256": file_sha256(path)}
+def _check_not_shadowing(path: Path, ref: str, what: str) -> None:
+    """A file ref reaches Ray's workers as a module named after the file (``py_modules``), ahead of the others on
+    their path: ``json.py`` there hides the standard library's json, the worker dies at start-up and the search
+    waits for it forever. Refused before Ray instead."""
+    stem = path.stem
+    if stem in sys.stdlib_module_names:
+        other = f"the standard library's module {stem!r}"
+    else:
+        try:
+            found = importlib.util.find_spec(stem)
+        except (ImportError, ValueError):
+            return
+        if found is None or not found.origin or Path(found.origin).resolve() == path.resolve():
+            return
+        other = f"the module {stem!r} at {found.origin}"
+    raise PluginError(f"{what} {ref!r}: the file is named like {other}; Ray's workers import the file under that "
+                      f"name and would take one for the other: rename the file")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -108,12 +118,14 @@ def identity(ref: str, what: str = "reference") -> dict:
 def load_object(ref: str, what: str, sha256: str | None = None) -> object:
     """The object ``ref`` names; ``what`` ("--arch", "--dataset" ...) starts every error message.
 
-    ``sha256``: the content the caller recorded for the file (see :func:`identity`); given, the shipped copy of the
+    ``sha256``: the content the caller recorded for the file (a run's record holds it); given, the shipped copy of the
     file on ``sys.path`` is preferred, and a file whose content differs is refused.
     """
     target, attr, is_file = split_ref(ref, what)
     if is_file:
-        module = _load_file(_locate(target, ref, what, sha256), ref, what)
+        path = _locate(target, ref, what, sha256)
+        _check_not_shadowing(path, ref, what)
+        module = _load_file(path, ref, what)
     else:
         module = _import(target, ref, what)
         if sha256 and getattr(module, "__file__", None) and file_sha256(module.__file__) != sha256:

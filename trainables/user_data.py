@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import Counter
 
 import numpy as np
 import torch
@@ -47,8 +48,6 @@ def load_user_dataset(ref: str, data_dir: str | os.PathLike | None = None) -> Da
     """
     import inspect
 
-    from trainables.plugins import PluginError, call
-
     obj = resolve_user_dataset(ref)
     where = f"dataset {ref!r}"
     if callable(obj):
@@ -56,31 +55,37 @@ def load_user_dataset(ref: str, data_dir: str | os.PathLike | None = None) -> Da
             takes_root = bool(inspect.signature(obj).parameters)
         except (TypeError, ValueError):  # a builtin without a signature
             takes_root = True
-        try:
-            obj = call(ref, "dataset", "calling it", obj, *([None if data_dir is None else str(data_dir)]
-                                                              if takes_root else []))
-        except PluginError as e:
-            raise DataError(str(e)) from None
-    get = (lambda k: obj[k]) if isinstance(obj, dict) else (lambda k: getattr(obj, k))
-    try:
-        fields = {k: get(k) for k in USER_FIELDS}
-    except (KeyError, AttributeError) as e:
-        raise DataError(f"{where} gives no {e.args[0] if e.args else e}: a dataset provides "
-                        f"{', '.join(USER_FIELDS)} (see docs/data.md)") from None
-    classes = [str(c) for c in fields["classes"]]
-    if not classes:
-        raise DataError(f"{where}: classes is empty")
+        obj = _call(ref, "calling it", obj, *([None if data_dir is None else str(data_dir)] if takes_root else []))
+    missing = object()
+    # A builtin reads each field (a lambda of ours would be the frame named), so a property's error names its line.
+    read = dict.get if isinstance(obj, dict) else getattr
+    fields = {k: _call(ref, f"reading its {k}", read, obj, k, missing) for k in USER_FIELDS}
+    absent = [k for k, v in fields.items() if v is missing]
+    if absent:
+        got = "None" if obj is None else f"a {type(obj).__name__} object"
+        raise DataError(f"{where} gives {got} without {', '.join(absent)} (a dataset has {', '.join(USER_FIELDS)} "
+                        f"as attributes or mapping keys; see docs/data.md)")
+    classes = fields["classes"]
+    if isinstance(classes, (str, bytes, set, frozenset)) or not hasattr(classes, "__iter__"):
+        raise DataError(f"{where}: classes must be a list of class names in label order, got "
+                        f"{type(classes).__name__} {classes!r:.60}")
+    classes = [str(c) for c in _call(ref, "reading its classes", list, classes)]
+    if len(classes) < 2:
+        raise DataError(f"{where}: classes must name at least 2 classes, got {classes!r:.60}")
+    twice = [c for c, n in Counter(classes).items() if n > 1]
+    if twice:
+        raise DataError(f"{where}: classes names {', '.join(map(repr, twice[:5]))} more than once")
     arrays = {}
     for split in ("train", "test"):
-        x, y = _as_numpy(fields[f"{split}_x"]), _as_numpy(fields[f"{split}_y"])
+        x, y = (_as_numpy(ref, f"{split}_{k}", fields[f"{split}_{k}"]) for k in "xy")
         if x.dtype != np.uint8:
             raise DataError(f"{where}: {split}_x is {x.dtype}, expected uint8 pixels 0-255 (e.g. "
                             f"(x * 255).round().astype(np.uint8) for floats in [0, 1])")
         if x.ndim == 3:
             x = x[..., None]
-        if x.ndim != 4 or x.shape[-1] not in (1, 3) or len(x) == 0:
-            raise DataError(f"{where}: {split}_x has shape {list(x.shape)}, expected N x H x W x C with N >= 1 and "
-                            f"C 1 or 3 (channels last)")
+        if x.ndim != 4 or x.shape[-1] not in (1, 3) or min(x.shape[:3]) < 1:
+            raise DataError(f"{where}: {split}_x has shape {list(x.shape)}, expected N x H x W x C with N, H, W >= 1 "
+                            f"and C 1 or 3 (channels last)")
         if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
             raise DataError(f"{where}: {split}_y must be {len(x)} integer labels, got {y.dtype} {list(y.shape)}")
         if y.min() < 0 or y.max() >= len(classes):
@@ -90,14 +95,29 @@ def load_user_dataset(ref: str, data_dir: str | os.PathLike | None = None) -> Da
     if arrays["train_x"].shape[1:] != arrays["test_x"].shape[1:]:
         raise DataError(f"{where}: train images are {list(arrays['train_x'].shape[1:])} but test images "
                         f"{list(arrays['test_x'].shape[1:])}")
-    name = getattr(obj, "name", None) if not isinstance(obj, dict) else obj.get("name")
+    if len(np.unique(arrays["train_y"])) < 2:
+        raise DataError(f"{where}: train_y holds only label {int(arrays['train_y'][0])}; a classifier needs images of "
+                        f"at least 2 classes")
+    name = _call(ref, "reading its name", read, obj, "name", None)
     name = name if isinstance(name, str) and name else ref.rpartition(":")[2] or ref
     return Dataset(name=name, source=f"plugin:{ref}", checksum=array_checksum(classes, arrays), classes=classes,
                    **arrays)
 
 
-def _as_numpy(a) -> np.ndarray:
-    return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+def _call(ref: str, doing: str, fn, *args):
+    """plugins.call for the user's dataset: an exception in its code is one DataError line naming ``ref``."""
+    from trainables.plugins import PluginError, call
+
+    try:
+        return call(ref, "dataset", doing, fn, *args)
+    except PluginError as e:
+        raise DataError(str(e)) from None
+
+
+def _as_numpy(ref: str, key: str, a) -> np.ndarray:
+    """``a`` as an array (a ragged list or a bfloat16 tensor is one line naming ``key``)."""
+    return _call(ref, f"making an array of its {key}", np.asarray, a.detach().cpu() if isinstance(a, torch.Tensor)
+                 else a)
 
 
 def array_checksum(classes: list[str], arrays: dict) -> str:

@@ -22,6 +22,8 @@ def _train_config(args) -> dict:
             loaded = json.loads(path.read_text())
         except (OSError, ValueError) as e:
             raise CliError(f"--config {args.config!r}: {e}") from None
+        except RecursionError:
+            raise CliError(f"--config {args.config!r}: nested too deeply to read (a config is a flat object)") from None
         if not isinstance(loaded, dict):
             raise CliError(f"--config {args.config!r}: expected a JSON object of config values")
         loaded = loaded.get("config", loaded)  # accepts a bare config or a report row holding one

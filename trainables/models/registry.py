@@ -8,9 +8,10 @@ with one ``@register`` (the package imports every module in it); see docs/add-a-
 
 A user's net is the same thing from outside the repo: a ``torch.nn.Module`` class or factory named by a reference
 (``path/to/nets.py:MyNet``, ``my_pkg.nets:build``) or by an entry point of an installed package in the group
-``cifar_tune.nets``. :func:`resolve_arch` loads it, checks it (signature, a build, a forward pass on a dummy batch;
-any failure is one line naming file:line) and registers it under a short name: the class or function name, or the
-entry point's name. Its ``source`` records the reference, the file and its sha256, so results say what ran.
+``cifar_tune.nets``. :func:`resolve_arch` loads it, checks it (signature, a build, forward and backward passes on a
+dummy batch; any failure is one line naming file:line) and registers it under a short name: the class or function
+name, or the entry point's name. Its ``source`` records the reference, the file and its sha256, so results say what
+ran.
 """
 from __future__ import annotations
 
@@ -213,9 +214,11 @@ def create_model(name: str, *, num_classes: int = 10, in_channels: int = 3, drop
 
 
 def check_forward(spec: ArchSpec, model, num_classes: int, in_channels: int, side: int) -> None:
-    """A user's net returned an ``nn.Module`` whose forward pass on a dummy ``2 x C x S x S`` batch gives logits
-    of shape ``(2, num_classes)``; else one line naming the net's file:line. Eval mode: BatchNorm statistics are
-    left alone. Skipped for a model built on the meta device (the config check's shape-only build)."""
+    """A user's net returned an ``nn.Module`` with trainable parameters that gives float logits of shape
+    ``(3, num_classes)`` for a dummy ``3 x C x S x S`` batch in eval mode, and in train mode logits that backpropagate;
+    else one line naming the net's file:line. A batch of 3, not 2: a net that hard-codes its batch size fails here.
+    The model is left as it was (weights, BatchNorm statistics, gradients, mode; the RNG too, for the trial's seed).
+    Skipped for a model built on the meta device (the config check's shape-only build)."""
     what, ref, where = "--arch", spec.source["ref"], _where(spec.builder)
     shown = getattr(spec.builder, "__name__", spec.name)
     if not isinstance(model, nn.Module):
@@ -223,19 +226,46 @@ def check_forward(spec: ArchSpec, model, num_classes: int, in_channels: int, sid
                                   f"not a torch.nn.Module{where}")
     if torch.empty(0).is_meta or any(p.is_meta for p in model.parameters()):
         return
-    batch = f"{2}x{in_channels}x{side}x{side}"
-    was_training = model.training
-    model.eval()
+    n = 3
+    batch = f"{n}x{in_channels}x{side}x{side}"
+    params = [p for p in model.parameters() if p.requires_grad]
+    saved = [(t, t.detach().clone()) for t in (*model.parameters(), *model.buffers())]
+    grads, was_training = [p.grad for p in params], model.training
     try:
-        with torch.no_grad():
-            out = plugins.call(ref, what, f"its forward pass on a dummy {batch} batch", model,
-                               torch.zeros(2, in_channels, side, side))
+        with torch.random.fork_rng(devices=[]):
+            for mode in ("eval", "train"):
+                if mode == "train" and not params:
+                    raise plugins.PluginError(f"{what} {ref!r}: {shown}(...) has no trainable parameters, so there is "
+                                              f"nothing to train{where}")
+                model.train(mode == "train")
+                doing = f"its {mode}-mode forward pass on a dummy {batch} batch"
+                with torch.set_grad_enabled(mode == "train"):
+                    out = plugins.call(ref, what, doing, model, torch.zeros(n, in_channels, side, side))
+                if not isinstance(out, torch.Tensor) or tuple(out.shape) != (n, num_classes) \
+                        or not out.is_floating_point():
+                    got = f"{out.dtype} of shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) \
+                        else type(out).__name__
+                    raise plugins.PluginError(f"{what} {ref!r}: {doing} returned {got}; expected logits of shape "
+                                              f"({n}, {num_classes}) for num_classes={num_classes}, floating point"
+                                              f"{where}")
+            if not out.requires_grad:
+                raise plugins.PluginError(f"{what} {ref!r}: {doing} returned logits that do not require grad (not "
+                                          f"computed from its parameters); training could not update it{where}")
+            loss = nn.functional.cross_entropy(out.float(), torch.zeros(n, dtype=torch.long))
+            try:  # not plugins.call: it would name torch's frame (fn's module) rather than the user's
+                loss.backward()
+            except BaseException as e:
+                if isinstance(e, KeyboardInterrupt):
+                    raise
+                raise plugins.user_error(ref, what, e, f"its backward pass on a dummy {batch} batch",
+                                         plugins.user_files(spec.builder) or None) from None
     finally:
+        with torch.no_grad():
+            for t, value in saved:
+                t.copy_(value)
+        for p, g in zip(params, grads):
+            p.grad = g
         model.train(was_training)
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, num_classes):
-        got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
-        raise plugins.PluginError(f"{what} {ref!r}: its forward pass on a dummy {batch} batch returned {got}; "
-                                  f"expected logits of shape (2, {num_classes}) for num_classes={num_classes}{where}")
 
 
 def count_params(model: nn.Module, trainable_only: bool = True) -> int:
