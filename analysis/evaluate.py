@@ -247,6 +247,11 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
     if (address in (None, "local")) and cpus_per_run > (os.cpu_count() or 1):
         raise ValueError(f"--cpus-per-run {cpus_per_run}: this machine has {os.cpu_count()} cores, so no run could "
                          f"ever start")
+    for flag, names in (("--archs", archs), ("--trials", trials)):  # [] is not "all" (all would spend test uses)
+        if names is not None and (isinstance(names, str) or not names or not all(isinstance(n, str) for n in names)):
+            raise ValueError(f"{flag}: a list of names, got {names!r}")
+    if not isinstance(pareto, bool):
+        raise ValueError(f"--pareto is true or false, got {pareto!r}")
     if trials is not None and pareto:
         raise ValueError("--trials and --pareto choose the configs two ways: give one of them")
     exp = load(exp_dir)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import html
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -152,6 +153,12 @@ def write_report(exp_dir: str | Path, out: str | Path | None = None, top_k: int 
     """Print the main tables, write every table (md/csv/tex/html) and ``report.html`` into ``out``
     (default ``EXP/report``). Returns the CLI exit status (0). ``without_study``: from the Ray results alone, the
     Optuna study unopened (for one that cannot be read; the importance figure is left out)."""
+    from trainables.config import is_count
+
+    if not is_count(top_k, 1):
+        raise ExperimentError(f"report: top_k must be an integer >= 1, got {top_k!r}")
+    if out is not None and not isinstance(out, (str, os.PathLike)):
+        raise ExperimentError(f"report: out must be a folder's path, got {out!r}")
     exp = load(exp_dir, without_study=without_study)
     out_dir = Path(out) if out else exp.path / REPORT_DIR
     make_out_dir(out_dir)

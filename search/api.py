@@ -152,7 +152,11 @@ def open_experiment(path: str | Path) -> "Experiment":
 class Experiment:
     """One experiment folder. Each property reads the files as they are now (a running search's trials grow)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: str | os.PathLike):
+        from analysis.load import ExperimentError
+
+        if not isinstance(path, (str, os.PathLike)):
+            raise ExperimentError(f"Experiment: a folder's path, got {path!r}")
         self.path = Path(path).resolve()
 
     def __repr__(self) -> str:

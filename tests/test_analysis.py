@@ -465,6 +465,17 @@ def test_the_python_api_reads_reports_and_refuses_like_the_cli(lab, tmp_path):
         exp.evaluate(archs="simple_cnn")
     with pytest.raises(ExperimentError, match="--top-k must be an integer >= 1"):
         exp.evaluate(top_k=0)
+    for kwargs, named in (({"archs": []}, "--archs: a list of names, got []"),  # was every net, a test use each
+                          ({"archs": [1]}, "--archs: a list of names, got [1]"),
+                          ({"pareto": "yes"}, "--pareto is true or false")):
+        with pytest.raises(ExperimentError, match=re.escape(named)):
+            exp.evaluate(**kwargs)
+    for kwargs, named in (({"top_k": 0}, "top_k must be an integer >= 1"), ({"top_k": "3"}, "got '3'"),
+                          ({"out": 3}, "out must be a folder's path")):
+        with pytest.raises(ExperimentError, match=named):
+            exp.report(**kwargs)
+    with pytest.raises(ExperimentError, match="a folder's path, got None"):
+        api.Experiment(None)
     with pytest.raises(SpecError, match="--num-samples must be"):
         api.search("simple_cnn", num_samples=0, storage=str(tmp_path), name="never")
     assert not (tmp_path / "never").exists()
