@@ -175,6 +175,13 @@ def test_a_quoted_number_in_a_config_file_is_refused(value, tmp_path, capsys):
     one_line_error(capsys, "batch_size", value.strip('"'))
 
 
+def test_a_key_written_twice_in_a_config_file_is_refused(tmp_path, capsys):
+    """json keeps the last of two values without a word: which lr did the run use?"""
+    (tmp_path / "row.json").write_text('{"arch": "origin_net", "lr": 0.1, "lr": 0.2}')
+    assert main(["train", "--config", str(tmp_path / "row.json"), "--data-dir", str(tmp_path)]) == 2
+    one_line_error(capsys, "--config", "row.json", "the key 'lr' is written twice")
+
+
 def test_a_config_file_nested_too_deeply_is_one_line(tmp_path, capsys):
     (tmp_path / "deep.json").write_text('{"a": ' + "[" * 5000 + "]" * 5000 + "}")  # a RecursionError in json
     assert main(["train", "--config", str(tmp_path / "deep.json"), "--data-dir", str(tmp_path)]) == 2

@@ -12,6 +12,16 @@ from search.cli.data import DATASET_FLAG_HELP
 RESUME_MAY_CHANGE = ("epochs", "device", "data_dir", "checkpoint_every", "compile", "latency_batch")
 
 
+def _unique_keys(pairs: list) -> dict:
+    """A JSON object whose key is written twice is refused (json keeps the last without a word)."""
+    seen = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise ValueError(f"the key {key!r} is written twice")
+        seen.add(key)
+    return dict(pairs)
+
+
 def _train_config(args) -> dict:
     from trainables.config import validate_value
 
@@ -19,7 +29,7 @@ def _train_config(args) -> dict:
     if args.config:
         path = Path(args.config)
         try:
-            loaded = json.loads(path.read_text())
+            loaded = json.loads(path.read_text(), object_pairs_hook=_unique_keys)
         except (OSError, ValueError) as e:
             raise CliError(f"--config {args.config!r}: {e}") from None
         except RecursionError:
