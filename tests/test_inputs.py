@@ -115,7 +115,7 @@ def test_an_image_folder_with_one_split_says_which_is_missing(only, tmp_path, ca
 def test_data_smaller_than_the_validation_split_is_one_line_in_data(tmp_path, capsys):
     root = make_image_folder(tmp_path / "imgs", per_class=4)  # 12 training images, default val_size 5,000
     assert main(["data", "--data-dir", str(root), "--no-download"]) == 2
-    one_line_error(capsys, "val_size 5000", "12 training images")
+    one_line_error(capsys, "val_size 5000", "12 training images", "e.g. --val-size 2")  # this command's flag
 
 
 def test_data_smaller_than_the_validation_split_is_refused_by_search_before_ray(tmp_path, capsys):

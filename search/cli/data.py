@@ -9,12 +9,15 @@ DATASET_FLAG_HELP = ("cifar10 (default), cifar100, fashion_mnist, mnist, kmnist,
 
 
 def cmd_data(args) -> int:
-    from trainables.data import load_dataset
+    from trainables.data import DataError, load_dataset
 
     if args.val_size < 0:
         raise CliError(f"--val-size must be >= 0, got {args.val_size}")
     ds = load_dataset(args.data_dir, args.dataset, download=not args.no_download)
-    summary = ds.summary(args.val_size)
+    try:
+        summary = ds.summary(args.val_size)
+    except DataError as e:  # its hint is the trial config's spelling; this command's flag is --val-size
+        raise CliError(str(e).replace("--set val_size=", "--val-size ")) from None
     if args.json:
         emit_json(summary)
         return 0
