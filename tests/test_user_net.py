@@ -163,6 +163,19 @@ def test_entry_point_net_is_found_through_importlib_metadata(nets, monkeypatch):
     assert set(spec.options) == {"dropout", "norm"}
 
 
+def test_a_broken_entry_point_is_named_as_typed(nets, monkeypatch, capsys):
+    """The error named only the entry point's target ('nomodule_xyz:Net'), not the name the user typed."""
+    from search.cli import main
+
+    dist = nets["site"] / "broken-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[cifar_tune.nets]\nbroken_net = nomodule_xyz:Net\n")
+    monkeypatch.syspath_prepend(str(nets["site"]))
+    assert main(["search", "--arch", "broken_net", "--storage", str(nets["site"].parent / "r")]) == 2
+    one_line_error(capsys, "--arch broken_net (an entry point of cifar_tune.nets)", "no module named 'nomodule_xyz'")
+
+
 def test_archs_lists_installed_entry_point_nets(nets, monkeypatch, capsys):
     import json
 

@@ -121,7 +121,7 @@ def resolve_arch(text: str, *, sha256: str | None = None, name: str | None = Non
         name = name or text
     else:
         ref = text
-    what = "--arch"
+    what = f"--arch {text} (an entry point of {NET_GROUP}):" if entry_point else "--arch"
     resolved = plugins.absolute_ref(ref, what)
     name = name or resolved.rpartition(":")[2].split(".")[-1]
     if not _NAME.match(name):
