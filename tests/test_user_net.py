@@ -188,6 +188,13 @@ def test_archs_lists_installed_entry_point_nets(nets, monkeypatch, capsys):
     assert rows["ep_tiny"]["report"] == "entry point epnets.models:build" and "error" not in rows["ep_tiny"]
     assert rows["ep_tiny"]["params"] == count_params(create_model("ep_tiny")) > 0
     assert main(["archs"]) == 0 and "ep_tiny" in capsys.readouterr().out
+    # an entry point named like a repo net can never be chosen: listed with that said, not left out without a word
+    (nets["site"] / "epnets-0.1.dist-info" / "entry_points.txt").write_text(
+        "[cifar_tune.nets]\nep_tiny = epnets.models:build\nsimple_cnn = epnets.models:build\n")
+    assert main(["archs", "--json"]) == 0
+    shadowed = [r for r in json.loads(capsys.readouterr().out) if r["report"] == "entry point epnets.models:build"
+                and r["name"] == "simple_cnn"]
+    assert len(shadowed) == 1 and "never reaches the entry point" in shadowed[0]["error"]
 
 
 def test_changed_file_is_refused_where_a_record_names_it(nets, monkeypatch):

@@ -46,8 +46,12 @@ def installed_nets(known: list[dict]) -> list[dict]:
     from trainables.plugins import entry_points
 
     points = entry_points(NET_GROUP)
-    rows = []
-    for name in [n for n in list_user_nets() if n in points and n not in {r["name"] for r in known}]:
+    ours = {r["name"] for r in known}
+    rows = [{"name": name, "report": f"entry point {points[name].value}", "params": None, "defaults": {},
+             "published": {}, "description": "", "options": [],
+             "error": f"the repo's own net {name!r} has this name, so --arch {name} never reaches the entry point; "
+                      f"rename it"} for name in sorted(set(points) & ours)]  # shadowed: said once, here
+    for name in [n for n in list_user_nets() if n in points and n not in ours]:
         row = {"name": name, "report": f"entry point {points[name].value}", "params": None, "defaults": {},
                "published": {}, "description": "", "options": []}
         try:
