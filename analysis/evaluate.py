@@ -363,7 +363,7 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
             svm_ref = ray.remote(num_cpus=1)(_svm).remote(
                 data_ref, test_ref, {"subset": svm_subset, "k": svm_k,
                                      "val_size": fixed.get("val_size", 5000)}) if svm_subset else None
-            started_at, finished = time.monotonic(), 0
+            started_at, trained = time.monotonic(), 0  # epochs this command trained (not a resumed run's earlier)
             while pending:  # each run is saved the moment it ends: a killed evaluation loses only running ones
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 i = pending.pop(ready[0])
@@ -371,11 +371,12 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
                 # ledger first: a run saved (and so never scored again) always has its record
                 ledgered(retrains[i][0], retrains[i][1], done[i], done[i].get("train_images"))
                 _save_run(exp.path, retrains[i][1], done[i])
-                finished += 1
+                trained += max(1, (done[i].get("epochs") or 0) - (done[i].get("resumed_at_epoch") or 0))
                 if progress:
                     info = retrains[i][0]
-                    # runs go in parallel, so the ETA is the wall time per finished run so far x the runs left
-                    eta = (time.monotonic() - started_at) / finished * len(pending)
+                    # wall time per epoch trained so far (runs in parallel share it) x the epochs the runs left train
+                    left = sum(retrains[j][1].get("epochs") or 0 for j in pending.values())
+                    eta = (time.monotonic() - started_at) / trained * left
                     resumed = done[i].get("resumed_at_epoch")
                     progress(f"evaluate: run {len(done)}/{len(retrains)} done ({info['arch']} #{info['rank']} seed "
                              f"{info['seed']}, {done[i].get('epochs')} epochs, {done[i]['train_seconds']:.0f} s"
