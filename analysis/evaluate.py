@@ -36,7 +36,7 @@ from analysis.stats import mean_ci, paired_comparison
 from analysis.tables import fmt_ci, grid_points, ranked
 from trainables import ledger
 from trainables.config import METRIC, is_count
-from trainables.experiment import without_test_split, write_json
+from trainables.experiment import data_change, without_test_split, write_json
 
 TRAIN_ON = ("train", "trainval")
 
@@ -275,11 +275,10 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
     from trainables.data import load_dataset
 
     data = load_dataset(fixed.get("data_dir"), fixed.get("dataset", "cifar10"))
-    searched_on = (exp.record.get("data") or {}).get("checksum")
-    if searched_on and searched_on != data.checksum:  # its test split would be another's, and its ledger too
-        raise ValueError(f"the data changed since the search (sha256 {searched_on[:12]}..., now "
-                         f"{data.checksum[:12]}... in {data.source}): restore the original files; a search is scored "
-                         f"on the data it ran on")
+    changed = data_change(exp.record, data)
+    if changed:  # its test split would be another's, and its ledger too
+        raise ValueError(f"the data changed since the search ({changed}): restore the original files; a search is "
+                         f"scored on the data it ran on")
     if svm_subset:  # before the final runs: a bad --svm-k found after them costs their hours
         from trainables.svm import check_svm
 

@@ -189,15 +189,16 @@ class Experiment:
         from trainables.objectives import OBJECTIVES
 
         df = self.trials
-        direction = OBJECTIVES[metric][0] if isinstance(metric, str) and metric in OBJECTIVES else \
-            "min" if isinstance(metric, str) and metric.endswith("_loss") else \
-            "max" if isinstance(metric, str) and metric.endswith("_accuracy") else None
+        direction = None
+        if isinstance(metric, str):  # an objective's own direction; a loss goes down, an accuracy up
+            direction = OBJECTIVES[metric][0] if metric in OBJECTIVES else \
+                "min" if metric.endswith("_loss") else "max" if metric.endswith("_accuracy") else None
         if direction is None or metric not in df.columns:
             metrics = [c for c in df.columns if c in OBJECTIVES or c.endswith(("_loss", "_accuracy"))]
             raise SpecError(f"best: {metric!r} is not a metric of the trials (metrics: {', '.join(metrics)})")
         df = df[df[metric].notna()]
-        pick = df.groupby("arch")[metric].idxmin() if direction == "min" else df.groupby("arch")[metric].idxmax()
-        return df.loc[pick].reset_index(drop=True)
+        by_arch = df.groupby("arch")[metric]
+        return df.loc[by_arch.idxmin() if direction == "min" else by_arch.idxmax()].reset_index(drop=True)
 
     def evaluate(self, top_k: int = 3, repeats: int = 5, train_on: str = "train", epochs: int | None = None,
                  train_images: int | None = None, archs: list[str] | None = None, trials: list[str] | None = None,

@@ -16,8 +16,9 @@ from pathlib import Path
 from search.spec import RESUME_FIXED, ExperimentSpec, SpecError, resume_conflict
 from trainables.compat import check_reachable
 from trainables.config import ARCH_KWARGS, METRIC, MODE
-from trainables.experiment import (LOCK_FILE, OPTUNA_DB, SPEC_FILE, ExperimentLock, ExperimentLocked, restoring,
-                                  sqlite_url, study_name, unreadable_study, without_test_split, write_json)
+from trainables.experiment import (LOCK_FILE, OPTUNA_DB, SPEC_FILE, ExperimentLock, ExperimentLocked, data_change,
+                                  restoring, sqlite_url, study_name, unreadable_study, without_test_split,
+                                  write_json)
 
 
 def trial_dirname(trial) -> str:
@@ -513,11 +514,10 @@ def run_search(spec: ExperimentSpec, resume: bool = False, callbacks=()):
     warm = {} if resume else warm_start_trials(spec)
     if spec.optuna_storage:  # a database given by URL must be reachable now, not after Ray started
         check_study_storage(spec.optuna_storage)
-    if resume:  # trials resumed on other data than they started on would mix two experiments
-        started_on = json.loads((exp_dir / SPEC_FILE).read_text()).get("data", {}).get("checksum")
-        if started_on and started_on != data.checksum:
-            raise SpecError(f"--resume: the data changed since the experiment started (sha256 {started_on[:12]}..., "
-                            f"now {data.checksum[:12]}... in {data.source}); restore the original files")
+    changed = data_change(json.loads((exp_dir / SPEC_FILE).read_text()), data) if resume else None
+    if changed:  # trials resumed on other data than they started on would mix two experiments
+        raise SpecError(f"--resume: the data changed since the experiment started ({changed}); restore the original "
+                        f"files")
     created = not exp_dir.exists()
     try:
         lock = ExperimentLock(exp_dir, "cifar-tune search" + (" --resume" if resume else "")).acquire()

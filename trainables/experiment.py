@@ -198,6 +198,16 @@ def without_test_split(data):
     return dataclasses.replace(data, test_x=data.test_x[:0], test_y=data.test_y[:0])
 
 
+def data_change(record: dict, data) -> str | None:
+    """How ``data`` differs from the data spec.json's ``record`` says the experiment ran on ("sha256 <then>..., now
+    <now>... in <source>"), or None when it is the same (or the record names none). A search resumed, or scored,
+    on other data would mix two experiments and file its test-split uses under another data's ledger."""
+    then = (record.get("data") or {}).get("checksum")
+    if not then or then == data.checksum:
+        return None
+    return f"sha256 {then[:12]}..., now {data.checksum[:12]}... in {data.source}"
+
+
 # --------------------------------------------------------------------------------------------- disk full
 
 def free_space(path: str | os.PathLike) -> str:
