@@ -144,3 +144,19 @@ def test_every_command_stops_on_sigterm_in_one_line_and_puts_the_handler_back(tm
         assert signal.getsignal(signal.SIGTERM) is caller
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def test_a_search_stopped_before_it_started_says_nothing_was_written(tmp_path, capsys, monkeypatch):
+    """A Ctrl-C while a new search still validates (here: the storage check) leaves nothing to resume: its line
+    says so instead of naming a --resume that would answer "no experiment there"."""
+    import search.tuner
+    from search.cli import main
+
+    def stopped(storage):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(search.tuner, "check_storage", stopped)
+    assert main(["search", "--arch", "origin_net", "--storage", str(tmp_path / "r"), "--name", "x"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["cifar-tune search: interrupted (SIGINT); nothing was written (the search had not started)"], err
+    assert not (tmp_path / "r" / "x").exists()

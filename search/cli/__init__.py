@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
 
             signum = stop_signal(e)
             then = getattr(args, "resume_command", None)
-            print(f"cifar-tune {args.command}: interrupted ({signal.Signals(signum).name})"
-                  + (f"; finish it with: {then}" if then else ""), file=sys.stderr)
+            said = f"; finish it with: {then}" if then else getattr(args, "interrupted", "")  # e.g. search's
+            print(f"cifar-tune {args.command}: interrupted ({signal.Signals(signum).name}){said}", file=sys.stderr)
             return 128 + signum
         except Exception as e:  # a full disk anywhere (results, checkpoints, optuna.db, report): one line, not 500
             full = e if isinstance(e, DiskFull) else disk_full_cause(e)

@@ -9,7 +9,7 @@ from pathlib import Path
 from search.cli.common import DiskFull, add_set, assignments, comma_list
 from search.spec import (NAME, PLAN_SAMPLER, ExperimentSpec, SpecError, check_name_fits, refuse_blank_objectives,
                          resume_conflict)
-from trainables.experiment import disk_full_cause
+from trainables.experiment import SPEC_FILE, disk_full_cause
 
 
 # Options of `search` that are ExperimentSpec fields of the same name. Their parser default is None, so that one
@@ -161,6 +161,11 @@ def cmd_search(args) -> int:
     except SearchInterrupted as e:
         return interrupted_exit(e, "cifar-tune search", f"{e.unfinished} trial(s) unfinished, the experiment state "
                                 "is saved", args.resume_command)
+    except BaseException:  # a Ctrl-C or a full disk before a new search wrote its spec: nothing there to resume
+        if not args.resume and not (Path(spec.experiment_dir) / SPEC_FILE).is_file():
+            args.resume_command = None
+            args.interrupted = "; nothing was written (the search had not started)"
+        raise
     errors = [r.error for r in results if r.error is not None]
     full = next((c for c in map(disk_full_cause, errors) if c is not None), None)
     if full is not None:  # trials lost to a full disk: not a result, whatever the others did; --resume retries them
