@@ -39,6 +39,7 @@ from trainables.config import METRIC, is_count
 from trainables.experiment import data_change, without_test_split, write_json
 
 TRAIN_ON = ("train", "trainval")
+SVM_ARCH = "svm_pca"  # the SVM baseline's name in the ledger and the record (not a net of the registry)
 
 
 # --------------------------------------------------------------------------------------------- inside a Ray task
@@ -212,9 +213,9 @@ def _init_ray(address: str | None, spec: dict | None = None) -> bool:
     return True
 
 
-def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, train_on: str = "train",
+def evaluate_experiment(exp_dir: str | Path, top_k: int | None = None, repeats: int = 5, train_on: str = "train",
                         epochs: int | None = None, archs: list[str] | None = None, svm_subset: int = 0,
-                        svm_k: int = 448, address: str | None = None, progress=None, pareto: bool = False,
+                        svm_k: int | None = None, address: str | None = None, progress=None, pareto: bool = False,
                         trials: list[str] | None = None, train_images: int | None = None,
                         command: str | None = None, cpus_per_run: int = 1) -> dict:
     """Run the final evaluation of an experiment (see the module docstring); returns and saves the results.
@@ -223,7 +224,11 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
     included); a later evaluation of the same config takes the saved run instead of training and testing it again,
     so an interrupted evaluation continues where it stopped and each run meets the test split once. A run killed
     while it trains continues from its last finished epoch (``_retrain``; the state stays on this machine).
-    ``progress``: called with a line of text as runs end.
+    ``top_k``: configs per net, ranked by validation accuracy (None: 3); not with ``pareto`` or ``trials``, which
+    choose the configs themselves.
+    ``svm_subset``: also fit report 000's SVM on that many training images (0: no SVM); ``svm_k``: its PCA
+    components (None: 448, the report's), only with ``svm_subset``.
+    ``progress``: called with a line of text as runs end (None: nothing said).
     ``pareto``: retrain the members of the experiment's Pareto front (``analysis.pareto``) instead of each net's
     top-k; each keeps its per-net validation rank as its label.
     ``trials``: retrain exactly these trials (ids as in ``report``), e.g. the front members a user picked.
@@ -235,9 +240,15 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
     """
     if train_on not in TRAIN_ON:
         raise ValueError(f"--train-on must be one of {', '.join(TRAIN_ON)}, got {train_on!r}")
-    for name, value, low in (("--top-k", top_k, 1), ("--repeats", repeats, 1), ("--svm-subset", svm_subset, 0)):
+    for name, value, low in (("--top-k", 3 if top_k is None else top_k, 1), ("--repeats", repeats, 1),
+                             ("--svm-subset", svm_subset, 0), ("--svm-k", 1 if svm_k is None else svm_k, 1)):
         if not is_count(value, low):
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if svm_k is not None and not svm_subset:  # no SVM is fitted without a subset: the k would be dropped unsaid
+        raise ValueError(f"--svm-k {svm_k} is the SVM's PCA components, and there is no SVM without --svm-subset N: "
+                         f"give --svm-subset too, or leave --svm-k out")
+    if progress is not None and not callable(progress):
+        raise ValueError(f"progress must be a function called with each line of text, or None, got {progress!r}")
     if epochs is not None and not is_count(epochs, 1):
         raise ValueError(f"--epochs must be an integer >= 1, got {epochs!r}")
     if train_images is not None and not is_count(train_images, 1):
@@ -254,6 +265,19 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
         raise ValueError(f"--pareto is true or false, got {pareto!r}")
     if trials is not None and pareto:
         raise ValueError("--trials and --pareto choose the configs two ways: give one of them")
+    if top_k is not None and (trials is not None or pareto):  # it would be ignored: they choose the configs
+        raise ValueError(f"--top-k {top_k} and {'--trials' if trials is not None else '--pareto'} choose the configs "
+                         f"two ways: give one of them")
+    for flag, names in (("--archs", archs), ("--trials", trials)):
+        twice = sorted({n for n in names or [] if names.count(n) > 1})
+        if twice:  # a typo, or a paste: once each is what runs
+            raise ValueError(f"{flag} {','.join(names)}: {', '.join(twice)} named twice")
+    ledger.check_writable()  # every scoring below is recorded: a ledger that cannot be written is said before them
+    top_k = 3 if top_k is None else top_k
+    if svm_k is None:
+        from trainables.svm import DEFAULTS as SVM_DEFAULTS
+
+        svm_k = SVM_DEFAULTS["k"]
     exp = load(exp_dir)
     unknown = sorted(set(archs or []) - set(exp.spec["archs"]))
     if unknown:
@@ -384,7 +408,7 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
             results += [done[i] for i in range(len(retrains))]
             svm = ray.get(svm_ref) if svm_ref is not None else None
             if svm is not None:
-                ledgered({"arch": "svm_pca", "seed": 0}, {"arch": "svm_pca", "subset": svm_subset, "k": svm_k}, svm,
+                ledgered({"arch": SVM_ARCH, "seed": 0}, {"arch": SVM_ARCH, "subset": svm_subset, "k": svm_k}, svm,
                          svm.get("train_images", svm_subset))
         finally:
             if started:
@@ -412,7 +436,8 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int = 3, repeats: int = 5, t
 
     record = {"experiment": str(Path(exp_dir).resolve()), "created": _dt.datetime.now().isoformat(timespec="seconds"),
               "mode": "grid checkpoints" if grid_mode else "retrain", "train_on": "train" if grid_mode else train_on,
-              "top_k": top_k, "pareto": pareto, "trials": trials, "repeats": repeats, "epochs": epochs,
+              "top_k": None if pareto or trials is not None else top_k, "pareto": pareto, "trials": trials,
+              "repeats": repeats, "epochs": epochs,
               "classes": list(data.classes),
               "test_images": int(len(test[1])), "results": [] if grid_mode else summaries,
               "grid": summaries if grid_mode else [], "train_images": train_images, "train_draw": draw}

@@ -78,13 +78,59 @@ def read_json(exp: Path, name: str, what: str, keys: dict | None = None) -> dict
     return record
 
 
-_KINDS = {dict: "an object", list: "a list", str: "a string", int: "an integer", object: "a value"}
+_KINDS = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number", bool: "a boolean",
+          object: "a value"}
+NUMBER = (int, float)  # a JSON number (a bool is not one)
 
 
 def _shape(value) -> str:
     if value is None or isinstance(value, bool):
         return json.dumps(value)
     return next(name for kind, name in _KINDS.items() if isinstance(value, kind))
+
+
+class Maybe:
+    """A shape for :func:`shape_problem`: null, or ``shape``."""
+
+    def __init__(self, shape):
+        self.shape = shape
+
+
+def shape_problem(value, shape, where: str = "") -> str | None:
+    """What keeps ``value`` (parsed JSON) from having ``shape``, naming the place (``'archs.origin_net.bands'``),
+    or None. A shape is a type or a tuple of types (a bool is neither an int nor a number), ``Maybe(shape)`` (null
+    or ``shape``), a dict (an object with those keys, each of its shape; the key ``"*"``: every value) or
+    ``[shape]`` (a list, every item of that shape). Extra keys are allowed: a newer writer may add some."""
+    if isinstance(shape, Maybe):
+        return None if value is None else shape_problem(value, shape.shape, where)
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            return _not_a(value, dict, where)
+        for key, inner in shape.items():
+            if key != "*" and key not in value:
+                return f"no {_at(where, key)!r} key"
+            for k, v in (value.items() if key == "*" else [(key, value[key])]):
+                problem = shape_problem(v, inner, _at(where, str(k)))
+                if problem:
+                    return problem
+        return None
+    if isinstance(shape, list):
+        if not isinstance(value, list):
+            return _not_a(value, list, where)
+        return next((p for i, item in enumerate(value) if (p := shape_problem(item, shape[0], f"{where}[{i}]"))),
+                    None)
+    kinds = shape if isinstance(shape, tuple) else (shape,)
+    if not isinstance(value, kinds) or isinstance(value, bool) and bool not in kinds:
+        return _not_a(value, float if set(kinds) == set(NUMBER) else kinds[0], where)
+    return None
+
+
+def _at(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _not_a(value, kind, where: str) -> str:
+    return f"{(where or 'the record')!r} is {_shape(value)}, not {_KINDS[kind]}"
 
 
 def experiment_path(exp_dir: str | Path) -> Path:
@@ -183,9 +229,11 @@ def load_trials(exp_dir: str | Path) -> list[dict]:
     return out
 
 
-def scheduler_record(exp: Path, spec: dict) -> dict | None:
+def scheduler_record(exp: Path, spec: dict, check=None) -> dict | None:
     """The scheduler's record of the experiment (its JSON file), None when it has none (--scheduler none, or a
-    search killed before the first decision); a half-written one is an ExperimentError."""
+    search killed before the first decision); a half-written one is an ExperimentError. ``check``: a further test
+    of the record (what the scheduler itself reads back on resume), raising ValueError; its message goes into the
+    ExperimentError."""
     scheduler = spec.get("scheduler")
     if scheduler == "hyperband":
         name, what = HYPERBAND_FILE, "HyperBand state"
@@ -193,6 +241,9 @@ def scheduler_record(exp: Path, spec: dict) -> dict | None:
     elif scheduler == "pbt":
         name, what = PBT_FILE, "PBT state"
         record = read_json(exp, name, what, {"population": list, "exploits": list})
+        problem = record and shape_problem(record, {"population": [{"trial_id": Maybe(str), "config": dict}]})
+        if problem:  # each member's initial config is read by load_trials
+            raise ExperimentError(f"{what} {str(exp / name)!r} is corrupt: {problem}")
     else:
         name, what = ASHA_FILE, "ASHA state"
         record = read_json(exp, name, what, {"rungs": dict, "stops": list})
@@ -204,6 +255,11 @@ def scheduler_record(exp: Path, spec: dict) -> dict | None:
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
         raise ExperimentError(f"{what} {str(exp / name)!r} is corrupt: not the record the scheduler writes "
                               f"({type(e).__name__}: {e})") from None
+    if record is not None and check is not None:
+        try:
+            check(record)
+        except ValueError as e:
+            raise ExperimentError(f"{what} {str(exp / name)!r} is corrupt: {e}") from None
     return record
 
 

@@ -59,8 +59,7 @@ def _typed(key: str, value, action: argparse.Action):
     if key in ("arch", "objectives") and isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
         return ",".join(value)
     if action.nargs == 0 and action.const is True:  # a store_true flag
-        if not isinstance(value, bool):
-            raise SpecError(f"search: {key}={value!r}: True or False")
+        _booleans("search", SpecError, **{key: value})
         return value
     if action.type in (int, float):
         if isinstance(value, bool) or not isinstance(value, int if action.type is int else (int, float)):
@@ -70,6 +69,15 @@ def _typed(key: str, value, action: argparse.Action):
         listed = " or a list of strings" if key in ("arch", "objectives") else ""
         raise SpecError(f"search: {key}={value!r}: a string{listed}")
     return os.fspath(value)
+
+
+def _booleans(where: str, error: type[Exception], **flags) -> None:
+    """Each of ``flags`` a bool, or ``error`` naming it: a yes/no keyword of the API takes True or False only (the
+    string "no" is truthy: taken as True, it did the opposite of what it said). Every bool keyword goes through
+    here."""
+    for key, value in flags.items():
+        if not isinstance(value, bool):
+            raise error(f"{where}: {key}={value!r}: True or False")
 
 
 def _meant(key: str, value, known: set[str]) -> str:
@@ -200,26 +208,34 @@ class Experiment:
         by_arch = df.groupby("arch")[metric]
         return df.loc[by_arch.idxmin() if direction == "min" else by_arch.idxmax()].reset_index(drop=True)
 
-    def evaluate(self, top_k: int = 3, repeats: int = 5, train_on: str = "train", epochs: int | None = None,
+    def evaluate(self, top_k: int | None = None, repeats: int = 5, train_on: str = "train", epochs: int | None = None,
                  train_images: int | None = None, archs: list[str] | None = None, trials: list[str] | None = None,
-                 pareto: bool = False, address: str | None = None, progress=None, cpus_per_run: int = 1):
+                 pareto: bool = False, address: str | None = None, progress=None, cpus_per_run: int = 1,
+                 svm_subset: int = 0, svm_k: int | None = None):
         """Retrain each net's top configs ``repeats`` times and score them once on the test split (each config one
-        use in the test-split ledger); as ``cifar-tune evaluate``. Returns a DataFrame, one row per config:
-        test accuracy and weighted F1 means with their 95% CI; the whole record is in ``self.evaluation``."""
+        use in the test-split ledger); as ``cifar-tune evaluate``, each keyword its flag (``top_k``: ``--top-k``,
+        default 3, not with ``pareto`` or ``trials``; ``svm_subset``: also fit report 000's SVM on that many
+        training images, its PCA components ``svm_k``, default 448). ``progress``: a function called with each line
+        of text as runs end, or None. Returns a DataFrame, one row per config: test accuracy and weighted F1 means
+        with their 95% CI; the whole record (the SVM's too) is in ``self.evaluation``."""
         import pandas as pd
 
         from analysis.evaluate import evaluate_experiment
 
         from analysis.load import ExperimentError
+        from search.spec import check_address
         from trainables.config import ConfigError
 
         if isinstance(archs, str) or isinstance(trials, str):  # a str is a list of letters to the checks below
             raise ExperimentError(f"evaluate: archs / trials are lists of names, got {archs or trials!r}")
+        _booleans("evaluate", ExperimentError, pareto=pareto)
+        check_address(address)
         try:
             record = holding_lock(str(self.path), "cifar-tune api evaluate", lambda: evaluate_experiment(
                 self.path, top_k=top_k, repeats=repeats, train_on=train_on, epochs=epochs, train_images=train_images,
                 archs=archs, trials=trials, pareto=pareto, address=address, progress=progress,
-                cpus_per_run=cpus_per_run, command=f"search.api evaluate({str(self.path)!r})"))
+                cpus_per_run=cpus_per_run, svm_subset=svm_subset, svm_k=svm_k,
+                command=f"search.api evaluate({str(self.path)!r})"))
         except ValueError as e:  # as the CLI: evaluate's refusals of its arguments are ValueErrors
             if isinstance(e, ConfigError):  # one of the documented four already
                 raise
@@ -235,14 +251,18 @@ class Experiment:
 
     @property
     def evaluation(self) -> dict | None:
-        """The saved evaluation record (evaluation.json), or None before any evaluation."""
-        from analysis.load import read_evaluation
+        """The saved evaluation record (evaluation.json), or None before any evaluation; ExperimentError, as every
+        other property, where the folder is not an experiment."""
+        from analysis.load import load_spec, read_evaluation
 
+        load_spec(self.path)
         return read_evaluation(self.path)
 
     def report(self, out: str | Path | None = None, top_k: int = 3, without_study: bool = False) -> Path:
         """Write the tables and the HTML report (default into EXP/report); returns the HTML file's path."""
+        from analysis.load import ExperimentError
         from analysis.report import REPORT_DIR, REPORT_FILE, write_report
 
+        _booleans("report", ExperimentError, without_study=without_study)
         write_report(self.path, out=out, top_k=top_k, quiet=True, without_study=without_study)
         return (Path(out) if out else self.path / REPORT_DIR) / REPORT_FILE

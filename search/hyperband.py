@@ -27,7 +27,9 @@ from pathlib import Path
 
 from ray.tune.schedulers import FIFOScheduler, HyperBandScheduler, TrialScheduler
 
+from analysis.load import NUMBER, Maybe, shape_problem
 from search.scheduler import TIME_ATTR, PersistedRungs
+from search.spec import MAX_BRACKETS, hyperband_brackets
 from trainables.compat import (controller_view, hyperband_adopt, hyperband_bracket, hyperband_forget_result,
                                hyperband_restore, hyperband_snapshot, hyperband_trials)
 from trainables.config import METRIC, MODE, is_count
@@ -43,9 +45,8 @@ def brackets(max_t: int, reduction_factor: float) -> list[list[int]]:
     >>> brackets(9, 3)
     [[9], [3, 9], [1, 3, 9]]
     """
-    s_max_1 = int(round(math.log(max_t) / math.log(reduction_factor))) + 1
     out = []
-    for s in range(s_max_1):
+    for s in range(hyperband_brackets(max_t, reduction_factor)):
         r = int(max_t * reduction_factor ** (-s))
         if r == 0:
             continue
@@ -63,7 +64,7 @@ def bracket_sizes(max_t: int, reduction_factor: float) -> list[int]:
     >>> bracket_sizes(2, 2), bracket_sizes(9, 3)
     ([2, 2], [3, 5, 9])
     """
-    s_max_1 = int(round(math.log(max_t) / math.log(reduction_factor))) + 1
+    s_max_1 = hyperband_brackets(max_t, reduction_factor)
     return [int(math.ceil(s_max_1 / (s + 1) * reduction_factor ** s)) for s in range(s_max_1)
             if int(max_t * reduction_factor ** (-s)) > 0]
 
@@ -108,6 +109,10 @@ class PerArchHyperBand(PersistedRungs, FIFOScheduler):
             raise ValueError(f"max_t must be an integer >= 1, got {max_t!r}")
         if reduction_factor <= 1:
             raise ValueError(f"reduction_factor must be > 1, got {reduction_factor!r}")
+        count = hyperband_brackets(max_t, reduction_factor)
+        if count > min(max_t, MAX_BRACKETS):  # search.spec says why
+            raise ValueError(f"reduction_factor {reduction_factor!r} makes {count} brackets for max_t {max_t}, more "
+                             f"than {min(max_t, MAX_BRACKETS)}")
         if not archs:
             raise ValueError("archs: at least one architecture is needed")
         self.archs, self.max_t, self.reduction_factor = list(archs), max_t, reduction_factor
@@ -317,9 +322,10 @@ class PerArchHyperBand(PersistedRungs, FIFOScheduler):
 
     def load(self, path: str | os.PathLike) -> None:
         state = json.loads(Path(path).read_text())
-        if (state["max_t"], state["reduction_factor"]) != (self.max_t, self.reduction_factor):
-            raise ValueError(f"{path}: brackets were made for max_t {state['max_t']} and reduction factor "
-                             f"{state['reduction_factor']}, not {self.max_t} and {self.reduction_factor}")
+        try:
+            check_state(state, self.archs, self.max_t, self.reduction_factor)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
         self.restoring = {}
         for arch, snapshot in state["archs"].items():
             if arch in self.schedulers:
@@ -327,6 +333,48 @@ class PerArchHyperBand(PersistedRungs, FIFOScheduler):
                 self.restoring[arch] = hyperband_restore(self.schedulers[arch], snapshot, StandIn)
         self.pauses, self.halvings, self.stops = (list(state[k]) for k in ("pauses", "halvings", "stops"))
         self.to_stop = []
+
+
+# What load() reads of hyperband_state.json (state() writes it; an arch's record is trainables.compat's
+# hyperband_snapshot): checked by check_state before a resume puts any of it back.
+_BRACKET = Maybe({"n": NUMBER, "r": NUMBER, "milestone": NUMBER, "halves": int, "progress": NUMBER,
+                  "live": {"*": Maybe({TIME_ATTR: Maybe(NUMBER), METRIC: Maybe(NUMBER)})}, "all": [str],
+                  "to_unpause": [str], "being_processed": bool})
+_PLACE = [int]
+STATE_SHAPE = {"max_t": NUMBER, "reduction_factor": NUMBER,
+               "archs": {"*": {"bands": [[_BRACKET]], "current": Maybe(_PLACE), "band_idx": int, "num_stopped": int,
+                               "trials": {"*": _PLACE}}},
+               "pauses": [dict], "halvings": [dict],
+               "stops": [{"trial_id": str, "arch": str, "epoch": NUMBER, "bracket": list}]}
+
+
+def check_state(state, archs: list[str], max_t: int, reduction_factor: float) -> None:
+    """Refuse (ValueError saying what and where) a HyperBand record that :meth:`PerArchHyperBand.load` (and Ray's
+    scheduler after it) could not take: another shape than ``state()`` writes, brackets made for another max_t or
+    reduction factor, a band longer than HyperBand's, a trial's place or the current bracket naming no bracket."""
+    problem = shape_problem(state, STATE_SHAPE)
+    if problem:
+        raise ValueError(problem)
+    if (state["max_t"], state["reduction_factor"]) != (max_t, reduction_factor):
+        raise ValueError(f"its brackets were made for max_t {state['max_t']} and reduction factor "
+                         f"{state['reduction_factor']}, not {max_t} and {reduction_factor}")
+    most = hyperband_brackets(max_t, reduction_factor)
+    for arch, snapshot in state["archs"].items():
+        if arch not in archs:
+            continue  # load() leaves it out
+        bands = snapshot["bands"]
+        long = next((i for i, band in enumerate(bands) if len(band) > most), None)
+        if long is not None:
+            raise ValueError(f"'archs.{arch}.bands[{long}]' has {len(bands[long])} brackets; HyperBand makes {most}")
+        if not 0 <= snapshot["band_idx"] < max(len(bands), 1):
+            raise ValueError(f"'archs.{arch}.band_idx' is {snapshot['band_idx']}, but there are {len(bands)} bands")
+        places = {"current": snapshot["current"], **{f"trials.{t}": p for t, p in snapshot["trials"].items()}}
+        for where, place in places.items():
+            if place is None:
+                continue
+            if len(place) != 2 or not 0 <= place[0] < len(bands) or not 0 <= place[1] < len(bands[place[0]]) \
+                    or bands[place[0]][place[1]] is None:
+                raise ValueError(f"'archs.{arch}.{where}' is {place}, which is no bracket of 'archs.{arch}.bands'")
 
 
 def _tell_stopped(controller, trial) -> None:

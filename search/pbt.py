@@ -40,6 +40,7 @@ from pathlib import Path
 
 from ray.tune.schedulers import FIFOScheduler, PopulationBasedTraining, TrialScheduler
 
+from analysis.load import NUMBER, Maybe, shape_problem
 from search.scheduler import TIME_ATTR, PersistedRungs
 from search.spec import PERTURBABLE, perturbable
 from trainables.compat import (controller_view, pbt_next_sync, pbt_perturbations, pbt_trial_times, searcher_trials,
@@ -305,9 +306,10 @@ class PerArchPBT(PersistedRungs, FIFOScheduler):
 
     def load(self, path: str | os.PathLike) -> None:
         state = json.loads(Path(path).read_text())
-        if (state["interval"], state["max_t"]) != (self.interval, self.max_t):
-            raise ValueError(f"{path}: recorded for interval {state['interval']} and max_t {state['max_t']}, not "
-                             f"{self.interval} and {self.max_t}")
+        try:
+            check_state(state, self.archs, self.interval, self.max_t)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
         self.population, self.exploits = list(state["population"]), list(state["exploits"])
         for arch in self.archs:
             self.pbts[arch] = self._new(arch)
@@ -318,6 +320,32 @@ class PerArchPBT(PersistedRungs, FIFOScheduler):
             for row in self.population:
                 self._link(row)
             self.searcher.reconcile()  # the studies are written at once; Tune saved this searcher at fit() start
+
+
+# What load() (and the scheduler after it) reads of pbt_state.json, as state() writes it: checked by check_state
+# before a resume puts any of it back.
+STATE_SHAPE = {"interval": NUMBER, "max_t": NUMBER,
+               "population": [{"key": str, "arch": str, "config": dict, "trial_id": Maybe(str)}],
+               "clock": {"*": {"next_sync": NUMBER, "perturbations": int, "steps": [NUMBER]}},
+               "exploits": [{"trial_id": str, "arch": str, "epoch": NUMBER, "donor": Maybe(str),
+                             "donor_epoch": Maybe(NUMBER), "donor_checkpoint": str, "config": dict}]}
+
+
+def check_state(state, archs: list[str], interval: int, max_t: int) -> None:
+    """Refuse (ValueError saying what and where) a PBT record that :meth:`PerArchPBT.load` could not take: another
+    shape than ``state()`` writes, one recorded for another interval or max_t, a member or exploit of a net that is
+    not in the search."""
+    problem = shape_problem(state, STATE_SHAPE)
+    if problem:
+        raise ValueError(problem)
+    if (state["interval"], state["max_t"]) != (interval, max_t):
+        raise ValueError(f"recorded for interval {state['interval']} and max_t {state['max_t']}, not {interval} "
+                         f"and {max_t}")
+    for key in ("population", "exploits"):
+        stray = next((i for i, row in enumerate(state[key]) if row["arch"] not in archs), None)
+        if stray is not None:
+            raise ValueError(f"'{key}[{stray}].arch' is {state[key][stray]['arch']!r}, not a net of this search "
+                             f"({', '.join(archs)})")
 
 
 def _checkpoint_path(trial) -> str | None:

@@ -49,7 +49,7 @@ from search.reproduce_plans import (NetPlan, OverallEta, ReproductionPlan, estim
                                     hms, list_lines, list_plans, measured_speeds, own_setting, plan_lines,
                                     search_fixed, space_file)
 from search.reproduce_tables import markdown_table
-from search.spec import NAME, PLAN_SAMPLER, ExperimentSpec, SpecError
+from search.spec import NAME, PLAN_SAMPLER, URL, ExperimentSpec, SpecError, default_storage
 from trainables.config import is_count
 from trainables.experiment import OUTCOMES_ENDED, SPEC_FILE, ExperimentLock, ExperimentLocked, write_json
 from trainables.presets import get_preset
@@ -100,19 +100,51 @@ class _Clock:
         return now
 
     def __enter__(self):
+        with self.lock:
+            self.before = self.state.get("wall_seconds", {}).get(self.key[0], {}).get(self.key[1])
+        self.refused = False
+
         def loop():
             last = time.monotonic()
             while not self.stop.wait(self.every):
                 last = self._tick(last)
-            self._tick(last)
+            if self.refused:
+                self._undo()
+            else:
+                self._tick(last)
 
         self.thread = threading.Thread(target=loop, daemon=True)
         self.thread.start()
         return self
 
-    def __exit__(self, *exc):
+    def _undo(self) -> None:
+        """The stage was refused before it started: it adds no wall time (what the clock saved is taken back)."""
+        with self.lock:
+            walls = self.state.get("wall_seconds", {})
+            entry = walls.get(self.key[0], {})
+            if self.before is None:
+                entry.pop(self.key[1], None)
+            else:
+                entry[self.key[1]] = self.before
+            if not entry:
+                walls.pop(self.key[0], None)
+            if not walls:
+                self.state.pop("wall_seconds", None)
+            _write_state(self.root, self.state)
+
+    def __exit__(self, exc_type, *exc):
+        # a refusal (the exact classes: a Ray task's error that wraps one ran first, and its time counts)
+        self.refused = exc_type in _refusals()
         self.stop.set()
         self.thread.join()
+
+
+def _refusals() -> tuple:
+    """The errors a stage is refused with before it runs anything (one line each, exit 2)."""
+    from trainables.config import ConfigError
+    from trainables.data import DataError
+
+    return SpecError, DataError, ConfigError
 
 
 # --------------------------------------------------------------------------------------------- stages
@@ -173,12 +205,16 @@ class _Job:
     repeats: dict  # arch -> seeds of the final runs
     epochs: dict  # arch -> epochs of each final run
     train_images: int | None  # None: all of the split
+    given: dict  # the options as the command gave them (None: left out, the plan's)
 
 
 def _job(report: str, *, storage: str, name: str, repeats: int | None, fixed: dict, archs: list[str] | None,
-         num_samples: int | None, max_epochs: int | None, final_epochs: int | None, train_images, max_concurrent: int
-         ) -> _Job:
+         num_samples: int | None, max_epochs: int | None, final_epochs: int | None, train_images, max_concurrent: int,
+         listing: bool = False) -> _Job:
+    """``listing``: for ``--list``, which reads and loads nothing (``--train-images all`` stays "the whole split")."""
     plan = get_plan(report)
+    given = {"repeats": repeats, "num_samples": num_samples, "max_epochs": max_epochs, "final_epochs": final_epochs,
+             "train_images": train_images}
     if train_images is None:
         train_images = plan.train_images
     elif train_images == "all":
@@ -192,39 +228,73 @@ def _job(report: str, *, storage: str, name: str, repeats: int | None, fixed: di
     nets = [n for n in plan.nets if not archs or n.arch in archs]
     if not nets:
         raise SpecError(f"--archs {','.join(archs)}: no net of {report} ({', '.join(n.arch for n in plan.nets)})")
-    root = Path(storage).expanduser().resolve() / (name or f"reproduce-{report}")
+    root = _root(storage, name or f"reproduce-{report}", nets[0].arch)
     specs = {n.arch: net_spec(plan, n, root, dict(fixed or {}), num_samples, max_epochs, max_concurrent)
              for n in nets}
-    state = _read_state(root)
+    state = {} if listing else _read_state(root)
     if state and state.get("report") != report:
         raise SpecError(f"reproduce: {root} holds a reproduction of {state.get('report')!r}, not {report!r}")
-    if train_images is None and any(s.fixed.get("subset") for s in specs.values()):
+    if train_images is None and not listing and any(s.fixed.get("subset") for s in specs.values()):
         train_images = _whole_split(plan, fixed or {})  # the search's proxy subset must not reach the final runs
+    # --max-epochs is the search's horizon alone: the final runs train the plan's epochs unless --final-epochs
     return _Job(plan, nets, specs, root, repeats={n.arch: repeats or plan.seeds(n) for n in nets},
-                epochs={n.arch: final_epochs or max_epochs or n.final_epochs for n in nets}, train_images=train_images)
+                epochs={n.arch: final_epochs or n.final_epochs for n in nets}, train_images=train_images, given=given)
+
+
+def _root(storage: str, name: str, arch: str) -> Path:
+    """The reproduction's folder, ``name`` inside ``storage``; ``storage`` refused as ``search`` refuses its
+    --storage (a file, a name the filesystem cannot hold: ``search.spec.ExperimentSpec``'s checks, on a spec of
+    that folder), and a URL (the record and its searches live in a folder here)."""
+    if URL.match(storage):
+        raise SpecError(f"--storage {storage!r}: reproduce keeps its searches and record in a folder on this "
+                        f"machine; give a directory")
+    return Path(ExperimentSpec(archs=[arch], storage=storage, name=name).experiment_dir)
+
+
+def _split_size(plan: ReproductionPlan, fixed: dict, data) -> int:
+    """Images in the split the final runs draw from."""
+    val = 0 if plan.train_on == "trainval" else int({**plan.settings, **fixed}.get("val_size", 5000))
+    return int(len(data.split_indices(val)[0]))
 
 
 def _whole_split(plan: ReproductionPlan, fixed: dict, download: bool = True) -> int:
     """Images in the split the final runs draw from (for ``--train-images all`` after a search on a subset)."""
     from trainables.data import load_dataset
 
-    data = load_dataset(fixed.get("data_dir"), fixed.get("dataset", "cifar10"), download=download)
-    val = 0 if plan.train_on == "trainval" else int({**plan.settings, **fixed}.get("val_size", 5000))
-    return int(len(data.split_indices(val)[0]))
+    return _split_size(plan, fixed, load_dataset(fixed.get("data_dir"), fixed.get("dataset", "cifar10"),
+                                                 download=download))
 
 
-def _check_train_images(plan: ReproductionPlan, fixed: dict, train_images: int) -> None:
+def _check_train_images(plan: ReproductionPlan, fixed: dict, train_images: int, data=None) -> None:
     """More images than the final runs' split holds: refused now, not hours later after the searches. Only where
-    the data is here already (nothing is downloaded for a check; the search says itself when it has no data)."""
+    the data is here already (nothing is downloaded for a check; ``_check_data`` checks again once it is)."""
     from trainables.data import DataError
 
     try:
-        whole = _whole_split(plan, fixed, download=False)
+        whole = _whole_split(plan, fixed, download=False) if data is None else _split_size(plan, fixed, data)
     except DataError:
         return
     if train_images > whole:
         raise SpecError(f"--train-images {train_images}: the split {plan.report}'s final runs draw from has "
                         f"{whole:,} images")
+
+
+def _check_data(job: _Job) -> None:
+    """The data every stage of ``job`` reads, found (or downloaded, as a search would) and fitting each net's search
+    and the final runs, before the plan is printed or anything is written: a stage refused after that would have
+    left a record and wall time for nothing. The searches' own checks (``search.tuner``), reused."""
+    from search.tuner import check_data_fits, load_data, load_spaces
+    from trainables.ledger import check_writable
+
+    check_writable()  # the final runs' scorings are ledgered: a folder that cannot take them is refused now
+    data = load_data(job.specs[job.nets[0].arch])  # data_dir and dataset: the user's --data-dir / --set, every net's
+    for net in job.nets:
+        spec = job.specs[net.arch]
+        check_data_fits(spec, data, load_spaces(spec))
+        if job.train_images is not None:
+            _check_train_images(job.plan, spec.fixed, job.train_images, data)
+        else:
+            _split_size(job.plan, spec.fixed, data)  # the final runs' split exists (raises DataError naming it)
 
 
 def _estimates(job: _Job, speeds: dict) -> dict:
@@ -242,20 +312,19 @@ def run_reproduction(report: str, *, storage: str, name: str = "", repeats: int 
 
     ``train_images``: images per final run; None: the report's (``plan.train_images``); ``"all"``: the whole split
     (the behaviour before the fair protocol, recorded as such). ``max_concurrent``: trials of a search at once
-    (0: as many as the machine holds), recorded in each search's spec like every other flag."""
+    (0: as many as the machine holds), recorded in each search's spec like every other flag. ``max_epochs``: the
+    searches' horizon; the final runs train ``final_epochs`` (None: the plan's)."""
     return run_reproductions([report], storage=storage, name=name, repeats=repeats, fixed=fixed, archs=archs,
                              num_samples=num_samples, max_epochs=max_epochs, final_epochs=final_epochs,
                              train_images=train_images, max_concurrent=max_concurrent,
                              searches_only=searches_only, log=log)[0]
 
 
-def run_reproductions(reports: list[str], *, storage: str, name: str = "", repeats: int | None = None,
-                      fixed: dict | None = None, archs: list[str] | None = None, num_samples: int | None = None,
-                      max_epochs: int | None = None, final_epochs: int | None = None,
-                      train_images: int | str | None = None, max_concurrent: int = 0, searches_only: bool = False,
-                      log=print) -> list[dict | None]:
-    """``run_reproduction`` of each report in turn, every one validated before the first starts; one plan, one
-    overall ETA. ``archs``: the nets to run, of whichever report has them."""
+def _jobs(reports: list[str], *, storage: str, name: str = "", repeats: int | None = None,
+          fixed: dict | None = None, archs: list[str] | None = None, num_samples: int | None = None,
+          max_epochs: int | None = None, final_epochs: int | None = None, train_images: int | str | None = None,
+          max_concurrent: int = 0, listing: bool = False) -> list[_Job]:
+    """Every option checked and each report's job built, for a run and for ``--list`` alike."""
     if not reports:
         raise SpecError("reproduce: name a report (e.g. report003), or --list")
     if len(set(reports)) != len(reports):
@@ -269,16 +338,46 @@ def run_reproductions(reports: list[str], *, storage: str, name: str = "", repea
                         ("--final-epochs", final_epochs)):  # None: the plan's; 0 is not "the plan's"
         if value is not None and not is_count(value, 1):
             raise SpecError(f"{flag} must be an integer >= 1, got {value!r}")
+    if archs and len(set(archs)) != len(archs):  # as search's --arch a,a
+        raise SpecError(f"--archs: a net is listed twice: {','.join(archs)}")
     plans = [get_plan(r) for r in reports]
     unknown = sorted(set(archs or []) - {n.arch for p in plans for n in p.nets})
     if unknown:
         raise SpecError(f"--archs {','.join(unknown)}: not in {', '.join(reports)} "
                         f"({', '.join(n.arch for p in plans for n in p.nets)})")
-    jobs = [_job(r, storage=storage, name=name, repeats=repeats, fixed=dict(fixed or {}), archs=archs,
+    return [_job(r, storage=storage, name=name, repeats=repeats, fixed=dict(fixed or {}), archs=archs,
                  num_samples=num_samples, max_epochs=max_epochs, final_epochs=final_epochs,
-                 train_images=train_images, max_concurrent=max_concurrent) for r in reports]
-    for job in jobs:  # every search a report would keep or continue, before any report starts
+                 train_images=train_images, max_concurrent=max_concurrent, listing=listing) for r in reports]
+
+
+def plan_listing(reports: list[str] | None = None, *, storage: str = "", fixed: dict | None = None,
+                 archs: list[str] | None = None, **options) -> list[str]:
+    """``reproduce --list``: the plan of each report (None: every plan; with ``archs``, those that have them) as a
+    run with the same options would run it, checked as that run checks them, with its cost at the measured speed;
+    reads and writes nothing of a reproduction. ``options``: ``run_reproductions``'s."""
+    if not reports:
+        wanted = set(archs or [])
+        reports = [r for r in list_plans() if not wanted or wanted & {n.arch for n in get_plan(r).nets}] \
+            or list_plans()  # none has them: the run's own check names the unknown ones
+    jobs = _jobs(reports, storage=storage or default_storage(), fixed=fixed, archs=archs, listing=True, **options)
+    speeds, source = measured_speeds()
+    return list_lines([(job.plan, job.nets, _estimates(job, speeds), job.specs) for job in jobs], source)
+
+
+def run_reproductions(reports: list[str], *, storage: str, name: str = "", repeats: int | None = None,
+                      fixed: dict | None = None, archs: list[str] | None = None, num_samples: int | None = None,
+                      max_epochs: int | None = None, final_epochs: int | None = None,
+                      train_images: int | str | None = None, max_concurrent: int = 0, searches_only: bool = False,
+                      log=print) -> list[dict | None]:
+    """``run_reproduction`` of each report in turn, every one validated before the first starts; one plan, one
+    overall ETA. ``archs``: the nets to run, of whichever report has them."""
+    jobs = _jobs(reports, storage=storage, name=name, repeats=repeats, fixed=fixed, archs=archs,
+                 num_samples=num_samples, max_epochs=max_epochs, final_epochs=final_epochs,
+                 train_images=train_images, max_concurrent=max_concurrent)
+    for job in jobs:  # every search a report would keep or continue, and its final runs, before any report starts
         _check_continued(job, _read_state(job.root))
+    for job in jobs:  # then the data (it may take a while to read): still nothing printed, nothing written
+        _check_data(job)
     speeds, source = measured_speeds()
     costs = {job.plan.report: _estimates(job, speeds) for job in jobs}
     kept = {(job.plan.report, a, "search") for job in jobs for a, v in _read_state(job.root).get("searches", {}).items()
@@ -326,15 +425,98 @@ def _run_job(job: _Job, eta: OverallEta, log, searches_only: bool = False) -> di
 def _check_continued(job: _Job, state: dict) -> None:
     """Every search this command would keep or continue, checked before anything runs or is recorded: a finished
     one must be asked for as it was started (a changed budget or ``--set`` is refused naming it, never silently
-    ignored); an unfinished one as ``search --resume`` checks it (``search.tuner.check_resume``)."""
+    ignored); an unfinished one as ``search --resume`` checks it (``search.tuner.check_resume``). And the final
+    runs a net already has (``_check_final_runs``)."""
     from search.tuner import check_resume, check_started_as, saved_spec
 
     for net in job.nets:
         spec, exp_dir = job.specs[net.arch], job.root / net.arch
         if state.get("searches", {}).get(net.arch, {}).get("done"):
-            check_started_as(spec, saved_spec(exp_dir))
+            saved = saved_spec(exp_dir)
+            _check_budget(job, net, saved)
+            check_started_as(spec, saved)
         elif (exp_dir / SPEC_FILE).exists():
+            _check_budget(job, net, saved_spec(exp_dir))
             check_resume(spec)
+        _check_final_runs(job, net, state)
+
+
+def _check_budget(job: _Job, net: NetPlan, saved: dict) -> None:
+    """The options a search kept or continued is sized by, as reproduce takes them: left out means the plan's value,
+    so the one to give again is the value it was started with (``check_started_as`` says "leave it out", which
+    for reproduce would ask for the plan's)."""
+    spec, exp_dir = job.specs[net.arch], job.root / net.arch
+    for flag, key, plan_value in (("--num-samples", "num_samples", net.num_samples),
+                                  ("--max-epochs", "max_epochs", net.max_epochs)):
+        was, now = saved.get(key), getattr(spec, key)
+        if was is None or was == now:
+            continue
+        asked = f"{flag} {now}" if job.given[key] is not None else f"{flag} left out (the plan's {plan_value})"
+        again = f"{flag} {was}" + (" (the plan's: or leave it out)" if was == plan_value else " again")
+        raise SpecError(f"{asked}: the search of {net.arch} in {str(exp_dir)!r}, which this continues, was started "
+                        f"with {flag} {was}; a rerun finishes it as it was started: give {again}, or a new --name")
+
+
+FINAL_FLAGS = {"repeats": "--repeats", "epochs": "--final-epochs", "train_images": "--train-images"}
+
+
+def _final_options(job: _Job, arch: str) -> dict:
+    """What this command's final runs of ``arch`` are made with (``FINAL_FLAGS``); recorded in reproduce.json's
+    ``final_runs`` when they start."""
+    return {"repeats": job.repeats[arch], "epochs": job.epochs[arch], "train_images": job.train_images}
+
+
+def _final_runs_made(job: _Job, net: NetPlan, state: dict) -> dict | None:
+    """What the final runs ``net`` already has (finished, or in flight) were made with; None: it has none. A record
+    written before ``final_runs`` was kept says it in its result, or in the config of a run it saved."""
+    from analysis.evaluate import RUNS_DIR, in_flight_epochs
+
+    exp_dir = job.root / net.arch
+    saved = sorted((exp_dir / RUNS_DIR).glob(f"{net.arch}-s*.json"))
+    result = next((n for n in (state.get("result") or {}).get("nets", []) if n.get("arch") == net.arch), None)
+    if not saved and result is None and not in_flight_epochs(exp_dir, net.arch):
+        return None
+    made = (state.get("final_runs") or {}).get(net.arch)
+    if made is not None:
+        return made
+    if result is not None:  # its config is the final runs' (their subset: --train-images; none: all of the split)
+        return {"repeats": result.get("repeats"), "epochs": result.get("final_epochs_per_run"),
+                "train_images": (result.get("config") or {}).get("subset")}
+    for path in saved:
+        try:
+            config = json.loads(path.read_text())["config"]
+            return {"epochs": config.get("epochs"), "train_images": config.get("subset")}
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return {}
+
+
+def _check_final_runs(job: _Job, net: NetPlan, state: dict) -> None:
+    """Final runs a net has (finished or in flight) are kept only for the same options: each run scores the test
+    split once (every scoring is a ledger entry), so other ones would spend it again on the same net. Refused
+    naming what they were made with; a new --name is another reproduction, with its own test-split uses."""
+    made = _final_runs_made(job, net, state)
+    if not made:
+        return
+    now = _final_options(job, net.arch)
+    changed = [k for k in FINAL_FLAGS if k in made and made[k] != now[k]]
+    if not changed:
+        return
+
+    def shown(key: str, value) -> str:
+        return f"{FINAL_FLAGS[key]} {'all' if key == 'train_images' and value is None else value}"
+
+    def wanted(key: str) -> str:  # as this command asks for it
+        given = job.given[{"epochs": "final_epochs"}.get(key, key)]
+        if given is None:
+            return shown(key, now[key]) + " (left out: the plan's)"
+        return shown(key, now[key]) if given != "all" or now[key] is None else f"--train-images all ({now[key]:,})"
+
+    asked = " ".join(wanted(k) for k in changed)
+    before = " ".join(shown(k, made[k]) for k in FINAL_FLAGS if k in made)
+    raise SpecError(f"{asked}: the final runs of {net.arch} in {str(job.root)!r} were made with {before}; each is "
+                    f"scored on the test split as it ends, so other ones would be another use of it: give the same "
+                    f"options to continue, or a new --name to run them as a new reproduction")
 
 
 def _run_stages(job: _Job, state: dict, lock: threading.Lock, eta: OverallEta, log,
@@ -380,6 +562,9 @@ def _run_stages(job: _Job, state: dict, lock: threading.Lock, eta: OverallEta, l
             saved = len(list((root / net.arch / RUNS_DIR).glob(f"{net.arch}-s*.json")))
             saved += sum(min(e, epochs) / epochs for e in in_flight_epochs(root / net.arch, net.arch))  # part-run
             eta.start((report, net.arch, "final"), 1 - min(saved, repeats) / repeats)
+            with lock:  # what they are made with, before the first is scored: a rerun keeps them only for the same
+                state.setdefault("final_runs", {})[net.arch] = _final_options(job, net.arch)
+                _write_state(root, state)
 
             def progress(line: str) -> None:
                 log(line)

@@ -450,20 +450,17 @@ def plan_lines(plan: ReproductionPlan, nets: list, costs: dict, specs: dict | No
     return lines
 
 
-def list_lines(reports: list[str], fixed: dict) -> list[str]:
-    """``reproduce --list``: every plan's nets with their epochs and the time they take at the measured speed."""
-    speeds, source = measured_speeds()
+def list_lines(plans: list[tuple], source: str) -> list[str]:
+    """``reproduce --list``: each plan's nets (``plans``: (plan, nets, costs, specs), as the command would run them:
+    ``search.reproduce.plan_listing``) with their epochs and the time they take at the measured speed (``source``:
+    where that speed was read), then every net, cheapest first."""
     lines, totals = [source], []
-    for name in reports:
-        p = get_plan(name)
-        costs = {}
-        for n in p.nets:
-            f = search_fixed(p, n, fixed)
-            costs[n.arch] = estimate(p, n, f, n.epoch_budget, p.seeds(n), n.final_epochs, p.train_images, speeds)
+    for plan, nets, costs, specs in plans:
+        for n in nets:
             c = costs[n.arch]
             total = None if c["search_seconds"] is None else c["search_seconds"] + c["final_seconds"]
             totals.append((total, n.arch))
-        lines += plan_lines(p, list(p.nets), costs)
+        lines += plan_lines(plan, nets, costs, specs)
     order = sorted(totals, key=lambda t: (t[0] is None, t[0] or 0))
     lines.append("cheapest first: " + ", ".join(f"{a} ~{hms(t)}" for t, a in order))
     return lines

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import numbers
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -34,6 +35,23 @@ PLAN_SAMPLER = "tpe"
 TPE_STARTUP = 5  # trials TPE samples at random (Optuna's RandomSampler, the same seed) before it models
 SCHEDULERS = ("asha", "hyperband", "pbt", "none")  # docs/schedulers.md says what each does here
 PERTURBABLE = ("lr", "weight_decay", "dropout", "label_smoothing")  # what PBT may change in a running trial
+
+
+# HyperBand makes hyperband_brackets(max_epochs, eta) brackets per net, each starting its trials at its own epoch
+# (max_epochs / eta^s); more brackets than epochs repeat a start, and the first bracket (s = 0, which halves nothing)
+# alone takes one trial per bracket before any other bracket gets one. So at most one per epoch, and never more than
+# MAX_BRACKETS (eta >= 1.25 at 10^6 epochs; the usual eta of 2-4 gives <= 20): far beyond, building the brackets
+# alone (quadratic in their count) hung before a trial ran.
+MAX_BRACKETS = 64
+
+
+def hyperband_brackets(max_epochs: int, reduction_factor: float) -> int:
+    """How many brackets synchronous HyperBand makes per net (Ray's s_max + 1, empty ones included).
+
+    >>> hyperband_brackets(9, 3), hyperband_brackets(100, 1.0001)
+    (3, 46055)
+    """
+    return int(round(math.log(max_epochs) / math.log(reduction_factor))) + 1
 
 
 def perturbable(params: dict) -> dict:
@@ -113,8 +131,7 @@ class ExperimentSpec:
                             f"{self.num_samples * self.grace_period} epochs")
         if self.grace_period > self.max_epochs:
             raise SpecError(f"--grace-period {self.grace_period} exceeds --max-epochs {self.max_epochs}")
-        if not self.reduction_factor > 1:
-            raise SpecError(f"--reduction-factor must be > 1, got {self.reduction_factor!r}")
+        self.reduction_factor = _reduction_factor(self.reduction_factor)
         if self.sampler not in SAMPLERS:
             raise SpecError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         if self.warm_start and self.sampler == "random":
@@ -163,10 +180,9 @@ class ExperimentSpec:
             if not self.optuna_storage:
                 raise SpecError(f"--storage {self.storage!r} is a URL: give the Optuna study a database too with "
                                 f"--optuna-storage URL (sqlite cannot live on object storage)")
-        elif Path(self.storage).exists() and not Path(self.storage).is_dir():
-            raise SpecError(f"--storage {self.storage!r} exists and is not a directory")
-        if self.address and not ADDRESS.match(self.address):
-            raise SpecError(f"--address must be auto, HOST:PORT or ray://HOST:PORT, got {self.address!r}")
+        else:
+            check_storage_dir(self.storage)
+        check_address(self.address)
         if self.optuna_storage and not URL.match(self.optuna_storage):
             raise SpecError(f"--optuna-storage must be a database URL such as postgresql+psycopg2://USER@HOST/DB or "
                             f"sqlite:////path/to/studies.db, got {self.optuna_storage!r}")
@@ -221,6 +237,15 @@ class ExperimentSpec:
         if s == "hyperband" and self.grace_period != 1:
             raise SpecError(f"--grace-period {self.grace_period} with --scheduler hyperband: HyperBand sets each "
                             f"bracket's first milestone itself (max-epochs / reduction-factor^s); leave it out")
+        if s == "hyperband":
+            count, most = hyperband_brackets(self.max_epochs, self.reduction_factor), min(self.max_epochs, MAX_BRACKETS)
+            if count > most:
+                why = "one per epoch" if most < MAX_BRACKETS else "whatever --max-epochs"
+                raise SpecError(f"--reduction-factor {self.reduction_factor:g} with --scheduler hyperband and "
+                                f"--max-epochs {self.max_epochs}: HyperBand would make {count:,} brackets per net "
+                                f"(round(log(max-epochs) / log(reduction-factor)) + 1), the first alone training "
+                                f"{count:,} trials to the end; at most {most} are allowed ({why}): give a larger "
+                                f"factor, e.g. 3")
         if s != "pbt":
             return
         if self.num_samples < 2:
@@ -284,6 +309,40 @@ class ExperimentSpec:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def check_address(address) -> None:
+    """A Ray ``--address`` (auto, local, HOST:PORT, ray://HOST:PORT) or SpecError naming it; None and "" are the
+    default (a Ray of this machine's own). For search, and for evaluate before any of its work."""
+    if address is None or address == "":
+        return
+    if not isinstance(address, str) or not ADDRESS.match(address):
+        raise SpecError(f"--address must be auto, HOST:PORT or ray://HOST:PORT, got {address!r}")
+
+
+def check_storage_dir(storage: str) -> None:
+    """A local --storage must be a folder, or one that can be made: neither it nor a folder above it is a file
+    (mkdir would raise NotADirectoryError once work had started)."""
+    path = Path(storage)
+    here = next((p for p in (path, *path.parents) if p.exists()), None)
+    if here is not None and not here.is_dir():
+        raise SpecError(f"--storage {storage!r} exists and is not a directory" if here == path else
+                        f"--storage {storage!r}: {str(here)!r}, a folder on its path, is a file")
+
+
+def _reduction_factor(value) -> float:
+    """--reduction-factor as a float (Ray's schedulers take it into numpy, which cannot hold an int of 2**63 or
+    more), or SpecError naming it: a finite number > 1."""
+    try:
+        number = float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else math.nan
+    except OverflowError:  # an int too large for a float
+        number = math.inf
+    if not math.isfinite(number) or not number > 1:
+        shown = repr(value)
+        if len(shown) > 40:  # 10**400 from the Python API
+            shown = f"{shown[:20]}... ({len(shown)} {'digits' if isinstance(value, int) else 'characters'})"
+        raise SpecError(f"--reduction-factor must be a finite number > 1, got {shown}")
+    return number
 
 
 def filesystem_type(path: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import shlex
 import sys
@@ -131,9 +132,11 @@ def init_ray(spec: ExperimentSpec) -> None:
 
 
 def load_data(spec: ExperimentSpec):
-    from trainables.data import load_dataset
+    from trainables.data import check_named, load_dataset
 
-    data = load_dataset(spec.fixed.get("data_dir"), spec.fixed.get("dataset", "cifar10"))
+    where, name = spec.fixed.get("data_dir"), spec.fixed.get("dataset", "cifar10")
+    check_named(where, name)  # an image-folder tree read as cifar100 (say) would train on it labelled cifar100
+    data = load_dataset(where, name)
     data.channel_stats()  # computed once here; the cached value travels to every trial with the arrays
     return data
 
@@ -474,11 +477,25 @@ class _Interrupts:
 
 class _QuietTuneEnding:
     """Drops Tune's own closing words on an interrupted run ("Trials did not complete", a ``Tuner.restore`` hint):
-    the CLI says what to do instead, with the cifar-tune command."""
+    the CLI says what to do instead, with the cifar-tune command. Also the results' "Failed to fetch metrics" for
+    trials that never reported (pending ones: HyperBand creates whole brackets ahead) with a FileNotFoundError each;
+    ``cifar-tune report`` reads those trials as pending, as analysis.load does."""
+
+    LOGGERS = ("ray.tune.tune", "ray.tune.analysis.experiment_analysis")
 
     def filter(self, record) -> bool:
         msg = str(record.msg)
-        return not msg.startswith(("Experiment has been interrupted", "Trials did not complete", "Stop signal"))
+        return not msg.startswith(("Experiment has been interrupted", "Trials did not complete", "Stop signal",
+                                   "Failed to fetch metrics"))
+
+    def __enter__(self):
+        for name in self.LOGGERS:
+            logging.getLogger(name).addFilter(self)
+        return self
+
+    def __exit__(self, *exc):
+        for name in self.LOGGERS:
+            logging.getLogger(name).removeFilter(self)
 
 
 def run_search(spec: ExperimentSpec, resume: bool = False, callbacks=()):
@@ -489,8 +506,6 @@ def run_search(spec: ExperimentSpec, resume: bool = False, callbacks=()):
     ``callbacks``: extra ``ray.tune.Callback`` objects for a new search (a logger, a timer); a resumed search gets
     back the ones it was started with, from Tune's saved state.
     """
-    import logging
-
     from ray import tune
 
     exp_dir = Path(spec.experiment_dir)
@@ -547,16 +562,11 @@ def run_search(spec: ExperimentSpec, resume: bool = False, callbacks=()):
 
                     shutil.rmtree(exp_dir, ignore_errors=True)  # nothing ran yet: leave no half-written experiment
                 raise
-        quiet = _QuietTuneEnding()
-        tune_log = logging.getLogger("ray.tune.tune")
-        tune_log.addFilter(quiet)
-        try:
-            from search.trackers import replacing_ray_loggers
+        from search.trackers import replacing_ray_loggers
 
-            with _Interrupts() as interrupts, replacing_ray_loggers(exp_dir, resume), _pending_trials(spec):
-                results = tuner.fit()
-        finally:
-            tune_log.removeFilter(quiet)
+        with _QuietTuneEnding(), _Interrupts() as interrupts, replacing_ray_loggers(exp_dir, resume), \
+                _pending_trials(spec):
+            results = tuner.fit()
         if interrupts.signum is not None:
             raise SearchInterrupted(interrupts.signum, unfinished_trials(spec))
         return results
@@ -644,9 +654,24 @@ def check_saved_state(exp_dir: Path, saved: dict) -> None:
 
     try:
         tune_state(exp_dir)
-        scheduler_record(exp_dir, saved)
+        scheduler_record(exp_dir, saved, check=_state_check(saved))
     except ExperimentError as e:
         raise SpecError(f"--resume: {e}") from None
+
+
+def _state_check(saved: dict):
+    """The scheduler's own test of its record (what its load() reads when Tune unpickles it), for ``saved``'s
+    search; None where the scheduler has none."""
+    archs, max_t = saved.get("archs") or [], saved.get("max_epochs")
+    if saved.get("scheduler") == "hyperband":
+        from search import hyperband
+
+        return lambda state: hyperband.check_state(state, archs, max_t, saved.get("reduction_factor"))
+    if saved.get("scheduler") == "pbt":
+        from search import pbt
+
+        return lambda state: pbt.check_state(state, archs, saved.get("grace_period"), max_t)
+    return None
 
 
 def check_started_as(spec: ExperimentSpec, saved: dict) -> None:

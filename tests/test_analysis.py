@@ -467,7 +467,7 @@ def test_the_python_api_reads_reports_and_refuses_like_the_cli(lab, tmp_path):
         exp.evaluate(top_k=0)
     for kwargs, named in (({"archs": []}, "--archs: a list of names, got []"),  # was every net, a test use each
                           ({"archs": [1]}, "--archs: a list of names, got [1]"),
-                          ({"pareto": "yes"}, "--pareto is true or false")):
+                          ({"pareto": "yes"}, "pareto='yes': True or False")):
         with pytest.raises(ExperimentError, match=re.escape(named)):
             exp.evaluate(**kwargs)
     for kwargs, named in (({"top_k": 0}, "top_k must be an integer >= 1"), ({"top_k": "3"}, "got '3'"),

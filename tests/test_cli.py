@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -81,3 +82,167 @@ def test_console_script_runs():
     out = subprocess.run([sys.executable, "-m", "search.cli", "archs"], capture_output=True, text=True, env=env,
                          timeout=300)
     assert out.returncode == 0 and "modified_net" in out.stdout and "35,730" in out.stdout
+
+
+# --------------------------------------------------------------------------------------------- evaluate, report, API
+# On an experiment that loads without Ray (spec.json and the Optuna study whole, the trials stubbed) whose data dir
+# does not exist: a refusal must come before the data, the lock's work and Ray; an input let through would stop at
+# the data ("does not exist"), never at a download or a Ray start.
+
+def _experiment(tmp_path, monkeypatch):
+    import optuna
+
+    import analysis.load
+    from trainables.experiment import sqlite_url
+
+    trial = {"trial_id": "a", "arch": "origin_net", "config": {"arch": "origin_net", "lr": 0.01}, "status": "completed",
+             "epochs": 1, "max_epochs": 1, "val_accuracy": 0.3, "val_loss": 2.0, "best_val_accuracy": 0.3,
+             "best_epoch": 1, "best_val_loss": 2.0, "train_accuracy": 0.3, "train_loss": 2.0, "params": 48252,
+             "size_mb": 0.19, "train_time_s": 1.0, "error": None, "path": None,
+             "history": [{"epoch": 1, "train_loss": 2.0, "train_accuracy": 0.3, "val_loss": 2.0,
+                          "val_accuracy": 0.3, "epoch_seconds": 1.0}]}
+    monkeypatch.setattr(analysis.load, "load_trials", lambda exp_dir: [dict(trial)])
+    monkeypatch.setenv("CIFAR_TUNE_LEDGER_DIR", str(tmp_path / "ledger"))
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "spec.json").write_text(json.dumps({"spec": {"archs": ["origin_net"], "name": "exp",
+                                                        "fixed": {"data_dir": str(tmp_path / "no-data")}}}))
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        optuna.create_study(study_name="exp-origin_net", storage=sqlite_url(exp))
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    return exp
+
+
+@pytest.mark.parametrize("args, named", [
+    # Ray's "Invalid address format: bogus" after the data was read, or nothing at all when every run was saved
+    (["--address", "bogus", "--repeats", "7"], ["--address", "'bogus'", "HOST:PORT"]),
+    (["--trials", "a", "--top-k", "2"], ["--top-k 2", "--trials"]),  # --top-k was dropped unsaid
+    (["--pareto", "--top-k", "1"], ["--top-k 1", "--pareto"]),
+    (["--svm-k", "0"], ["--svm-k", "0"]),
+    (["--svm-k", "100"], ["--svm-k 100", "--svm-subset"]),  # no SVM without a subset: the k was dropped unsaid
+    (["--trials", "a,a"], ["--trials a,a", "a named twice"]),
+    (["--archs", "origin_net,origin_net"], ["origin_net named twice"]),
+])
+def test_evaluate_refuses_options_it_would_ignore_or_misread_before_any_work(args, named, tmp_path, monkeypatch,
+                                                                              capsys):
+    exp = _experiment(tmp_path, monkeypatch)
+    assert main(["evaluate", str(exp), *args]) == 2
+    one_line_error(capsys, *named)
+    assert not (exp / "eval-runs").exists() and not (tmp_path / "ledger").exists()
+
+
+def test_evaluate_refuses_a_ledger_dir_that_is_a_file_before_any_run(tmp_path, monkeypatch, capsys):
+    from search import api
+    from trainables.data import DataError
+
+    exp = _experiment(tmp_path, monkeypatch)
+    (tmp_path / "a-file").write_text("x")
+    monkeypatch.setenv("CIFAR_TUNE_LEDGER_DIR", str(tmp_path / "a-file"))
+    assert main(["evaluate", str(exp)]) == 2  # was NotADirectoryError after the first run's training
+    one_line_error(capsys, "CIFAR_TUNE_LEDGER_DIR", str(tmp_path / "a-file"), "is a file")
+    with pytest.raises(DataError, match="CIFAR_TUNE_LEDGER_DIR"):
+        api.open_experiment(exp).evaluate(top_k=1, repeats=1)
+    assert not (exp / "eval-runs").exists()
+
+
+def test_report_json_with_out_is_refused_not_an_empty_folder(tmp_path, monkeypatch, capsys):
+    exp = _experiment(tmp_path, monkeypatch)
+    assert main(["report", str(exp), "--json", "--out", str(tmp_path / "out")]) == 2
+    one_line_error(capsys, "--json", "--out", str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["data", "ledger"])
+def test_a_dataset_named_but_not_there_is_refused_not_replaced_by_the_folder(command, tmp_path, monkeypatch, capsys):
+    """An image-folder tree is read whatever --dataset says: `ledger --dataset cifar100` showed its ledger."""
+    from tests.conftest import make_image_folder
+
+    monkeypatch.setenv("CIFAR_TUNE_LEDGER_DIR", str(tmp_path / "ledger"))
+    root = make_image_folder(tmp_path / "imgs")
+    for dataset in ("cifar100", "fashion_mnist"):
+        assert main([command, "--data-dir", str(root), "--dataset", dataset]) == 2
+        one_line_error(capsys, f"--dataset {dataset}", str(root), "image-folder tree")
+    small = ["--val-size", "3"] if command == "data" else []
+    assert main([command, "--data-dir", str(root), "--json", *small]) == 0  # cifar10, the default: the folder's too
+    assert main([command, "--data-dir", str(root), "--dataset", "cifar10", "--json", *small]) == 0
+
+
+@pytest.mark.parametrize("argv", [["train", "--arch", "origin_net", "--dataset", "cifar100"],
+                                  ["search", "--arch", "origin_net", "--set", "dataset=cifar100"],
+                                  ["reproduce", "report003", "--set", "dataset=cifar100"]])
+def test_training_on_a_folder_under_another_datasets_name_is_refused(argv, tmp_path, monkeypatch, capsys):
+    """`train --dataset cifar100 --data-dir FOLDER` trained on the folder's images with cifar100 in its config."""
+    from tests.conftest import make_image_folder
+
+    monkeypatch.setenv("CIFAR_TUNE_LEDGER_DIR", str(tmp_path / "ledger"))
+    root = make_image_folder(tmp_path / "imgs")
+    storage = ["--storage", str(tmp_path / "r")] if argv[0] != "train" else []
+    assert main([*argv, "--data-dir", str(root), *storage]) == 2
+    one_line_error(capsys, "--dataset cifar100", str(root), "image-folder tree")
+    assert not (tmp_path / "r").exists()
+
+
+def test_api_bool_keywords_take_booleans_only(tmp_path, monkeypatch):
+    """`report(without_study="no")` built the report without the study: "no" is truthy."""
+    from analysis.load import ExperimentError
+    from search import api
+    from search.spec import SpecError
+
+    exp = api.open_experiment(_experiment(tmp_path, monkeypatch))
+    for value in ("no", 0, None):
+        with pytest.raises(ExperimentError, match=re.escape(f"report: without_study={value!r}: True or False")):
+            exp.report(out=tmp_path / "r", without_study=value)
+        with pytest.raises(ExperimentError, match=re.escape(f"evaluate: pareto={value!r}: True or False")):
+            exp.evaluate(pareto=value)
+    with pytest.raises(SpecError, match=re.escape("search: resume='no': True or False")):
+        api.search("origin_net", resume="no")
+    assert not (tmp_path / "r").exists()
+
+
+def test_api_evaluate_refuses_a_progress_that_is_not_a_function(tmp_path, monkeypatch):
+    """It was a raw `TypeError: 'int' object is not callable` from inside evaluate, after work had started."""
+    from analysis.load import ExperimentError
+    from search import api
+
+    exp = api.open_experiment(_experiment(tmp_path, monkeypatch))
+    with pytest.raises(ExperimentError, match=r"progress must be a function .*or None, got 5"):
+        exp.evaluate(top_k=1, repeats=2, progress=5)
+
+
+def test_api_evaluate_has_the_clis_svm_and_address(tmp_path, monkeypatch):
+    import analysis.evaluate
+    from analysis.load import ExperimentError
+    from search import api
+    from search.spec import SpecError
+
+    exp = api.open_experiment(_experiment(tmp_path, monkeypatch))
+    with pytest.raises(ExperimentError, match=r"--svm-k 3 .*--svm-subset"):
+        exp.evaluate(svm_k=3)
+    with pytest.raises(ExperimentError, match=r"--svm-subset must be an integer >= 0, got -1"):
+        exp.evaluate(svm_subset=-1)
+    for address in ("bogus", 5):
+        with pytest.raises(SpecError, match=re.escape(f"--address must be auto, HOST:PORT or ray://HOST:PORT, got "
+                                                      f"{address!r}")):
+            exp.evaluate(address=address)
+    seen = {}
+
+    def fake(exp_dir, **kwargs):  # what the CLI's SVM path gets, and the record it returns
+        seen.update(kwargs)
+        return {"results": []}
+
+    monkeypatch.setattr(analysis.evaluate, "evaluate_experiment", fake)
+    assert exp.evaluate(top_k=1, repeats=1, svm_subset=500, svm_k=40).empty
+    assert (seen["svm_subset"], seen["svm_k"]) == (500, 40)
+
+
+def test_api_evaluation_of_a_folder_that_is_not_an_experiment_is_refused(tmp_path, monkeypatch):
+    from analysis.load import ExperimentError
+    from search import api
+
+    for path in (tmp_path / "nowhere", tmp_path):  # no folder; a folder without spec.json
+        with pytest.raises(ExperimentError):  # as .trials, .spec, .best() and .report() (it was None)
+            api.Experiment(path).evaluation
+    assert api.Experiment(_experiment(tmp_path, monkeypatch)).evaluation is None  # an experiment not evaluated yet

@@ -290,6 +290,18 @@ def test_report_on_a_whole_file_of_another_shape_is_one_line(name, body, named, 
     one_line_error(capsys, name, "corrupt", named)
 
 
+@pytest.mark.parametrize("command", [["report"], ["evaluate"]])
+def test_a_pbt_record_whose_member_is_no_object_is_one_line(command, tmp_path, capsys, monkeypatch):
+    """pbt_state.json's population with a string for a member: AttributeError ('str' object has no attribute
+    'get') reading each trial's initial config; now the record is refused as corrupt, naming the member."""
+    exp = stub_experiment(tmp_path, monkeypatch)
+    (exp / "spec.json").write_text(json.dumps({"spec": {"archs": ["origin_net"], "name": "exp", "scheduler": "pbt"}}))
+    (exp / "pbt_state.json").write_text(json.dumps({"kind": "pbt", "population": ["junk"], "exploits": []}))
+    assert main([*command, str(exp)]) == 2
+    one_line_error(capsys, "PBT state", str(exp / "pbt_state.json"), "is corrupt",
+                   "'population[0]' is a string, not an object")
+
+
 def stub_experiment(tmp_path, monkeypatch):
     """An experiment that loads without Ray: spec.json whole, the trials (Tune's part) stubbed."""
     import analysis.load
@@ -532,3 +544,15 @@ def test_a_count_is_an_integer_not_a_bool_and_numpy_integers_count(tmp_path):
         ExperimentSpec(archs=["origin_net"], num_samples=True, storage=str(tmp_path))
     with pytest.raises(ValueError, match=r"--top-k must be an integer >= 1, got True"):
         evaluate_experiment(tmp_path / "nothing", top_k=True)
+
+
+@pytest.mark.parametrize("command", [["search", "--arch", "origin_net"], ["reproduce", "report003"]])
+def test_a_storage_under_a_file_is_one_line_naming_the_file(command, tmp_path, capsys):
+    """--storage FILE/sub: mkdir would fail with NotADirectoryError once work had started; refused when the spec is
+    built (search.spec.check_storage_dir), for search and for reproduce, which builds its folder through a spec."""
+    from search.cli import main
+
+    (tmp_path / "afile").write_text("x")
+    assert main([*command, "--storage", str(tmp_path / "afile" / "sub"), "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{str(tmp_path / 'afile')!r}, a folder on its path, is a file" in err[0], err

@@ -132,3 +132,46 @@ def test_lines_that_are_not_records_are_skipped_wherever_the_ledger_is_read(tmp_
     exp = tmp_path / "exp"
     _ledger_with_junk(exp / ledger.EXPERIMENT_LEDGER, good[:1])
     assert ledger.read_experiment(exp) == good[:1]
+
+
+def test_a_ledger_dir_that_is_a_file_is_one_line_naming_the_variable(tmp_path, monkeypatch, capsys):
+    """`CIFAR_TUNE_LEDGER_DIR=<a file> cifar-tune ledger` was a NotADirectoryError traceback."""
+    from search.cli import main
+    from tests.conftest import make_image_folder
+    from tests.searchrun import one_line_error
+    from trainables.data import DataError
+
+    root = make_image_folder(tmp_path / "imgs")
+    (tmp_path / "a-file").write_text("x")
+    for value, named in ((tmp_path / "a-file", "is a file"), (tmp_path / "a-file" / "sub", "a folder on its path")):
+        monkeypatch.setenv("CIFAR_TUNE_LEDGER_DIR", str(value))
+        assert main(["ledger", "--data-dir", str(root)]) == 2
+        one_line_error(capsys, f"CIFAR_TUNE_LEDGER_DIR={str(value)!r}", named)
+        with pytest.raises(DataError, match="CIFAR_TUNE_LEDGER_DIR"):  # before a scoring, not at its append
+            ledger.check_writable()
+    monkeypatch.setenv("CIFAR_TUNE_LEDGER_DIR", str(tmp_path / "new" / "ledgers"))  # absent: made when written
+    assert ledger.check_writable() == tmp_path / "new" / "ledgers"
+
+
+def test_ledger_arch_is_a_net_the_registry_or_the_ledger_knows(tmp_path, monkeypatch, capsys):
+    """`ledger --arch orgin_net` said "never scored on this machine for orgin_net": a typo read as an answer."""
+    from search.cli import main
+    from tests.conftest import make_image_folder
+    from tests.searchrun import one_line_error
+    from trainables.data import load_dataset
+
+    monkeypatch.setenv("CIFAR_TUNE_LEDGER_DIR", str(tmp_path / "ledgers"))
+    root = make_image_folder(tmp_path / "imgs")
+    checksum = load_dataset(root, download=False).checksum
+    ledger.record_use(checksum=checksum, dataset="imgs", arch="MyNet", config={"arch": "MyNet"}, seed=0,
+                      train_images=None, experiment=None, command="test", scores={"test_accuracy": 0.5})
+    for typo, near in (("orgin_net", "origin_net"), ("MyNett", "MyNet")):
+        assert main(["ledger", "--data-dir", str(root), "--arch", typo]) == 2
+        one_line_error(capsys, f"unknown arch {typo!r}", f"did you mean {near}?", "MyNet")
+    assert main(["ledger", "--data-dir", str(root), "--arch", "nope"]) == 2
+    one_line_error(capsys, "unknown arch 'nope'", "origin_net")
+    assert main(["ledger", "--data-dir", str(root), "--arch", "MyNet", "--json"]) == 0  # a user's net, by its name
+    assert [u["arch"] for u in json.loads(capsys.readouterr().out)["uses"]] == ["MyNet"]
+    for known in ("origin_net", "svm_pca"):  # registry nets and the SVM baseline: known, never scored here
+        assert main(["ledger", "--data-dir", str(root), "--arch", known]) == 0
+        assert f"never scored on this machine for {known}" in capsys.readouterr().out

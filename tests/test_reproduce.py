@@ -168,7 +168,7 @@ def test_reproduce_end_to_end_killed_and_rerun(tmp_path, cifar_path, monkeypatch
     nets = {"report003": "origin_net", "report004": "lozano_f"}
     args = ["reproduce", *nets, "--archs", ",".join(nets.values()), "--data-dir", str(cifar_path), "--storage",
             str(tmp_path), "--set", "subset=300", "--set", "val_size=100", "--num-samples", "2", "--max-epochs", "1",
-            "--repeats", "2", "--train-images", "200",
+            "--repeats", "2", "--train-images", "200", "--final-epochs", "1",  # --max-epochs is the search's alone
             # the nets at an eighth of their width: scoring the 10,000 test images takes seconds
             "--set", "width=0.125", "--set", "latency_batch=0"]
     root = tmp_path / "reproduce-report003"
@@ -304,6 +304,13 @@ def test_reproduce_end_to_end_killed_and_rerun(tmp_path, cifar_path, monkeypatch
     one_line_error(capsys, "--num-samples 4", "was started with --num-samples 2")
     assert main([*args, "--max-concurrent", "1"]) == 2
     one_line_error(capsys, "--max-concurrent 1", "was started with --max-concurrent 0")
+    # its final runs are kept only as they were made: other ones would score the test split again, never silently
+    uses = {r: len(ledger.read_experiment(e)) for r, e in exps.items()}
+    for more, named in ((["--train-images", "300"], "--train-images 300"), (["--train-images", "all"],
+                        "--train-images all"), (["--repeats", "4", "--train-images", "150"], "--repeats 4 ")):
+        assert main([*args, *more]) == 2
+        one_line_error(capsys, named, "made with --repeats 2 --final-epochs 1 --train-images 200", "new --name")
+    assert {r: len(ledger.read_experiment(e)) for r, e in exps.items()} == uses
     assert json.loads((root / "reproduce.json").read_text()) == records["report003"]  # a refusal records nothing
     # Its records for docs/results (benchmarks.record_reproduction): reproduce.json as written, and every search
     # trial with its per-epoch validation accuracy; an older record marked superseded; each refusal writes nothing
@@ -468,6 +475,7 @@ def test_several_reports_are_checked_before_any_starts(tmp_path, capsys):
                         (["report001", "report004", "--name", "x"], "--name x"),
                         (["report001", "report004", "--archs", "resnet18,lozano_z"], "--archs lozano_z"),
                         (["report001", "report004", "--archs", "resnet18"], "no net of report004"),
+                        (["report003", "--archs", "origin_net,origin_net"], "--archs: a net is listed twice"),
                         (["report001", "report9"], "unknown report 'report9'"),
                         # 0 is not "the plan's": it was taken as such and ran the whole plan
                         (["report001", "--num-samples", "0"], "--num-samples must be an integer >= 1, got 0"),
@@ -477,6 +485,183 @@ def test_several_reports_are_checked_before_any_starts(tmp_path, capsys):
         assert main(["reproduce", *args, "--storage", str(tmp_path)]) == 2
         one_line_error(capsys, named)
     assert not any(tmp_path.iterdir()) and not (tmp_path.parent / "x").exists()
+
+
+def test_a_storage_that_is_a_file_or_a_url_is_one_line_before_anything(tmp_path, capsys):
+    """As search refuses a --storage that is a file (its own check, on the reproduction's folder); a URL, which
+    reproduce made into a local folder 's3:', too. Before either, a file in the way was a NotADirectoryError."""
+    from search.cli import main
+
+    taken = tmp_path / "file"
+    taken.write_text("mine")
+    for storage, named in ((taken, f"--storage {str(taken)!r} exists and is not a directory"),
+                           ("s3://bucket/results", "--storage 's3://bucket/results'")):
+        for more in ([], ["--list"]):
+            assert main(["reproduce", "report003", "--storage", str(storage), *more]) == 2
+            one_line_error(capsys, named)
+    assert taken.read_text() == "mine" and [p.name for p in tmp_path.iterdir()] == ["file"]
+
+
+def test_bad_data_is_refused_before_the_plan_is_printed_or_anything_written(tmp_path, capsys):
+    """A data dir that is not there: one line, before the plan and the overall ETA, and no reproduce.json (it held
+    the command and wall time of a search that never ran, and each attempt added to it)."""
+    from search.cli import main
+
+    storage = tmp_path / "results"
+    for _ in range(2):
+        assert main(["reproduce", "report003", "--data-dir", str(tmp_path / "none"), "--storage", str(storage)]) == 2
+        out = capsys.readouterr()
+        assert out.out == "" and len(out.err.strip().splitlines()) == 1 and str(tmp_path / "none") in out.err
+    assert not storage.exists()
+
+
+def test_a_stage_refused_before_it_started_adds_no_wall_time(tmp_path):
+    import threading
+
+    from search.reproduce import STATE_FILE, _Clock
+    from search.spec import SpecError
+    from trainables.data import DataError
+
+    state = {"wall_seconds": {"origin_net": {"search": 5.0}}}
+    for key, error in (("search", SpecError("refused")), ("evaluate", DataError("no data"))):
+        with pytest.raises(type(error)):
+            with _Clock(tmp_path, state, ("origin_net", key), threading.Lock(), every=0.01):
+                threading.Event().wait(0.05)  # a few saves while the stage checked its inputs
+                raise error
+        assert state["wall_seconds"] == {"origin_net": {"search": 5.0}}
+        assert json.loads((tmp_path / STATE_FILE).read_text()) == state
+    with pytest.raises(RuntimeError):  # a stage that failed while it ran: its time counts
+        with _Clock(tmp_path, state, ("origin_net", "search"), threading.Lock()):
+            raise RuntimeError("a trial crashed")
+    assert state["wall_seconds"]["origin_net"]["search"] > 5.0
+
+
+def _started(storage, *, final: dict | None = None, saved_run: dict | None = None, in_flight: bool = False,
+             done: bool = True, result: dict | None = None, **options):
+    """A reproduction of report003's origin_net as ``reproduce report003 --archs origin_net`` with ``options``
+    (run_reproductions's) leaves it, without Ray: the search's spec.json (finished with ``done``); ``final``: the
+    final-run options recorded, ``saved_run``: the config of one final run saved, ``in_flight``: one stopped mid-way,
+    ``result``: the net's row of a finished record."""
+    from analysis.evaluate import RUNS_DIR
+    from trainables.experiment import SPEC_FILE
+
+    job = _a_job(storage, **options)
+    exp = job.root / "origin_net"
+    exp.mkdir(parents=True)
+    (exp / SPEC_FILE).write_text(json.dumps({"spec": job.specs["origin_net"].to_dict()}))
+    state = {"report": "report003", "searches": {"origin_net": {"done": True, "epochs": 4}} if done else {},
+             **({"final_runs": {"origin_net": final}} if final else {}),
+             **({"result": {"nets": [{"arch": "origin_net", **result}]}} if result else {})}
+    (job.root / "reproduce.json").write_text(json.dumps(state))
+    if saved_run is not None:
+        (exp / RUNS_DIR).mkdir()
+        (exp / RUNS_DIR / "origin_net-s0-0123456789abcdef.json").write_text(json.dumps({"config": saved_run,
+                                                                                        "result": {}}))
+    if in_flight:
+        (exp / RUNS_DIR / "checkpoint_origin_net-s1-0123456789abcdef").mkdir(parents=True)
+    return job, state
+
+
+def _a_job(storage, report="report003", archs=("origin_net",), **options):
+    """The job ``reproduce REPORT`` builds from ``options`` (run_reproductions's)."""
+    from search import reproduce
+
+    given = {"name": "", "repeats": None, "fixed": {}, "num_samples": None, "max_epochs": None, "final_epochs": None,
+             "train_images": None, "max_concurrent": 0}
+    return reproduce._job(report, storage=str(storage), archs=list(archs or []), **{**given, **options})
+
+
+SMALL = {"num_samples": 2, "max_epochs": 2, "fixed": {"val_size": 100}}
+SMALL_ARGS = ["reproduce", "report003", "--archs", "origin_net", "--num-samples", "2", "--max-epochs", "2", "--set",
+              "val_size=100"]
+
+
+@pytest.mark.parametrize("kept", ["recorded", "in-flight", "saved-run-only", "result-only"])
+def test_final_runs_are_kept_only_for_the_options_they_were_made_with(kept, tmp_path, capsys):
+    """Other final runs of a net that has some (finished or in flight) would score the test split again: refused in
+    one line naming what they were made with, before anything runs or is written. They were retrained and scored
+    (rc 0) for a changed --train-images, --train-images all, --repeats. The same options pass."""
+    from search import reproduce
+    from search.cli import main
+
+    made = {"repeats": 2, "epochs": 1, "train_images": 200}
+    run = {"arch": "origin_net", "epochs": 1, "subset": 200, "seed": 0, "val_size": 0}
+    # recorded when they start; a record written before that kept them in its result or its saved runs' configs
+    legacy = {"repeats": 2, "final_epochs_per_run": 1, "config": run, "train_images": 200}
+    job, state = _started(tmp_path, final=made if kept in ("recorded", "in-flight") else None,
+                          saved_run=None if kept == "in-flight" else run, in_flight=kept == "in-flight",
+                          result=legacy if kept == "result-only" else None, repeats=2, final_epochs=1,
+                          train_images=200, **SMALL)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    was = ("made with --final-epochs 1 --train-images 200" if kept == "saved-run-only"  # written before final_runs
+           else "made with --repeats 2 --final-epochs 1 --train-images 200")
+    without_final_epochs = [*SMALL_ARGS, "--storage", str(tmp_path), "--repeats", "2", "--train-images", "200"]
+    base = [*without_final_epochs, "--final-epochs", "1"]
+    changes = [(["--train-images", "300"], "--train-images 300:"), (["--train-images", "all"], "--train-images all:"),
+               (["--final-epochs", "3"], "--final-epochs 3:")]
+    if kept != "saved-run-only":
+        changes.append((["--repeats", "4", "--train-images", "150"], "--repeats 4 --train-images 150:"))
+    for more, named in changes:
+        assert main([*base, *more]) == 2
+        one_line_error(capsys, named, was, str(job.root), "test split", "new --name")
+    # left out, --final-epochs is the plan's (50): also other final runs, said so
+    assert main(without_final_epochs) == 2
+    one_line_error(capsys, "--final-epochs 50 (left out: the plan's)", was)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before  # nothing written
+    reproduce._check_continued(job, state)  # the same options: continued (runs not made yet are made)
+    # a reproduction whose final runs have not started is free to choose them
+    _, state = _started(tmp_path / "fresh", final=made, repeats=2, final_epochs=1, train_images=200, **SMALL)
+    reproduce._check_continued(_a_job(tmp_path / "fresh", repeats=3, train_images=300, **SMALL), state)
+
+
+@pytest.mark.parametrize("done", [True, False])
+def test_a_search_started_with_num_samples_asks_for_it_again_not_to_leave_it_out(done, tmp_path, capsys):
+    """Left out, reproduce's --num-samples is the plan's: "leave the option out" (search's advice) asked for the
+    wrong value. The message names what this command asked for and the value to give again."""
+    from search.cli import main
+
+    job, _ = _started(tmp_path, done=done, **SMALL)
+    exp = str(job.root / "origin_net")
+    args = ["reproduce", "report003", "--archs", "origin_net", "--storage", str(tmp_path), "--set", "val_size=100"]
+    assert main([*args, "--max-epochs", "2"]) == 2
+    one_line_error(capsys, "--num-samples left out (the plan's 12)", exp, "was started with --num-samples 2",
+                   "give --num-samples 2 again")
+    assert main([*args, "--max-epochs", "2", "--num-samples", "12"]) == 2
+    one_line_error(capsys, "--num-samples 12:", "give --num-samples 2 again")
+    assert main([*args, "--num-samples", "2"]) == 2
+    one_line_error(capsys, "--max-epochs left out (the plan's 20)", "give --max-epochs 2 again")
+
+
+def test_max_epochs_bounds_the_search_alone(tmp_path, capsys):
+    """--final-epochs says "default: the plan's"; --max-epochs N made the final runs N epochs too."""
+    from search.cli import main
+
+    job = _a_job(tmp_path, archs=None, max_epochs=3)
+    assert [job.specs[n.arch].max_epochs for n in job.nets] == [3, 3]
+    assert job.epochs == {"modified_net": 50, "origin_net": 50}
+    assert _a_job(tmp_path, archs=None, max_epochs=3, final_epochs=2).epochs == {"modified_net": 2, "origin_net": 2}
+    assert main(["reproduce", "report003", "--list", "--max-epochs", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "x <=  3 epochs" in out and "5 seeds x 50 epochs" in out and "x 3 epochs" not in out
+
+
+def test_list_shows_the_plan_with_the_options_given_checked_as_a_run(tmp_path, capsys):
+    """--list is the estimate before a run: it ignored every option but --set, and accepted what a run refuses."""
+    from search.cli import main
+
+    assert main(["reproduce", "report003", "--list", "--repeats", "2", "--num-samples", "3", "--max-epochs", "4",
+                 "--final-epochs", "2", "--train-images", "1000", "--archs", "origin_net"]) == 0
+    out = capsys.readouterr().out
+    assert "modified_net" not in out and "report003 origin_net" in out
+    assert "search  3 trials x <=  4 epochs" in out and "final  2 seeds x 2 epochs on 1,000 images" in out
+    assert main(["reproduce", "--list", "--archs", "lozano_f"]) == 0  # no report named: those that have the net
+    out = capsys.readouterr().out
+    assert "report004 lozano_f" in out and "lozano_c" not in out and "report003" not in out
+    for more, named in ((["--archs", "nope"], "--archs nope"), (["--repeats", "0"], "--repeats must be"),
+                        (["--archs", "origin_net,origin_net"], "listed twice"),
+                        (["--final-epochs", "0"], "--final-epochs must be")):
+        assert main(["reproduce", "report003", "--list", *more]) == 2
+        one_line_error(capsys, named)
 
 
 def test_more_train_images_than_the_split_holds_is_refused_before_the_searches(tmp_path, capsys, cifar_path):

@@ -8,6 +8,7 @@ the two left behind.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import optuna
 import pytest
 from ray.tune.schedulers import TrialScheduler
 
-from search.cli import main
+from search.cli import build_parser, main
 from search.hyperband import STATE_FILE as HB_FILE, PerArchHyperBand, brackets
 from search.pbt import STATE_FILE as PBT_FILE, Clip, mutations
 from search.spec import ExperimentSpec, SpecError, perturbable
@@ -39,6 +40,26 @@ CONTINUE, PAUSE, STOP = TrialScheduler.CONTINUE, TrialScheduler.PAUSE, TrialSche
     (["--scheduler", "pbt", "--set", "lr=0.01", "--set", "weight_decay=0", "--set", "dropout=0.1",
       "--set", "label_smoothing=0"], "--set fixes lr, weight_decay, dropout, label_smoothing"),
     (["--preset", "report003:grid", "--scheduler", "pbt"], "--scheduler pbt"),
+    # ~46,000 brackets: building them hung the search once Ray had started
+    (["--scheduler", "hyperband", "--max-epochs", "100", "--reduction-factor", "1.0001"],
+     "--reduction-factor 1.0001 with --scheduler hyperband and --max-epochs 100: HyperBand would make 46,055 brackets"),
+    (["--scheduler", "hyperband", "--max-epochs", "4", "--reduction-factor", "1.1"], "at most 4 are allowed"),
+    (["--reduction-factor", "inf"], "--reduction-factor must be a finite number > 1, got inf"),
+    # a flag given that the scheduler would silently ignore
+    (["--rung-ranking", "crowding"], "--rung-ranking crowding: orders MO-ASHA's rungs, and there are none without"),
+    (["--scheduler", "hyperband", "--rung-ranking", "crowding"], "--rung-ranking crowding"),
+    (["--scheduler", "pbt", "--rung-ranking", "hypervolume"], "--rung-ranking hypervolume"),
+    (["--scheduler", "none", "--objectives", "val_accuracy:max,params:min", "--rung-ranking", "crowding"],
+     "--scheduler none has none"),
+    (["--scheduler", "pbt", "--reduction-factor", "2"], "--reduction-factor 2: --scheduler pbt does not use it"),
+    (["--scheduler", "none", "--reduction-factor", "2"], "--reduction-factor 2: --scheduler none does not use it"),
+    (["--scheduler", "none", "--grace-period", "2"], "--grace-period 2: --scheduler none does not use it"),
+    (["--scheduler", "hyperband", "--grace-period", "1"], "--grace-period 1: --scheduler hyperband does not use it"),
+    (["--preset", "report003:grid", "--reduction-factor", "2"], "--preset report003:grid (--scheduler none) does not"),
+    # the tuned plan's epoch budget, which the user never gave
+    (["--preset", "report000:tuned", "--scheduler", "hyperband"], "preset's tuned plan spends an epoch budget"),
+    (["--preset", "report000:tuned", "--scheduler", "pbt"], "only ASHA honours"),
+    (["--preset", "report000:tuned", "--scheduler", "none"], "--scheduler none with --preset report000:tuned"),
 ])
 def test_nonsensical_combinations_are_refused_in_one_line_before_ray(args, named, tmp_path, capsys):
     import ray
@@ -48,6 +69,61 @@ def test_nonsensical_combinations_are_refused_in_one_line_before_ray(args, named
         argv[1:1] = ["--arch", "origin_net"]
     assert main(argv) == 2
     one_line_error(capsys, named)
+    assert not (tmp_path / "r").exists() and not ray.is_initialized()
+
+
+def test_a_tuned_preset_with_another_scheduler_does_not_blame_a_flag_never_given(tmp_path, capsys):
+    assert main(["search", "--preset", "report000:tuned", "--scheduler", "hyperband", "--storage",
+                 str(tmp_path / "r"), "--name", "x"]) == 2
+    assert "--epoch-budget" not in one_line_error(capsys, "--preset report000:tuned")
+
+
+def test_scheduler_options_left_out_keep_their_defaults(tmp_path):
+    """Only a flag the user gives is refused: the defaults (and a preset's or plan's values) go through."""
+    from search.cli.search import spec_from_args
+
+    def spec(*argv):
+        return spec_from_args(build_parser().parse_args(["search", *argv, "--storage", str(tmp_path / "r")]))
+
+    assert spec("--arch", "origin_net", "--scheduler", "pbt").reduction_factor == 3.0
+    assert spec("--arch", "origin_net", "--scheduler", "none").grace_period == 1
+    assert spec("--arch", "origin_net", "--scheduler", "hyperband", "--reduction-factor", "2").reduction_factor == 2
+    assert spec("--arch", "origin_net", "--objectives", "val_accuracy:max,params:min", "--rung-ranking",
+                "crowding").rung_ranking == "crowding"
+    assert spec("--preset", "report003:grid").scheduler == "none"
+    assert spec("--preset", "report000:tuned", "--scheduler", "asha").epoch_budget == 125
+    # the spec itself takes every default with every scheduler (reproduce, presets and benchmarks build it so)
+    for scheduler in ("hyperband", "pbt", "none"):
+        ExperimentSpec(archs=["origin_net"], scheduler=scheduler, storage=str(tmp_path / "r"))
+
+
+@pytest.mark.parametrize("options, named", [
+    ({"reduction_factor": 10**400}, "--reduction-factor must be a finite number > 1, got 1000"),
+    ({"reduction_factor": 10**400, "scheduler": "hyperband"}, "... (401 digits)"),
+    ({"reduction_factor": 2**63, "scheduler": "hyperband", "max_epochs": 2}, None),
+    ({"scheduler": "pbt", "reduction_factor": 2}, "--reduction-factor 2: --scheduler pbt does not use it"),
+    ({"rung_ranking": "crowding"}, "--rung-ranking crowding"),
+])
+def test_the_python_api_refuses_as_the_cli_before_ray(options, named, tmp_path, monkeypatch):
+    """api.search(reduction_factor=10**400) failed inside Ray's HyperBand (numpy cannot hold the int); a factor
+    numpy can hold as a float is taken as one."""
+    import ray
+
+    from search import api
+
+    if named is None:
+        import search.tuner
+
+        monkeypatch.setattr(search.tuner, "run_search", lambda spec, resume: pytest.fail("not refused"))
+        args = api._search_namespace({"arch": "origin_net", "storage": str(tmp_path / "r"), **options})
+        from search.cli.search import search_spec
+
+        factor = search_spec(args).reduction_factor
+        assert factor == 2**63 and isinstance(factor, float)
+        return
+    with pytest.raises(SpecError) as e:
+        api.search("origin_net", storage=str(tmp_path / "r"), name="x", **options)
+    assert named in str(e.value) and len(str(e.value).splitlines()) == 1
     assert not (tmp_path / "r").exists() and not ray.is_initialized()
 
 
@@ -248,6 +324,134 @@ def test_a_trial_re_running_its_milestone_after_a_resume_is_waited_for_not_judge
     assert [(h["kept"], h["stopped"], h["cutoff"]) for h in state["halvings"]] == [(["o2"], ["o3"], 0.6)]
     assert [(s["trial_id"], s["epoch"], s["value"]) for s in state["stops"]] == [("o3", 1, 0.4)]
     assert again[3].status == "TERMINATED"
+
+
+# --------------------------------------------------------------------------------------------- a corrupt record
+
+def _resumable(tmp_path, scheduler: str) -> Path:
+    """An experiment folder `search --resume` reads before Ray (spec.json, the study, the scheduler's record as the
+    scheduler wrote it in-process), with no Ray Tune state: what a resume checks first is all there is."""
+    from trainables.experiment import SPEC_FILE, sqlite_url, study_name
+
+    kw = dict(max_epochs=2, reduction_factor=2) if scheduler == "hyperband" else dict(max_epochs=3)
+    spec = ExperimentSpec(archs=["origin_net"], scheduler=scheduler, num_samples=2, name="x",
+                          storage=str(tmp_path / "r"), **kw)
+    exp = Path(spec.experiment_dir)
+    exp.mkdir(parents=True)
+    (exp / SPEC_FILE).write_text(json.dumps({"spec": spec.to_dict()}))
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        optuna.create_study(study_name=study_name("x", "origin_net"), storage=sqlite_url(exp))
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    sched = _scheduler(scheduler, exp)
+    if scheduler == "hyperband":
+        trials = [FakeTrial(f"o{i}") for i in range(4)]
+        ctl = FakeController(sched, trials)
+        for t in trials:
+            sched.on_trial_add(ctl, t)
+        step(sched, ctl, trials[2], 1, 0.6)
+    else:
+        sched.population = [{"key": f"population-000{i}", "arch": "origin_net", "config": {"arch": "origin_net"},
+                             "trial_id": f"t{i}"} for i in range(2)]
+        sched.persist()
+    return exp
+
+
+def _scheduler(scheduler: str, exp: Path):
+    """The scheduler of _resumable's experiment, built as a search builds it (it reads its record if there is one)."""
+    from search.pbt import PerArchPBT
+    from spaces import load_space
+
+    if scheduler == "hyperband":
+        return PerArchHyperBand(["origin_net"], max_t=2, reduction_factor=2.0, state_path=exp / HB_FILE)
+    params = {"origin_net": {k: p.to_dict() for k, p in load_space("origin_net").params.items()}}
+    return PerArchPBT(["origin_net"], params, 1, 3, None, [], state_path=exp / PBT_FILE)
+
+
+def _edit(path: Path, change) -> None:
+    state = json.loads(path.read_text())
+    change(state)
+    path.write_text(json.dumps(state))
+
+
+BROKEN_RECORDS = {  # name: scheduler, the change, what the refusal names (each a traceback after Ray had started)
+    "hb no max_t": ("hyperband", lambda s: s.pop("max_t"), "no 'max_t' key"),
+    "hb another factor": ("hyperband", lambda s: s.update(reduction_factor=3),
+                          "made for max_t 2 and reduction factor 3, not 2 and 2.0"),
+    "hb bands a string": ("hyperband", lambda s: s["archs"]["origin_net"].update(bands="oops"),
+                          "'archs.origin_net.bands' is a string, not a list"),
+    "hb bracket field": ("hyperband", lambda s: s["archs"]["origin_net"]["bands"][0][1].update(halves="1"),
+                         "'archs.origin_net.bands[0][1].halves' is a string, not an integer"),
+    "hb trial placed nowhere": ("hyperband", lambda s: s["archs"]["origin_net"]["trials"].update(o0=[0, 5]),
+                                "'archs.origin_net.trials.o0' is [0, 5], which is no bracket"),
+    "hb band too long": ("hyperband", lambda s: s["archs"]["origin_net"]["bands"][0].append(None),
+                         "has 3 brackets; HyperBand makes 2"),
+    "pbt no clock": ("pbt", lambda s: s.pop("clock"), "no 'clock' key"),
+    "pbt member junk": ("pbt", lambda s: s["population"].__setitem__(0, "junk"),
+                        "'population[0]' is a string, not an object"),
+    "pbt member of another net": ("pbt", lambda s: s["population"][1].update(arch="resnet18"),
+                                  "'population[1].arch' is 'resnet18', not a net of this search"),
+    "pbt another interval": ("pbt", lambda s: s.update(interval=2), "recorded for interval 2 and max_t 3"),
+}
+
+
+@pytest.mark.parametrize("broken", BROKEN_RECORDS)
+def test_resume_from_a_scheduler_record_its_load_cannot_take_is_refused_before_ray(broken, tmp_path, capsys):
+    """A record of the right top-level shape but wrong content raised inside Tune's unpickling of the scheduler
+    (KeyError, TypeError, ValueError), after Ray had started. Refused in one line naming the file and what is wrong,
+    nothing written; the scheduler's own load() refuses it the same way."""
+    import ray
+
+    scheduler, change, named = BROKEN_RECORDS[broken]
+    exp = _resumable(tmp_path, scheduler)
+    path = exp / (HB_FILE if scheduler == "hyperband" else PBT_FILE)
+    _edit(path, change)
+    before = {p: p.read_bytes() for p in exp.rglob("*") if p.is_file()}
+    assert main(["search", "--resume", "--name", "x", "--storage", str(exp.parent)]) == 2
+    one_line_error(capsys, "--resume:", repr(str(path)), "is corrupt", named)
+    assert not ray.is_initialized()
+    assert {p: p.read_bytes() for p in exp.rglob("*") if p.is_file()} == before
+    with pytest.raises(ValueError, match=re.escape(named)):  # what Tune's unpickling calls: the same check
+        _scheduler(scheduler, exp)
+
+
+def test_a_whole_record_passes_the_resume_check(tmp_path):
+    from search.tuner import check_saved_state, saved_spec
+
+    for scheduler in ("hyperband", "pbt"):
+        exp = _resumable(tmp_path / scheduler, scheduler)
+        check_saved_state(exp, saved_spec(exp))
+
+
+def test_report_reads_a_pbt_member_that_is_no_object_as_a_corrupt_record(tmp_path):
+    """load_trials read each member's initial config (AttributeError: 'str' object has no attribute 'get') before
+    it looked for Tune's state; report, report --json and evaluate showed the traceback."""
+    from analysis.load import ExperimentError, load_trials, scheduler_record
+
+    exp = _resumable(tmp_path, "pbt")
+    _edit(exp / PBT_FILE, lambda s: s["population"].__setitem__(0, "junk"))
+    with pytest.raises(ExperimentError, match=r"PBT state .* is corrupt: 'population\[0\]' is a string, not an"):
+        scheduler_record(exp, json.loads((exp / "spec.json").read_text())["spec"])
+    with pytest.raises(ExperimentError, match="no Ray Tune experiment state"):  # the trials are read on without it
+        load_trials(exp)
+
+
+def test_an_interrupted_search_shows_no_failed_to_fetch_metrics_warning(caplog):
+    """Ray's results warn "Failed to fetch metrics" (a FileNotFoundError each) for every trial that never reported:
+    after a Ctrl-C, all of HyperBand's pending trials, above the CLI's one-line interrupt message."""
+    import logging
+
+    from search.tuner import _QuietTuneEnding
+
+    ray_results = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    with caplog.at_level(logging.WARNING, logger="ray.tune.analysis.experiment_analysis"):
+        with _QuietTuneEnding():
+            ray_results.warning("Failed to fetch metrics for 3 trial(s):\n- x: FileNotFoundError('...')")
+            logging.getLogger("ray.tune.tune").warning("Trials did not complete: [x]")
+        ray_results.warning("Failed to fetch metrics for 1 trial(s)")  # outside a search: as Ray says it
+    assert [r.getMessage() for r in caplog.records] == ["Failed to fetch metrics for 1 trial(s)"]
 
 
 # --------------------------------------------------------------------------------------------- real searches

@@ -487,6 +487,23 @@ def _write_cache(path: Path, arrays: dict) -> None:
     os.replace(tmp, path)
 
 
+def check_named(data_dir: str | os.PathLike | None, dataset: str, option: str = "--dataset") -> None:
+    """DataError where ``dataset`` names a built-in other than cifar10 and ``data_dir`` holds an image-folder tree
+    (or its archive): that tree is read as itself whatever the name (``locate``), so the name would be dropped
+    unsaid (``cifar-tune ledger --dataset cifar100`` showed the folder's ledger). Nothing found: no refusal here
+    (``load_dataset`` downloads or says what is missing)."""
+    if dataset not in DATASETS or dataset == "cifar10":  # cifar10: the folder is its documented layout too
+        return
+    try:
+        kind, files = locate(data_dir, dataset)
+    except DataError:
+        return
+    if kind in ("folder", "folder_archive"):
+        raise DataError(f"{option} {dataset}: {str(files[0])!r} is an image-folder tree, read as itself whatever "
+                        f"{option} names, not {dataset}'s files: leave {option} out for it, or give --data-dir "
+                        f"the folder with {dataset}'s files")
+
+
 def load_dataset(data_dir: str | os.PathLike | None = None, dataset: str = "cifar10", download: bool = True,
                  cache_dir: str | os.PathLike | None = None) -> Dataset:
     """Find, decode (once) and return the dataset in ``data_dir``; see the module docstring for the layouts.

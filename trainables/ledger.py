@@ -34,9 +34,47 @@ NOT_HASHED = ("seed", "data_dir", "device")
 
 
 def ledger_dir() -> Path:
+    """The dataset ledgers' folder (``CIFAR_TUNE_LEDGER_DIR``, else ``test-ledger/`` in the data cache); DataError,
+    one line naming the variable and its value, where it cannot be a folder (a file is there, or above it)."""
     from trainables.data import default_cache_dir
 
-    return Path(os.environ.get("CIFAR_TUNE_LEDGER_DIR") or default_cache_dir() / "test-ledger")
+    d = Path(os.environ.get("CIFAR_TUNE_LEDGER_DIR") or default_cache_dir() / "test-ledger")
+    _check_dir(d)
+    return d
+
+
+def check_writable() -> Path:
+    """``ledger_dir()``, checked before a test-split scoring is made: a folder there (or one that can be made) that
+    this process can write. A scoring whose record cannot be appended is a use lost from the count, after its
+    training: a command that will score calls this before it trains (DataError, one line)."""
+    d = ledger_dir()
+    existing = next(p for p in (d, *d.parents) if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise _dir_error(d, f"{str(existing)!r} is not writable by this user")
+    return d
+
+
+def _dir_error(d: Path, why: str):
+    from trainables.data import DataError
+
+    named = os.environ.get("CIFAR_TUNE_LEDGER_DIR")
+    where = f"CIFAR_TUNE_LEDGER_DIR={named!r}" if named else f"the test-split ledger's folder {str(d)!r}"
+    return DataError(f"{where}: {why}; the ledger needs a folder (made if missing): "
+                     + ("point the variable at one, or unset it for the default in the data cache" if named else
+                        "set CIFAR_TUNE_LEDGER_DIR to one, or CIFAR_TUNE_CACHE_DIR to another cache"))
+
+
+def _check_dir(d: Path) -> None:
+    """DataError where ``d`` or a folder above it is not a folder (a file, or a path the system refuses)."""
+    for p in (d, *d.parents):
+        try:
+            if p.is_dir():
+                return
+            if p.exists():
+                raise _dir_error(d, f"{str(p)!r} is a file, not a folder" if p == d else
+                                 f"{str(p)!r}, a folder on its path, is a file")
+        except OSError as e:  # e.g. a name longer than the filesystem allows
+            raise _dir_error(d, e.strerror or str(e)) from None
 
 
 def ledger_path(checksum: str) -> Path:

@@ -6,6 +6,7 @@ import shlex
 from pathlib import Path
 
 from search.cli.common import add_json, comma_list
+from search.spec import check_address
 
 
 def cmd_evaluate(args) -> int:
@@ -14,6 +15,7 @@ def cmd_evaluate(args) -> int:
 
     archs = comma_list(args.archs, "--archs")
     trials = comma_list(args.trials, "--trials")
+    check_address(args.address)  # before the lock and the data: not Ray's words after them (or never, all saved)
     # for main's line on Ctrl-C or SIGTERM
     args.resume_command = "the same command (saved final runs are kept; one cut short goes on from its last epoch)"
     return holding_lock(args.experiment, "cifar-tune evaluate", lambda: _evaluate(args, archs, trials))
@@ -45,7 +47,8 @@ def _evaluate(args, archs, trials) -> int:
 def add(sub) -> None:
     e = sub.add_parser("evaluate", help="final test-set evaluation: retrain the top configs with N seeds, 95%% CIs")
     e.add_argument("experiment")
-    e.add_argument("--top-k", type=int, default=3, help="configs per net, ranked by validation accuracy")
+    e.add_argument("--top-k", type=int, default=None,
+                   help="configs per net, ranked by validation accuracy (default 3; not with --pareto or --trials)")
     e.add_argument("--repeats", type=int, default=5, help="seeds per config")
     e.add_argument("--train-on", default="train", choices=["train", "trainval"],
                    help="trainval also trains on the validation split (the table says which)")
@@ -56,7 +59,7 @@ def add(sub) -> None:
                    help="CPU cores (torch threads) per final run: more runs fewer at once, each sooner (default 1)")
     e.add_argument("--archs", help="comma-separated subset of the experiment's nets")
     e.add_argument("--svm-subset", type=int, default=0, help="also fit report 000's SVM on N training images")
-    e.add_argument("--svm-k", type=int, default=448, help="PCA components of the SVM")
+    e.add_argument("--svm-k", type=int, default=None, help="PCA components of the SVM (default 448; with --svm-subset)")
     e.add_argument("--address", help="Ray cluster: auto or HOST:PORT, or local for a new embedded one")
     e.add_argument("--pareto", action="store_true",
                    help="evaluate the Pareto front's members (see report) instead of the top-k per net")

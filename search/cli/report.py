@@ -12,6 +12,9 @@ from search.spec import SpecError
 def cmd_report(args) -> int:
     from analysis.load import ExperimentError, check_study, load_trials
 
+    if args.json and args.out:  # --json writes no file: the --out folder would stay empty, unsaid
+        raise SpecError(f"--json prints the trials and writes no files; --out {args.out!r} is where the tables and "
+                        f"report.html go: give one of them")
     try:
         trials = load_trials(args.experiment)
         if args.json and not args.without_study:  # (write_report's load checks it, after the other files)
@@ -61,7 +64,7 @@ def without_study_note(experiment: str) -> str:
 def add(sub) -> None:
     r = sub.add_parser("report", help="tables and report.html for an experiment")
     r.add_argument("experiment")
-    r.add_argument("--out", help="output directory (default: EXPERIMENT/report)")
+    r.add_argument("--out", help="output directory (default: EXPERIMENT/report; not with --json)")
     add_json(r, "machine-readable trial summary")
     r.add_argument("--without-study", action="store_true",
                    help="read the trials from the Ray results alone, for an Optuna study that cannot be read "

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from search.cli.common import add_set, assignments, comma_list
-from search.reproduce import (STATE_FILE, TABLE_FILE, get_plan, list_lines, list_plans, markdown_table,
+from search.reproduce import (STATE_FILE, TABLE_FILE, get_plan, list_plans, markdown_table, plan_listing,
                               run_reproductions)
 from search.spec import SpecError
 
@@ -33,11 +33,6 @@ def cmd_reproduce(args) -> int:
     for r in reports:
         get_plan(r)  # an unknown report: one line naming it and the known ones
     max_concurrent = _max_concurrent(args.max_concurrent)
-    if args.list:
-        print("\n".join(list_lines(reports or list_plans(), fixed)))
-        return 0
-    if not reports:
-        raise SpecError("reproduce: name a report (e.g. report003), or --list")
     train_images = None
     if args.train_images is not None:
         value = args.train_images.strip().lower()
@@ -45,17 +40,22 @@ def cmd_reproduce(args) -> int:
             raise SpecError(f"--train-images {args.train_images!r}: an integer >= 1, or 'all'")
         train_images = "all" if value == "all" else int(value)
     archs = comma_list(args.archs, "--archs")
+    options = dict(repeats=args.repeats, fixed=fixed, archs=archs, num_samples=args.num_samples,
+                   max_epochs=args.max_epochs, final_epochs=args.final_epochs, train_images=train_images,
+                   max_concurrent=max_concurrent)
+    if args.list:  # the plan a run with these options would run, checked as that run checks them
+        print("\n".join(plan_listing(reports, storage=args.storage or "", name=args.name or "", **options)))
+        return 0
+    if not reports:
+        raise SpecError("reproduce: name a report (e.g. report003), or --list")
     from search.tuner import SearchInterrupted, interrupted_exit
 
     again = " ".join(shlex.quote(a) for a in ["cifar-tune", *sys.argv[1:]]) if sys.argv[1:2] == ["reproduce"] \
         else f"cifar-tune reproduce {' '.join(reports)} (with the same options)"
     storage = args.storage or default_storage()
     try:
-        records = run_reproductions(reports, storage=storage, name=args.name or "", repeats=args.repeats,
-                                    fixed=fixed, archs=archs, num_samples=args.num_samples,
-                                    max_epochs=args.max_epochs, final_epochs=args.final_epochs,
-                                    train_images=train_images, max_concurrent=max_concurrent,
-                                    searches_only=args.searches_only)
+        records = run_reproductions(reports, storage=storage, name=args.name or "", searches_only=args.searches_only,
+                                    **options)
     except (SearchInterrupted, KeyboardInterrupt) as e:
         return interrupted_exit(e, "cifar-tune reproduce", "finished trials and final runs are saved", again)
     for report, record in zip(reports, records):
@@ -71,7 +71,8 @@ def cmd_reproduce(args) -> int:
 def add(sub) -> None:
     r = sub.add_parser("reproduce", help="a report's nets: tuned search -> final test runs -> its tables beside ours")
     r.add_argument("report", nargs="*", help=f"one or more of: {', '.join(list_plans())} (run in the order given)")
-    r.add_argument("--list", action="store_true", help="print every plan's (or the named ones') epochs and ETA, exit")
+    r.add_argument("--list", action="store_true",
+                   help="print every plan's (or the named ones') epochs and ETA with the options given, exit")
     r.add_argument("--searches-only", action="store_true",
                    help="run (or finish) the searches and stop before the final runs; the same command without it "
                         "goes on")
@@ -82,7 +83,8 @@ def add(sub) -> None:
     add_set(r, "fix a config value everywhere")
     r.add_argument("--archs", help="only these nets of the report(s)")
     r.add_argument("--num-samples", type=int, default=None, help="fewer trials (a smaller run of the same plan)")
-    r.add_argument("--max-epochs", type=int, default=None, help="a shorter horizon (budget and rungs scale)")
+    r.add_argument("--max-epochs", type=int, default=None,
+                   help="a shorter search horizon (budget and rungs scale); the final runs': --final-epochs")
     r.add_argument("--final-epochs", type=int, default=None, help="epochs of each final run (default: the plan's)")
     r.add_argument("--train-images", default=None, metavar="N|all",
                    help="images per final run (default: as many as the report's final model; all: the whole split)")

@@ -104,6 +104,11 @@ def spec_from_args(args) -> ExperimentSpec:
         kw["fixed"] = {**getattr(preset, "settings", {}), **fixed}
         if mode == "tuned":
             plan = tuned_plan(preset)
+            scheduler = kw.get("scheduler", "asha")
+            if plan["epoch_budget"] and scheduler != "asha":  # refused here: the user never gave --epoch-budget
+                raise SpecError(f"--scheduler {scheduler} with --preset {args.preset}: the preset's tuned plan spends "
+                                f"an epoch budget ({plan['epoch_budget']} epochs per net) that only ASHA honours; "
+                                f"leave --scheduler out, or use --arch to search with {scheduler}")
             kw.update(num_samples=plan["num_samples"], max_epochs=plan["max_epochs"],
                       grace_period=plan["grace_period"], reduction_factor=plan["reduction_factor"],
                       epoch_budget=plan["epoch_budget"], sampler=PLAN_SAMPLER)
@@ -118,7 +123,30 @@ def spec_from_args(args) -> ExperimentSpec:
         if not Path(args.space).is_file():
             raise SpecError(f"--space {args.space!r}: no such file")
         kw["space_files"] = {a: str(Path(args.space).resolve()) for a in archs}
-    return ExperimentSpec(archs=archs, **kw)
+    spec = ExperimentSpec(archs=archs, **kw)
+    refuse_unused(given_flags(args), spec, "--scheduler" if args.scheduler is not None else
+                  f"--preset {args.preset}" if spec.sampler == "grid" else "the default")
+    return spec
+
+
+def refuse_unused(given: dict, spec: ExperimentSpec, source: str) -> None:
+    """Refuse (SpecError) a flag the user gave (``given``: field -> value, see given_flags) that ``spec``'s scheduler
+    would ignore; ``source``: what chose the scheduler. Here, not in ExperimentSpec: a spec built by a plan
+    (reproduce, a preset, a benchmark) carries every field's default, used or not."""
+    s = spec.scheduler
+    unused = {"reduction_factor": s in ("pbt", "none"), "grace_period": s in ("hyperband", "none"),
+              "rung_ranking": not spec.objectives or s != "asha"}
+    key = next((k for k in given if unused.get(k)), None)
+    if key is None:
+        return
+    flag = f"--{key.replace('_', '-')} {given[key]:g}" if key != "rung_ranking" else f"--rung-ranking {given[key]}"
+    if key == "rung_ranking":
+        why = ("orders MO-ASHA's rungs, and there are none without --objectives" if not spec.objectives else
+               f"orders MO-ASHA's rungs, and --scheduler {s} has none")
+    else:
+        chosen = f"--scheduler {s}" if source == "--scheduler" else f"{source} (--scheduler {s})"
+        why = f"{chosen} does not use it"
+    raise SpecError(f"{flag}: {why}; leave it out")
 
 
 
