@@ -10,7 +10,7 @@ from search.spec import SpecError
 
 
 def cmd_report(args) -> int:
-    from analysis.load import ExperimentError, check_study, load_trials
+    from analysis.load import ExperimentError, check_study, experiment_path, load_spec, load_trials, scheduler_record
 
     if args.json and args.out:  # --json writes no file: the --out folder would stay empty, unsaid
         raise SpecError(f"--json prints the trials and writes no files; --out {args.out!r} is where the tables and "
@@ -19,6 +19,9 @@ def cmd_report(args) -> int:
         trials = load_trials(args.experiment)
         if args.json and not args.without_study:  # (write_report's load checks it, after the other files)
             check_study(args.experiment)
+        if args.json:  # the decisions it prints (load_trials reads a corrupt record as none): refused as report's
+            exp = experiment_path(args.experiment)
+            scheduler_record(exp, load_spec(exp)["spec"])
     except ExperimentError as e:
         raise SpecError(str(e)) from None
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
