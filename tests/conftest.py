@@ -123,3 +123,33 @@ def pytest_collection_modifyitems(config, items):
         return 1 + len(SLOWEST_FIRST) + QUICK.index(name) if name in QUICK else 0
 
     items.sort(key=rank)  # stable: each file's tests keep their order
+
+
+def stub_experiment(tmp_path, monkeypatch, fixed: dict | None = None) -> Path:
+    """An experiment that loads without Ray: spec.json whole (``fixed``: its spec's fixed config, e.g. a data_dir),
+    its Optuna study readable, the trials (Tune's part) stubbed: one finished origin_net trial."""
+    import json
+
+    import optuna
+
+    import analysis.load
+    from trainables.experiment import sqlite_url
+
+    trial = {"trial_id": "a", "arch": "origin_net", "config": {"arch": "origin_net", "lr": 0.01}, "status": "completed",
+             "epochs": 1, "max_epochs": 1, "val_accuracy": 0.3, "val_loss": 2.0, "best_val_accuracy": 0.3,
+             "best_epoch": 1, "best_val_loss": 2.0, "train_accuracy": 0.3, "train_loss": 2.0, "params": 48252,
+             "size_mb": 0.19, "train_time_s": 1.0, "error": None, "path": None,
+             "history": [{"epoch": 1, "train_loss": 2.0, "train_accuracy": 0.3, "val_loss": 2.0,
+                          "val_accuracy": 0.3, "epoch_seconds": 1.0}]}
+    monkeypatch.setattr(analysis.load, "load_trials", lambda exp_dir: [dict(trial)])
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    spec = {"archs": ["origin_net"], "name": "exp", **({"fixed": fixed} if fixed is not None else {})}
+    (exp / "spec.json").write_text(json.dumps({"spec": spec}))
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # Optuna's "study created" line is not the command's
+    try:
+        optuna.create_study(study_name="exp-origin_net", storage=sqlite_url(exp))  # its study, readable
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    return exp

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from search.cli import main
+from tests.conftest import stub_experiment
 from tests.searchrun import one_line_error
 
 EXPECTED_PARAMS = {"simple_cnn": 84_714, "keras_cnn": 160_650, "resnet18": 11_181_642, "ghasemi_net": 2_753_546,
@@ -90,30 +91,8 @@ def test_console_script_runs():
 # the data ("does not exist"), never at a download or a Ray start.
 
 def _experiment(tmp_path, monkeypatch):
-    import optuna
-
-    import analysis.load
-    from trainables.experiment import sqlite_url
-
-    trial = {"trial_id": "a", "arch": "origin_net", "config": {"arch": "origin_net", "lr": 0.01}, "status": "completed",
-             "epochs": 1, "max_epochs": 1, "val_accuracy": 0.3, "val_loss": 2.0, "best_val_accuracy": 0.3,
-             "best_epoch": 1, "best_val_loss": 2.0, "train_accuracy": 0.3, "train_loss": 2.0, "params": 48252,
-             "size_mb": 0.19, "train_time_s": 1.0, "error": None, "path": None,
-             "history": [{"epoch": 1, "train_loss": 2.0, "train_accuracy": 0.3, "val_loss": 2.0,
-                          "val_accuracy": 0.3, "epoch_seconds": 1.0}]}
-    monkeypatch.setattr(analysis.load, "load_trials", lambda exp_dir: [dict(trial)])
     monkeypatch.setenv("CIFAR_TUNE_LEDGER_DIR", str(tmp_path / "ledger"))
-    exp = tmp_path / "exp"
-    exp.mkdir()
-    (exp / "spec.json").write_text(json.dumps({"spec": {"archs": ["origin_net"], "name": "exp",
-                                                        "fixed": {"data_dir": str(tmp_path / "no-data")}}}))
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        optuna.create_study(study_name="exp-origin_net", storage=sqlite_url(exp))
-    finally:
-        optuna.logging.set_verbosity(verbosity)
-    return exp
+    return stub_experiment(tmp_path, monkeypatch, fixed={"data_dir": str(tmp_path / "no-data")})
 
 
 @pytest.mark.parametrize("args, named", [

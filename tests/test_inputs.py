@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from search.cli import build_parser, main
-from tests.conftest import REPO, make_image_folder
+from tests.conftest import REPO, make_image_folder, stub_experiment
 from tests.searchrun import one_line_error
 
 SUBCOMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)
@@ -300,33 +300,6 @@ def test_a_pbt_record_whose_member_is_no_object_is_one_line(command, tmp_path, c
     assert main([*command, str(exp)]) == 2  # report --json printed the trials without the decisions, unsaid
     one_line_error(capsys, "PBT state", str(exp / "pbt_state.json"), "is corrupt",
                    "'population[0]' is a string, not an object")
-
-
-def stub_experiment(tmp_path, monkeypatch):
-    """An experiment that loads without Ray: spec.json whole, the trials (Tune's part) stubbed."""
-    import analysis.load
-
-    trial = {"trial_id": "a", "arch": "origin_net", "config": {"arch": "origin_net", "lr": 0.01}, "status": "completed",
-             "epochs": 1, "max_epochs": 1, "val_accuracy": 0.3, "val_loss": 2.0, "best_val_accuracy": 0.3,
-             "best_epoch": 1, "best_val_loss": 2.0, "train_accuracy": 0.3, "train_loss": 2.0, "params": 48252,
-             "size_mb": 0.19, "train_time_s": 1.0, "error": None, "path": None,
-             "history": [{"epoch": 1, "train_loss": 2.0, "train_accuracy": 0.3, "val_loss": 2.0,
-                          "val_accuracy": 0.3, "epoch_seconds": 1.0}]}
-    import optuna
-
-    from trainables.experiment import sqlite_url
-
-    monkeypatch.setattr(analysis.load, "load_trials", lambda exp_dir: [dict(trial)])
-    exp = tmp_path / "exp"
-    exp.mkdir()
-    (exp / "spec.json").write_text(json.dumps({"spec": {"archs": ["origin_net"], "name": "exp"}}))
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # Optuna's "study created" line is not the command's
-    try:
-        optuna.create_study(study_name="exp-origin_net", storage=sqlite_url(exp))  # its study, readable
-    finally:
-        optuna.logging.set_verbosity(verbosity)
-    return exp
 
 
 def test_a_full_disk_while_writing_the_report_is_one_line(tmp_path, capsys, monkeypatch):
