@@ -298,7 +298,7 @@ def evaluate_experiment(exp_dir: str | Path, top_k: int | None = None, repeats: 
 
     from trainables.data import load_dataset
 
-    data = load_dataset(fixed.get("data_dir"), fixed.get("dataset", "cifar10"))
+    data = load_dataset(fixed.get("data_dir"), fixed.get("dataset", "cifar10"), any_name=True)  # as it was searched
     changed = data_change(exp.record, data)
     if changed:  # its test split would be another's, and its ledger too
         raise ValueError(f"the data changed since the search ({changed}): restore the original files; a search is "

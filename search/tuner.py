@@ -132,11 +132,9 @@ def init_ray(spec: ExperimentSpec) -> None:
 
 
 def load_data(spec: ExperimentSpec):
-    from trainables.data import check_named, load_dataset
+    from trainables.data import load_dataset
 
-    where, name = spec.fixed.get("data_dir"), spec.fixed.get("dataset", "cifar10")
-    check_named(where, name)  # an image-folder tree read as cifar100 (say) would train on it labelled cifar100
-    data = load_dataset(where, name)
+    data = load_dataset(spec.fixed.get("data_dir"), spec.fixed.get("dataset", "cifar10"))
     data.channel_stats()  # computed once here; the cached value travels to every trial with the arrays
     return data
 

@@ -487,29 +487,15 @@ def _write_cache(path: Path, arrays: dict) -> None:
     os.replace(tmp, path)
 
 
-def check_named(data_dir: str | os.PathLike | None, dataset: str, option: str = "--dataset") -> None:
-    """DataError where ``dataset`` names a built-in other than cifar10 and ``data_dir`` holds an image-folder tree
-    (or its archive): that tree is read as itself whatever the name (``locate``), so the name would be dropped
-    unsaid (``cifar-tune ledger --dataset cifar100`` showed the folder's ledger). Nothing found: no refusal here
-    (``load_dataset`` downloads or says what is missing)."""
-    if dataset not in DATASETS or dataset == "cifar10":  # cifar10: the folder is its documented layout too
-        return
-    try:
-        kind, files = locate(data_dir, dataset)
-    except DataError:
-        return
-    if kind in ("folder", "folder_archive"):
-        raise DataError(f"{option} {dataset}: {str(files[0])!r} is an image-folder tree, read as itself whatever "
-                        f"{option} names, not {dataset}'s files: leave {option} out for it, or give --data-dir "
-                        f"the folder with {dataset}'s files")
-
-
 def load_dataset(data_dir: str | os.PathLike | None = None, dataset: str = "cifar10", download: bool = True,
-                 cache_dir: str | os.PathLike | None = None) -> Dataset:
+                 cache_dir: str | os.PathLike | None = None, any_name: bool = False) -> Dataset:
     """Find, decode (once) and return the dataset in ``data_dir``; see the module docstring for the layouts.
 
     ``dataset`` is a built-in name (``DATASETS``), or a dataset of the user's own: ``path/to/data.py:Name``,
     ``pkg.module:attr`` or a ``cifar_tune.datasets`` entry-point name (:func:`load_user_dataset`).
+    An image-folder tree (or its archive) is read as itself, so a built-in name other than cifar10 with one is a
+    DataError (``cifar-tune ledger --dataset cifar100`` showed the folder's ledger, ``train`` trained on it labelled
+    cifar100); ``any_name``: read it whatever the name (evaluate, for an experiment recorded so before this check).
     """
     if dataset not in DATASETS:
         from trainables.user_data import load_user_dataset
@@ -527,6 +513,10 @@ def load_dataset(data_dir: str | os.PathLike | None = None, dataset: str = "cifa
             raise
         _download(d, dataset)
         kind, files = locate(d, dataset)
+    if kind in ("folder", "folder_archive") and dataset != "cifar10" and not any_name:  # cifar10: its layout too
+        raise DataError(f"--dataset {dataset}: {str(files[0])!r} is an image-folder tree, read as itself whatever "
+                        f"--dataset names, not {dataset}'s files: leave --dataset out for it, or give --data-dir "
+                        f"the folder with {dataset}'s files")
     checksum = source_checksum(files)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cache_path = cache / f"{kind}-{checksum[:20]}.npz"

@@ -9,11 +9,10 @@ DATASET_FLAG_HELP = ("cifar10 (default), cifar100, fashion_mnist, mnist, kmnist,
 
 
 def cmd_data(args) -> int:
-    from trainables.data import DataError, check_named, load_dataset
+    from trainables.data import DataError, load_dataset
 
     if args.val_size < 0:
         raise CliError(f"--val-size must be >= 0, got {args.val_size}")
-    check_named(args.data_dir, args.dataset)  # an image-folder tree is read whatever --dataset says: said, not shown
     ds = load_dataset(args.data_dir, args.dataset, download=not args.no_download)
     try:
         summary = ds.summary(args.val_size)

@@ -8,10 +8,9 @@ from search.cli.data import DATASET_FLAG_HELP
 def cmd_ledger(args) -> int:
     """Every use of a dataset's test split on this machine (trainables.ledger), per net."""
     from trainables import ledger
-    from trainables.data import check_named, load_dataset
+    from trainables.data import load_dataset
 
     ledger.ledger_dir()  # CIFAR_TUNE_LEDGER_DIR that names a file: one line, before the data is read
-    check_named(args.data_dir, args.dataset)
     ds = load_dataset(args.data_dir, args.dataset, download=False)
     records, unreadable = ledger.read_counted(ledger.ledger_path(ds.checksum))  # the file read once
     arch = ledger_net(args.arch, records)

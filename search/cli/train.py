@@ -58,7 +58,7 @@ def _train_config(args) -> dict:
 
 def cmd_train(args) -> int:
     from trainables.config import resolve_config
-    from trainables.data import check_named, load_dataset
+    from trainables.data import load_dataset
     from trainables.train import load_state, pick_device, print_report, save_state, train
 
     cfg = resolve_config(_train_config(args))  # every bad value fails here, before data or model exist
@@ -83,7 +83,6 @@ def cmd_train(args) -> int:
         if cfg["epochs"] <= resume_state["epoch"]:
             raise CliError(f"--resume: the checkpoint in {args.checkpoint_dir!r} has trained "
                            f"{resume_state['epoch']} epochs already; epochs={cfg['epochs']} leaves none to train")
-    check_named(cfg["data_dir"], cfg["dataset"])  # an image-folder tree is read whatever the name: not trained on
     data = load_dataset(cfg["data_dir"], cfg["dataset"])
 
     def report(metrics, state):
