@@ -127,6 +127,11 @@ def _in_flight_dir(exp_dir: Path, config: dict) -> Path:
     return path.parent / f"checkpoint_{path.stem}"
 
 
+def saved_runs(exp_dir: str | Path, arch: str) -> list[Path]:
+    """The result files of ``arch``'s finished final runs (``_run_path``), sorted."""
+    return sorted((Path(exp_dir) / RUNS_DIR).glob(f"{arch}-s*.json"))
+
+
 def in_flight_epochs(exp_dir: str | Path, arch: str) -> list[int]:
     """The epoch each of ``arch``'s final runs stopped mid-way has reached (its ``_in_flight_dir``; one it cannot
     read counts 0): what a rerun will not train again, for an ETA that does not count it."""

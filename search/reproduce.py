@@ -469,10 +469,10 @@ def _final_options(job: _Job, arch: str) -> dict:
 def _final_runs_made(job: _Job, net: NetPlan, state: dict) -> dict | None:
     """What the final runs ``net`` already has (finished, or in flight) were made with; None: it has none. A record
     written before ``final_runs`` was kept says it in its result, or in the config of a run it saved."""
-    from analysis.evaluate import RUNS_DIR, in_flight_epochs
+    from analysis.evaluate import in_flight_epochs, saved_runs
 
     exp_dir = job.root / net.arch
-    saved = sorted((exp_dir / RUNS_DIR).glob(f"{net.arch}-s*.json"))
+    saved = saved_runs(exp_dir, net.arch)
     result = next((n for n in (state.get("result") or {}).get("nets", []) if n.get("arch") == net.arch), None)
     if not saved and result is None and not in_flight_epochs(exp_dir, net.arch):
         return None
@@ -546,7 +546,7 @@ def _run_stages(job: _Job, state: dict, lock: threading.Lock, eta: OverallEta, l
     if searches_only:  # e.g. to check a proxy search (benchmarks.proxy_check) before hours of final runs
         log(f"reproduce {report}: searches finished; the final runs: the same command without --searches-only")
         return None
-    from analysis.evaluate import RUNS_DIR, evaluate_experiment, in_flight_epochs, ledger_lines
+    from analysis.evaluate import evaluate_experiment, in_flight_epochs, ledger_lines, saved_runs
 
     evaluations = {}
     for net in job.nets:  # 2. the final runs: each saved as it ends, so a rerun trains only the missing ones
@@ -559,7 +559,7 @@ def _run_stages(job: _Job, state: dict, lock: threading.Lock, eta: OverallEta, l
         except ExperimentLocked as e:
             raise SpecError(str(e)) from None
         try:
-            saved = len(list((root / net.arch / RUNS_DIR).glob(f"{net.arch}-s*.json")))
+            saved = len(saved_runs(root / net.arch, net.arch))
             saved += sum(min(e, epochs) / epochs for e in in_flight_epochs(root / net.arch, net.arch))  # part-run
             eta.start((report, net.arch, "final"), 1 - min(saved, repeats) / repeats)
             with lock:  # what they are made with, before the first is scored: a rerun keeps them only for the same
