@@ -14,7 +14,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from trainables.config import MAX_EPOCHS, ConfigError, is_count, validate_value
+from trainables.config import MAX_EPOCHS, ConfigError, is_count, shown, validate_value
 from trainables.experiment import OPTUNA_DB
 from trainables.objectives import DEFAULT_RANKING
 
@@ -43,6 +43,7 @@ PERTURBABLE = ("lr", "weight_decay", "dropout", "label_smoothing")  # what PBT m
 # MAX_BRACKETS (eta >= 1.25 at 10^6 epochs; the usual eta of 2-4 gives <= 20): far beyond, building the brackets
 # alone (quadratic in their count) hung before a trial ran.
 MAX_BRACKETS = 64
+COUNT_MAX = 10**9  # trials, failures, concurrency, an epoch budget: above it a typo, and Ray's int64 overflows
 
 
 def hyperband_brackets(max_epochs: int, reduction_factor: float) -> int:
@@ -109,17 +110,22 @@ class ExperimentSpec:
         self._resolve_nets()
         if len(set(self.archs)) != len(self.archs):
             raise SpecError(f"--arch: an architecture is listed twice: {','.join(self.archs)}")
-        for key, low in (("num_samples", 1), ("max_epochs", 1), ("grace_period", 1), ("max_failures", 0),
-                         ("max_concurrent", 0)):
+        for key, low, high in (("num_samples", 1, COUNT_MAX), ("max_epochs", 1, MAX_EPOCHS),
+                               ("grace_period", 1, MAX_EPOCHS), ("max_failures", 0, COUNT_MAX),
+                               ("max_concurrent", 0, COUNT_MAX)):  # max_epochs: past it every trial is refused
             value = getattr(self, key)
             if not is_count(value, low):
                 raise SpecError(f"--{key.replace('_', '-')} must be an integer >= {low}, got {value!r}")
+            if value > high:
+                raise SpecError(f"--{key.replace('_', '-')} must be at most {high:,}, got {shown(value)}")
         top = 2**32 - len(self.archs)  # net i's sampler is seeded seed + i, and numpy's seeds stop below 2**32
         if not is_count(self.seed) or self.seed > top:
             raise SpecError(f"--seed must be an integer in [0, {top}] (net i's sampler gets seed + i, below 2**32), "
                             f"got {self.seed!r}")
         if not is_count(self.epoch_budget):
             raise SpecError(f"--epoch-budget must be an integer >= 0, got {self.epoch_budget!r}")
+        if self.epoch_budget > COUNT_MAX:
+            raise SpecError(f"--epoch-budget must be at most {COUNT_MAX:,}, got {shown(self.epoch_budget)}")
         if self.scheduler not in SCHEDULERS:
             raise SpecError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
         if self.epoch_budget and self.scheduler != "asha":
@@ -139,8 +145,6 @@ class ExperimentSpec:
                             "(the default), which draws without looking at them: add --sampler tpe")
         if self.sampler == "grid" and not self.grid:
             raise SpecError("--sampler grid runs a report's own grid: use --preset NAME:grid (see cifar-tune presets)")
-        if self.max_epochs > MAX_EPOCHS:  # every trial would be refused its epochs, after Ray started
-            raise SpecError(f"--max-epochs must be at most {MAX_EPOCHS:,}, got {self.max_epochs!r}")
         if not self.cpus_per_trial >= 0 or not math.isfinite(self.cpus_per_trial):  # nan: no trial ever placed
             raise SpecError(f"--cpus-per-trial must be a number >= 0, got {self.cpus_per_trial!r}")
         if not math.isfinite(self.gpus_per_trial) or self.gpus_per_trial != -1 and not 0 <= self.gpus_per_trial:
@@ -428,7 +432,7 @@ def resume_conflict(saved: dict, given: dict, exp_dir: str, whole: bool = False)
     def plain(value):  # as spec.json holds it: tuples are lists, and 3 == 3.0
         return json.loads(json.dumps(value, default=str))
 
-    def shown(value) -> str:
+    def as_flag(value) -> str:
         if isinstance(value, dict):  # space_files: arch -> file
             value = sorted(set(value.values()))
         if isinstance(value, (list, tuple)):
@@ -449,7 +453,7 @@ def resume_conflict(saved: dict, given: dict, exp_dir: str, whole: bool = False)
         if key != "fixed":
             if plain(value) != plain(saved[key]):
                 flag = FLAGS.get(key, "--" + key.replace("_", "-"))
-                refuse(flag, shown(value), f"{flag} {shown(saved[key])}")
+                refuse(flag, as_flag(value), f"{flag} {as_flag(saved[key])}")
             continue
         before = saved[key] or {}
         for k in sorted(set(value) | (set(before) if whole else set())):

@@ -103,6 +103,10 @@ def test_scheduler_options_left_out_keep_their_defaults(tmp_path):
     ({"reduction_factor": 2**63, "scheduler": "hyperband", "max_epochs": 2}, None),
     ({"scheduler": "pbt", "reduction_factor": 2}, "--reduction-factor 2: --scheduler pbt does not use it"),
     ({"rung_ranking": "crowding"}, "--rung-ranking crowding"),
+    ({"num_samples": 10**400}, "--num-samples must be at most 1,000,000,000, got 100000000000... (401 digits)"),
+    ({"max_epochs": 10**400}, "--max-epochs must be at most 1,000,000, got 100000000000... (401 digits)"),
+    ({"max_concurrent": 2**64}, "--max-concurrent must be at most 1,000,000,000, got 18446744073709551616"),
+    ({"epoch_budget": 10**10}, "--epoch-budget must be at most 1,000,000,000, got 10000000000"),
 ])
 def test_the_python_api_refuses_as_the_cli_before_ray(options, named, tmp_path, monkeypatch):
     """api.search(reduction_factor=10**400) failed inside Ray's HyperBand (numpy cannot hold the int); a factor

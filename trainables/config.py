@@ -175,7 +175,7 @@ def _coerce(key: str, value: Any) -> Any:
     raise ConfigError(f"{key}: expected {typ.__name__}, got {value!r}")
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
     """``repr(value)``, a huge int shortened (``--set seed=1e300`` is an int of 301 digits)."""
     text = repr(value)
     if not isinstance(value, int) or len(text) <= 30:
@@ -200,9 +200,9 @@ def validate_value(key: str, value: Any) -> Any:
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{key}: must be finite, got {value!r}")
         if check is not None and not check(value):
-            raise ConfigError(f"{key}: must be {meaning}, got {_shown(value)}")
+            raise ConfigError(f"{key}: must be {meaning}, got {shown(value)}")
         if isinstance(value, int) and not isinstance(value, bool) and not -INT64_MAX - 1 <= value <= INT64_MAX:
-            raise ConfigError(f"{key}: must fit in a 64-bit integer, got {_shown(value)}")
+            raise ConfigError(f"{key}: must fit in a 64-bit integer, got {shown(value)}")
     return value
 
 
