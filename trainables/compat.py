@@ -10,6 +10,7 @@ It sits in ``trainables/`` because ``analysis/`` and ``trainables/`` use it too 
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -511,11 +512,20 @@ def check_reachable(address: str | None, timeout: float = 5.0) -> None:
 
 
 def ray_init(**kwargs) -> None:
-    """``ray.init(**kwargs)``, keeping the SIGTERM handler the caller had set in Python. Ray 2.x replaces the driver's
-    with ``sys.exit(signum)`` (exit 15, no word said; under Ray 2.60 a stop during ``ray.wait`` also ended with
-    exit 1 and no line): the CLI's own one line and exit 143 (``search.tuner.stop_on_sigterm``) would be lost
-    at the first ``ray.init``. A process that set none (SIG_DFL: a user's script) keeps Ray's handler, as
-    any Ray program does."""
+    """``ray.init(**kwargs)``, keeping the SIGTERM handler the caller had set in Python, with the Ray processes it
+    starts (GCS, raylet, dashboard, ...) in a process group of their own.
+
+    The handler: Ray 2.x replaces the driver's with ``sys.exit(signum)`` (exit 15, no word said; under Ray 2.60 a
+    stop during ``ray.wait`` also ended with exit 1 and no line): the CLI's own one line and exit 143
+    (``search.tuner.stop_on_sigterm``) would be lost at the first ``ray.init``. A process that set none (SIG_DFL:
+    a user's script) keeps Ray's handler, as any Ray program does.
+
+    The process group: Ray starts its node in the driver's group, so a signal to the group (coreutils ``timeout``,
+    a batch scheduler's time limit, ``kill -TERM -PGID``) reached the GCS too; the driver's orderly stop then waited
+    60 s for a GCS that was gone and ended on Ray's "Failed to connect to GCS" line. In a group of their own they
+    hear the signal from the driver, which stops the search and then them; they still end with the driver if it is
+    killed (Ray's kernel fate sharing, ``prctl(PR_SET_PDEATHSIG)``). Linux only, where Ray has that fate sharing
+    (elsewhere Ray's reaper finds its processes by the driver's group; on Windows Ray makes new groups itself)."""
     import signal
     import threading
 
@@ -524,6 +534,42 @@ def ray_init(**kwargs) -> None:
     check_reachable(kwargs.get("address"))
     main = threading.current_thread() is threading.main_thread()
     before = signal.getsignal(signal.SIGTERM) if main else None
-    ray.init(**kwargs)
+    with _ray_processes_in_own_group():
+        ray.init(**kwargs)
     if callable(before):
         signal.signal(signal.SIGTERM, before)
+
+
+@contextlib.contextmanager
+def _ray_processes_in_own_group():
+    """Within it, each process Ray's ``services.start_ray_process`` starts (through its ``ConsolePopen``) makes itself
+    the leader of a new process group before Ray's own ``preexec_fn`` runs, on Linux with kernel fate sharing
+    (private: test_private_api checks what this relies on)."""
+    import os
+    import sys
+
+    from ray._private import services, utils
+
+    if not (sys.platform.startswith("linux") and utils.detect_fate_sharing_support()):
+        yield
+        return
+
+    popen = services.ConsolePopen
+
+    class OwnGroupPopen(popen):
+        def __init__(self, *args, **kwargs):
+            inner = kwargs.get("preexec_fn")
+
+            def preexec():
+                os.setpgid(0, 0)
+                if inner is not None:
+                    inner()
+
+            kwargs["preexec_fn"] = preexec
+            super().__init__(*args, **kwargs)
+
+    services.ConsolePopen = OwnGroupPopen
+    try:
+        yield
+    finally:
+        services.ConsolePopen = popen
