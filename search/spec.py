@@ -112,7 +112,8 @@ class ExperimentSpec:
             raise SpecError(f"--arch: an architecture is listed twice: {','.join(self.archs)}")
         for key, low, high in (("num_samples", 1, COUNT_MAX), ("max_epochs", 1, MAX_EPOCHS),
                                ("grace_period", 1, MAX_EPOCHS), ("max_failures", 0, COUNT_MAX),
-                               ("max_concurrent", 0, COUNT_MAX)):  # max_epochs: past it every trial is refused
+                               ("max_concurrent", 0, COUNT_MAX), ("epoch_budget", 0, COUNT_MAX)):
+            # max_epochs: past MAX_EPOCHS every trial would be refused its epochs, after Ray started
             value = getattr(self, key)
             if not is_count(value, low):
                 raise SpecError(f"--{key.replace('_', '-')} must be an integer >= {low}, got {value!r}")
@@ -122,10 +123,6 @@ class ExperimentSpec:
         if not is_count(self.seed) or self.seed > top:
             raise SpecError(f"--seed must be an integer in [0, {top}] (net i's sampler gets seed + i, below 2**32), "
                             f"got {self.seed!r}")
-        if not is_count(self.epoch_budget):
-            raise SpecError(f"--epoch-budget must be an integer >= 0, got {self.epoch_budget!r}")
-        if self.epoch_budget > COUNT_MAX:
-            raise SpecError(f"--epoch-budget must be at most {COUNT_MAX:,}, got {shown(self.epoch_budget)}")
         if self.scheduler not in SCHEDULERS:
             raise SpecError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
         if self.epoch_budget and self.scheduler != "asha":
